@@ -1,0 +1,29 @@
+# Two entry points for a fresh clone: `make run` (the dashboard) and `make test` (the whole suite).
+# Both create .venv on first use and reinstall only when a requirements file changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench clean
+
+run: $(VENV)/.runtime-installed
+	$(BIN)/streamlit run dashboard.py
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.runtime-installed
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,118 @@
+"""Decode whatever image a user brings into RGB uint8 pixels, or say in one sentence why not."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+# Large enough for any camera (a 100 MP frame), small enough that a crafted header
+# cannot make us allocate gigabytes (a decompression bomb).
+MAX_PIXELS = 100_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+ImageLike = np.ndarray | Image.Image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB: alpha over white, 16-bit and float scaled to 8 bits."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        # 16-bit data (and 32-bit ints holding 16-bit data) scale by 65535; floats in 0..1 by 1.
+        top = 1.0 if image.mode == "F" and values.max(initial=0) <= 1.0 else (255.0 if values.max(initial=0) <= 255 else 65535.0)
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarray:
+    """Decode an image file (bytes or path) into ``(H, W, 3)`` uint8 RGB.
+
+    EXIF orientation is applied; any mode (grayscale, palette, RGBA, CMYK,
+    16-bit) is converted; the first frame of an animation is used. Raises
+    InputError with one sentence naming ``name`` when the data is not a readable image.
+    """
+    if isinstance(data, (str, Path)):
+        name = name or Path(data).name
+        try:
+            data = Path(data).read_bytes()
+        except OSError as error:
+            raise InputError(f"'{name}' could not be read: {error.strerror or error}.") from None
+    name = name or "the image"
+    if not data:
+        raise InputError(f"'{name}' is empty (0 bytes).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise InputError(
+                    f"'{name}' is {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit."
+                )
+            image.load()
+            image = _to_rgb(ImageOps.exif_transpose(image))
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError(f"'{name}' is not an image format this app can read (use JPEG, PNG, WebP or BMP).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"'{name}' declares more pixels than the {MAX_PIXELS // 1_000_000} megapixel limit.") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"'{name}' is corrupt or truncated and cannot be decoded ({error}).") from None
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def as_rgb_array(image: ImageLike) -> np.ndarray:
+    """An already-decoded image (PIL or array) as ``(H, W, 3)`` uint8 RGB."""
+    if isinstance(image, Image.Image):
+        return np.asarray(_to_rgb(image), dtype=np.uint8)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise InputError(f"An image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {array.shape}.")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    if array.shape[-1] == 4:
+        return np.asarray(_to_rgb(Image.fromarray(array.astype(np.uint8), "RGBA")))
+    if array.dtype != np.uint8:
+        top = 1.0 if array.max(initial=0) <= 1.0 else 255.0
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return array
+
+
+def resize_batch(images: Sequence[ImageLike], size: tuple[int, int]) -> np.ndarray:
+    """Resize every image to ``size`` = (H, W), stretching rather than cropping.
+
+    Stretching keeps the whole photo in view, so an attribution map resized back
+    lines up with every pixel the user sees. Returns ``(N, H, W, 3)`` uint8.
+    """
+    height, width = size
+    out = np.empty((len(images), height, width, 3), np.uint8)
+    for i, image in enumerate(images):
+        pil = Image.fromarray(as_rgb_array(image))
+        out[i] = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
+    return out
+
+
+def content_digest(images: Iterable[ImageLike]) -> str:
+    """A hash of the pixels (and shapes) of ``images``: a cache key that ignores file names."""
+    digest = hashlib.blake2b(digest_size=16)
+    for image in images:
+        array = np.ascontiguousarray(as_rgb_array(image))
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

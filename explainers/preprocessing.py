@@ -1,0 +1,41 @@
+"""Input preprocessing presets: uint8 RGB pixels in, the value range a model was trained on out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+_CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    name: str
+    description: str
+    apply: Callable[[np.ndarray], np.ndarray]
+
+
+def _caffe(x: np.ndarray) -> np.ndarray:
+    return x[..., ::-1] - _CAFFE_BGR_MEAN
+
+
+PRESETS: dict[str, Preprocessing] = {
+    p.name: p
+    for p in (
+        Preprocessing("efficientnet_lite", "(x - 127) / 128", lambda x: (x - 127.0) / 128.0),
+        Preprocessing("tf", "-1..1: x / 127.5 - 1", lambda x: x / 127.5 - 1.0),
+        Preprocessing("unit", "0..1: x / 255", lambda x: x / 255.0),
+        Preprocessing("caffe", "RGB to BGR, minus the ImageNet BGR mean", _caffe),
+        Preprocessing("torch", "x / 255, minus the ImageNet mean, over its std", lambda x: (x / 255.0 - _TORCH_MEAN) / _TORCH_STD),
+        Preprocessing("none", "raw 0..255 (the model normalises inside)", lambda x: x),
+    )
+}
+
+
+def preprocess(pixels: np.ndarray, preset: str) -> np.ndarray:
+    """Map ``(N, H, W, 3)`` uint8 RGB pixels to the model's input range, as float32."""
+    return PRESETS[preset].apply(pixels.astype(np.float32)).astype(np.float32)

@@ -1,0 +1,44 @@
+"""Model and predictions: what the model is, which layers it offers, and what it sees in each image."""
+
+import pandas as pd
+import streamlit as st
+
+from explainers import PRESETS
+from ui.selection import current
+from ui.widgets import top_k_table
+
+selection = current()
+model = selection.model
+
+st.title("Model and predictions")
+st.markdown(
+    f"**{model.display_name}** · input {model.input_size[0]}x{model.input_size[1]} · "
+    f"{len(model.class_names):,} classes · {model.model.count_params() / 1e6:.1f} M parameters · "
+    f"preprocessing {PRESETS[model.preprocessing].description}"
+)
+st.caption(f"Weights fingerprint {model.fingerprint[:12]}: results are cached per model and image content.")
+
+if not selection.names:
+    st.info("Select or upload images in the sidebar to see the model's predictions.")
+else:
+    st.subheader("Top-5 predictions")
+    per_row = 3
+    for start in range(0, len(selection.names), per_row):
+        cells = st.columns(per_row)
+        for cell, index in zip(cells, range(start, min(start + per_row, len(selection.names)))):
+            with cell:
+                st.image(selection.images[index], caption=selection.names[index], width="stretch")
+                top_k_table(model, selection.probabilities[index])
+
+with st.expander(f"Layers a CAM method can use ({len(model.layers)}, in graph order)"):
+    st.caption(f"Defaults for a layer grid: {', '.join(model.default_layers)}.")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"layer": info.path, "type": info.class_name, "resolution": info.resolution, "channels": info.channels}
+                for info in model.layers
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )

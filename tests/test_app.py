@@ -1,0 +1,56 @@
+"""The dashboard runs end to end in Streamlit's AppTest on the embedded model."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT_ROOT
+
+ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
+PAGE_FILES = sorted(p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "pages").glob("*.py"))
+
+
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file(ENTRYPOINT, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_entrypoint_shows_the_embedded_models_predictions(app):
+    assert app.sidebar.selectbox(key="model_spec").value == "efficientnet_lite0"
+    assert app.sidebar.multiselect(key="image_names").value == ["cat_chelsea", "coffee"]
+    sidebar_table = app.sidebar.dataframe[0].value
+    assert sidebar_table["class"].iloc[0] == "Egyptian Mau"
+    assert any("Device:" in c.value for c in app.sidebar.caption)
+    assert not app.error
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_every_page_renders_without_exceptions(app, page):
+    app.switch_page(page).run()
+    assert not app.exception, app.exception
+    assert app.title
+
+
+def test_top5_follows_the_chosen_image(app):
+    app.sidebar.selectbox(key="top5_image").set_value("coffee").run()
+    assert app.sidebar.dataframe[0].value["class"].iloc[0] == "espresso"
+
+
+def test_unavailable_zoo_model_says_so_and_falls_back(app):
+    app.sidebar.selectbox(key="model_spec").set_value("keras:MobileNetV2").run()
+    assert not app.exception
+    (error,) = app.sidebar.error
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5" in error.value
+    assert "Showing the embedded EfficientNet-Lite0 instead" in error.value
+    assert app.sidebar.dataframe[0].value["class"].iloc[0] == "Egyptian Mau"
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_a_page_run_without_the_entrypoint_draws_the_sidebar_itself(page):
+    # What a shared link to a page does on a server's very first run.
+    at = AppTest.from_file(str(PROJECT_ROOT / page), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="model_spec").value == "efficientnet_lite0"

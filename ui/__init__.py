@@ -1,0 +1,1 @@
+"""Streamlit-side helpers shared by the entrypoint and the pages: cached engine calls and the sidebar."""

@@ -1,0 +1,20 @@
+"""Small drawing helpers more than one page uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import explainers as ex
+
+
+def top_k_table(model: ex.LoadedModel, probabilities: np.ndarray, k: int = 5) -> None:
+    """One image's ``k`` most probable classes as a table with probability bars."""
+    top = model.top_k(probabilities[None], k)[0]
+    st.dataframe(
+        pd.DataFrame({"class": [name for _, name, _ in top], "probability": [p for _, _, p in top]}),
+        hide_index=True,
+        width="stretch",
+        column_config={"probability": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0)},
+    )
