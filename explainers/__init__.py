@@ -1,20 +1,31 @@
-"""The attribution engine: models, images, layers and (soon) attribution methods. No Streamlit here.
+"""The attribution engine: models, images, layers and attribution methods. No Streamlit here.
 
     import explainers as ex
     m = ex.load_model("efficientnet_lite0")
-    probabilities = m.predict([ex.decode_image("cat.jpg")])
+    image = ex.decode_image("cat.jpg")
+    probabilities = m.predict([image])
+    maps = ex.explain(m, [image], method="gradcam")        # (1, H, W) in [0, 1]
 """
 
 
+from .attribution import RESULTS, Attribution, attribute, explain, layer_grid
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError
 from .images import content_digest, decode_image
 from .layers import LayerInfo, conv_layer_names, spatial_layers
 from .models import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from .preprocessing import PRESETS
+from .methods import REGISTRY, method_names as methods
 from .samples import sample_images
 
 __all__ = [
+    "REGISTRY",
+    "RESULTS",
+    "Attribution",
+    "attribute",
+    "explain",
+    "layer_grid",
+    "methods",
     "DEFAULT_MODEL",
     "PRESETS",
     "InputError",

@@ -17,6 +17,7 @@ from .images import ImageLike, resize_batch
 from .labels import imagenet_class_names
 from .layers import LayerInfo, spatial_layers, spread_over_depth
 from .preprocessing import PRESETS, preprocess
+from .runtime import Runtime
 
 DEFAULT_MODEL = "efficientnet_lite0"
 KERAS_PREFIX = "keras:"
@@ -49,6 +50,17 @@ class LoadedModel:
     def layers(self) -> list[LayerInfo]:
         """Layers with spatial outputs, in graph order, nested models included."""
         return spatial_layers(self.model)
+
+    @functools.cached_property
+    def runtime(self) -> Runtime:
+        """Compiled passes over this model, built on first use."""
+        return Runtime(self.model)
+
+    @property
+    def default_cam_layer(self) -> str | None:
+        """The last spatial layer that is not pooling: where Grad-CAM looks by default."""
+        candidates = [info.path for info in self.layers if "Pooling" not in info.class_name]
+        return candidates[-1] if candidates else None
 
     @property
     def conv_layers(self) -> list[str]:

@@ -1,0 +1,173 @@
+"""The public calls: ``attribute`` (raw maps), ``explain`` (maps in [0, 1] at image resolution), ``layer_grid``.
+
+Results are cached per image, keyed by the model's weights fingerprint, the
+image's pixels, the method, its parameters, the layer and the class, so asking
+again, or adding one image to a selection, computes only what is new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .images import ImageLike, as_rgb_array, content_digest
+from .maps import normalize, to_sizes
+from .memo import ResultCache
+from .methods import Job, combine_cam, get_method, resolve_params
+from .models import LoadedModel
+from .preprocessing import preprocess
+from .runtime import DEFAULT_BATCH_SIZE
+from .targets import TOP1, Targets, resolve_targets
+
+RESULTS = ResultCache()
+
+
+@dataclass
+class Attribution:
+    """Raw maps for a batch, before normalisation: what the faithfulness metrics use."""
+
+    method: str
+    layer: str | None
+    params: dict[str, Any]
+    raw: np.ndarray  # (N, H, W) float32 at the model's input resolution; signed for IG and Gradient x Input
+    classes: np.ndarray  # (N,) the class each map explains
+    seconds: float  # time spent computing in this call (0 when every map came from the cache)
+    cached: int  # how many of the N maps came from the cache
+
+
+def _layer_for(model: LoadedModel, method_name: str, layer: str | None, needs_layer: bool) -> str | None:
+    if not needs_layer:
+        return None
+    layer = layer or model.default_cam_layer
+    if layer is None:
+        raise InputError(f"{method_name} needs a layer with a spatial output, and this model has none.")
+    if layer not in model.conv_layers:
+        raise InputError(f"'{layer}' is not a layer with a spatial output in {model.display_name}.")
+    return layer
+
+
+def _prepare(model: LoadedModel, images: Sequence[ImageLike]) -> tuple[list[np.ndarray], list[str]]:
+    if len(images) == 0:
+        raise InputError("No images to explain; select or upload at least one.")
+    arrays = [as_rgb_array(image) for image in images]
+    return arrays, [content_digest([a]) for a in arrays]
+
+
+def _job(model: LoadedModel, arrays: list[np.ndarray], digests: list[str], targets: np.ndarray,
+         layer: str | None, batch_size: int) -> Job:
+    pixels = model.resize(arrays)
+    return Job(
+        runtime=model.runtime,
+        x=preprocess(pixels, model.preprocessing),
+        pixels=pixels,
+        preprocessing=model.preprocessing,
+        targets=targets,
+        layer=layer,
+        seeds=[int(d[:8], 16) for d in digests],
+        batch_size=batch_size,
+    )
+
+
+def attribute(
+    model: LoadedModel,
+    images: Sequence[ImageLike],
+    method: str = "gradcam",
+    targets: Targets = None,
+    layer: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    **params: Any,
+) -> Attribution:
+    """Raw attribution maps ``(N, H, W)`` at the model's input resolution, with the explained classes."""
+    spec = get_method(method)
+    params = resolve_params(spec, params)
+    layer = _layer_for(model, spec.label, layer, spec.needs_layer)
+    arrays, digests = _prepare(model, images)
+    wanted = resolve_targets(targets, len(arrays), model.class_names)
+    context = (model.fingerprint, model.preprocessing, method, layer, tuple(sorted(params.items())))
+    keys = [(*context, digest, int(t)) for digest, t in zip(digests, wanted)]
+    found = [RESULTS.get(key) for key in keys]
+    missing = [i for i, hit in enumerate(found) if hit is None]
+    seconds = 0.0
+    if missing:
+        start = time.perf_counter()
+        job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], layer, batch_size)
+        raw, classes = spec.run(job, params)
+        seconds = time.perf_counter() - start
+        for j, i in enumerate(missing):
+            found[i] = (raw[j].astype(np.float32), int(classes[j]))
+            RESULTS.put(keys[i], found[i], found[i][0])
+            if wanted[i] == TOP1:  # the same map also answers a request naming that class
+                RESULTS.put((*context, digests[i], found[i][1]), found[i], found[i][0])
+    return Attribution(
+        method=method,
+        layer=layer,
+        params=params,
+        raw=np.stack([hit[0] for hit in found]),
+        classes=np.array([hit[1] for hit in found], np.int32),
+        seconds=seconds,
+        cached=len(arrays) - len(missing),
+    )
+
+
+def explain(
+    model: LoadedModel,
+    images: Sequence[ImageLike],
+    method: str = "gradcam",
+    targets: Targets = None,
+    layer: str | None = None,
+    **params: Any,
+) -> np.ndarray | list[np.ndarray]:
+    """Maps in [0, 1] at each image's own resolution: ``(N, H, W)`` float32.
+
+    Images of different sizes give a list of ``(H_i, W_i)`` maps instead.
+    Unnormalised maps: ``attribute``.
+    """
+    arrays = [as_rgb_array(image) for image in images]
+    result = attribute(model, arrays, method, targets, layer, **params)
+    return to_sizes(normalize(result.raw), [a.shape[:2] for a in arrays])
+
+
+def layer_grid(
+    model: LoadedModel,
+    images: Sequence[ImageLike],
+    layers: Sequence[str],
+    targets: Targets = None,
+    method: str = "gradcam",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> np.ndarray | list[np.ndarray]:
+    """A gradient CAM for every layer in ``layers`` from ONE forward and backward pass.
+
+    Returns ``(N, L, H, W)`` in [0, 1] at each image's resolution (a list of
+    ``(L, H_i, W_i)`` when image sizes differ). Each cell is also cached as the
+    single-layer ``attribute`` result, and cached cells are not recomputed.
+    """
+    spec = get_method(method)
+    if spec.cam_weights is None:
+        raise InputError(f"A layer grid takes Grad-CAM, Grad-CAM++ or Layer-CAM, not {spec.label}.")
+    layers = [_layer_for(model, spec.label, layer, True) for layer in layers]
+    if not layers:
+        raise InputError("Choose at least one layer for the grid.")
+    arrays, digests = _prepare(model, images)
+    wanted = resolve_targets(targets, len(arrays), model.class_names)
+    contexts = [(model.fingerprint, model.preprocessing, method, layer, ()) for layer in layers]
+    found = [[RESULTS.get((*c, d, int(t))) for c in contexts] for d, t in zip(digests, wanted)]
+    missing = [i for i, row in enumerate(found) if any(hit is None for hit in row)]
+    if missing:
+        job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], None, batch_size)
+        result = model.runtime.gradients(job.x, job.targets, tuple(layers), batch_size=batch_size)
+        for l, context in enumerate(contexts):
+            acts, grads = result.activations[l], result.layer_gradients[l]
+            cams = combine_cam(acts, spec.cam_weights(acts, grads), job.size)
+            for j, i in enumerate(missing):
+                hit = (cams[j], int(result.classes[j]))
+                found[i][l] = hit
+                RESULTS.put((*context, digests[i], int(wanted[i])), hit, hit[0])
+                RESULTS.put((*context, digests[i], hit[1]), hit, hit[0])
+    raw = np.stack([[hit[0] for hit in row] for row in found])  # (N, L, H, W)
+    normalized = normalize(raw.reshape(-1, *raw.shape[2:])).reshape(raw.shape)
+    return to_sizes(normalized, [a.shape[:2] for a in arrays])

@@ -1,0 +1,266 @@
+"""The attribution methods, one registry entry each.
+
+Every method answers the same call: given a prepared batch (a ``Job``) and its
+parameters, return raw maps ``(N, H, W)`` at the model's input resolution and
+the class each map explains. The shared steps (running the model in batches,
+choosing classes, upsampling, normalising, caching) live elsewhere, so a method
+is only what makes it different. The CAM family shares one formula,
+``relu(sum_k weights_k * A_k)``, and differs only in the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .errors import InputError
+from .maps import upsample
+from .preprocessing import preprocess
+from .probe import cam_head
+from .runtime import Runtime
+
+
+@dataclass
+class Job:
+    """One batch to explain, prepared once and shared by every method."""
+
+    runtime: Runtime
+    x: np.ndarray  # (N, H, W, C) preprocessed model input
+    pixels: np.ndarray  # (N, H, W, 3) uint8, the same images before preprocessing
+    preprocessing: str
+    targets: np.ndarray  # (N,) int32 class per image, TOP1 = the model's own top class
+    layer: str | None
+    seeds: list[int]  # one per image, from its content, so random draws don't depend on the batch
+    batch_size: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.x.shape[1:3]
+
+    def top_classes(self) -> np.ndarray:
+        """Targets with TOP1 resolved; costs one forward pass only if any is TOP1."""
+        if (self.targets >= 0).all():
+            return self.targets
+        return self.runtime.forward(self.x, self.targets, batch_size=self.batch_size).classes
+
+
+MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray]]
+CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str
+    reference: str
+    run: MethodFn
+    defaults: dict[str, Any] = field(default_factory=dict)
+    needs_layer: bool = False
+    cam_weights: CamWeights | None = None  # set for gradient CAMs: they can fill a layer grid in one pass
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str, label: str, reference: str, *, needs_layer: bool = False, cam_weights=None, **defaults):
+    def add(fn: MethodFn) -> MethodFn:
+        REGISTRY[name] = Method(name, label, reference, fn, defaults, needs_layer, cam_weights)
+        return fn
+
+    return add
+
+
+# ---- input-gradient methods -------------------------------------------------------------
+
+
+def _channel_max_abs(grads: np.ndarray) -> np.ndarray:
+    return np.abs(grads).max(axis=-1)
+
+
+@register("saliency", "Saliency", "Simonyan et al. 2013, arXiv:1312.6034")
+def saliency(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    result = job.runtime.gradients(job.x, job.targets, wrt_input=True, batch_size=job.batch_size)
+    return _channel_max_abs(result.input_gradients), result.classes
+
+
+def _averaged_gradients(job: Job, classes: np.ndarray, points: Callable[[int], np.ndarray], weights: np.ndarray | None,
+                        absolute: bool) -> np.ndarray:
+    """Per image, the (weighted) mean input gradient over ``points(i)`` ``(S, H, W, C)``."""
+    out = np.empty_like(job.x)
+    for i in range(len(job.x)):
+        batch = points(i)
+        grads = job.runtime.gradients(
+            batch, np.full(len(batch), classes[i], np.int32), wrt_input=True, batch_size=job.batch_size
+        ).input_gradients
+        grads = np.abs(grads) if absolute else grads
+        out[i] = np.tensordot(weights, grads, axes=1) if weights is not None else grads.mean(axis=0)
+    return out
+
+
+@register("smoothgrad", "SmoothGrad", "Smilkov et al. 2017, arXiv:1706.03825", samples=25, noise=0.15, seed=0)
+def smoothgrad(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    samples, noise, seed = int(params["samples"]), float(params["noise"]), int(params["seed"])
+    if samples < 1 or noise < 0:
+        raise InputError("SmoothGrad needs at least 1 sample and a noise level of 0 or more.")
+    classes = job.top_classes()
+
+    def noisy(i: int) -> np.ndarray:
+        x = job.x[i]
+        sigma = noise * float(x.max() - x.min())
+        rng = np.random.default_rng([seed, job.seeds[i]])
+        return (x[None] + rng.normal(0.0, sigma, (samples, *x.shape))).astype(np.float32)
+
+    return _channel_max_abs(_averaged_gradients(job, classes, noisy, None, absolute=True)), classes
+
+
+def _baseline(job: Job, kind: str, blur_radius: float) -> np.ndarray:
+    if kind == "black":
+        return preprocess(np.zeros_like(job.pixels), job.preprocessing)
+    if kind == "blurred":
+        blurred = np.stack([np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(blur_radius))) for p in job.pixels])
+        return preprocess(blurred, job.preprocessing)
+    raise InputError(f"'{kind}' is not an Integrated Gradients baseline; use 'black' or 'blurred'.")
+
+
+@register("integrated_gradients", "Integrated Gradients", "Sundararajan et al. 2017, arXiv:1703.01365",
+          steps=32, baseline="black", blur_radius=20.0)
+def integrated_gradients(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    steps = int(params["steps"])
+    if steps < 1:
+        raise InputError("Integrated Gradients needs at least 1 step.")
+    baseline = _baseline(job, params["baseline"], float(params["blur_radius"]))
+    classes = job.top_classes()
+    alphas = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
+    # Trapezoidal rule: half weight at the two ends of the path.
+    weights = np.full(steps + 1, 1.0 / steps, np.float32)
+    weights[[0, -1]] /= 2
+
+    def path(i: int) -> np.ndarray:
+        return baseline[i][None] + alphas[:, None, None, None] * (job.x[i] - baseline[i])[None]
+
+    attributions = (job.x - baseline) * _averaged_gradients(job, classes, path, weights, absolute=False)
+    return attributions.sum(axis=-1), classes
+
+
+@register("gradient_x_input", "Gradient x Input", "Shrikumar et al. 2016, arXiv:1605.01713")
+def gradient_x_input(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    result = job.runtime.gradients(job.x, job.targets, wrt_input=True, batch_size=job.batch_size)
+    return (result.input_gradients * job.x).sum(axis=-1), result.classes
+
+
+@register("guided_backprop", "Guided Backprop", "Springenberg et al. 2014, arXiv:1412.6806")
+def guided_backprop(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    result = job.runtime.gradients(job.x, job.targets, wrt_input=True, guided=True, batch_size=job.batch_size)
+    return _channel_max_abs(result.input_gradients), result.classes
+
+
+# ---- the CAM family ----------------------------------------------------------------------
+
+
+def combine_cam(activations: np.ndarray, weights: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``relu(sum_k weights_k * A_k)`` upsampled to ``size``; weights broadcast against ``(N, h, w, K)``."""
+    return upsample(np.maximum((weights * activations).sum(axis=-1), 0.0), size)
+
+
+def gradcam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    return grads.mean(axis=(1, 2), keepdims=True)
+
+
+def gradcam_plus_plus_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    # Chattopadhyay et al.'s closed form for the pixel weights alpha, with an exponential score.
+    g2, g3 = grads**2, grads**3
+    activation_sums = activations.sum(axis=(1, 2), keepdims=True)
+    denominator = 2 * g2 + activation_sums * g3
+    alpha = np.where(grads != 0, g2 / np.where(denominator != 0, denominator, 1.0), 0.0)
+    return (alpha * np.maximum(grads, 0.0)).sum(axis=(1, 2), keepdims=True)
+
+
+def layercam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    return np.maximum(grads, 0.0)  # per pixel, not per channel: what keeps early layers sharp
+
+
+def _gradient_cam(weights_fn: CamWeights) -> MethodFn:
+    def run(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+        result = job.runtime.gradients(job.x, job.targets, (job.layer,), batch_size=job.batch_size)
+        activations, grads = result.activations[0], result.layer_gradients[0]
+        return combine_cam(activations, weights_fn(activations, grads), job.size), result.classes
+
+    return run
+
+
+register("gradcam", "Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True,
+         cam_weights=gradcam_weights)(_gradient_cam(gradcam_weights))
+register("gradcam_plus_plus", "Grad-CAM++", "Chattopadhyay et al. 2018, arXiv:1710.11063", needs_layer=True,
+         cam_weights=gradcam_plus_plus_weights)(_gradient_cam(gradcam_plus_plus_weights))
+register("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30", needs_layer=True,
+         cam_weights=layercam_weights)(_gradient_cam(layercam_weights))
+
+
+@register("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True)
+def guided_gradcam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    cam, classes = _gradient_cam(gradcam_weights)(job, params)
+    guided = job.runtime.gradients(job.x, classes, wrt_input=True, guided=True, batch_size=job.batch_size)
+    return _channel_max_abs(guided.input_gradients * cam[..., None]), classes
+
+
+@register("cam", "CAM", "Zhou et al. 2016, arXiv:1512.04150")
+def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    head = cam_head(job.runtime.model)
+    if head is None:
+        raise InputError("CAM needs a model ending in global average pooling then a dense layer; use Grad-CAM instead.")
+    layer, dense = head
+    result = job.runtime.forward(job.x, job.targets, (layer,), batch_size=job.batch_size)
+    kernel = np.asarray(dense.get_weights()[0])  # (K, classes)
+    class_weights = kernel[:, result.classes].T[:, None, None, :]  # (N, 1, 1, K)
+    if kernel.shape[1] == 1:  # binary head: class 0 is explained by the negated unit
+        class_weights = np.where(result.classes[:, None, None, None] == 1, 1.0, -1.0) * kernel[:, 0]
+    return combine_cam(result.activations[0], class_weights, job.size), result.classes
+
+
+@register("scorecam", "Score-CAM", "Wang et al. 2020, arXiv:1910.01279; Faster Score-CAM channel selection",
+          needs_layer=True, max_n=64)
+def scorecam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    max_n = params["max_n"]
+    forward = job.runtime.forward(job.x, job.targets, (job.layer,), batch_size=job.batch_size)
+    activations, classes = forward.activations[0], forward.classes
+    maps = np.empty((len(job.x), *job.size), np.float32)
+    for i, acts in enumerate(activations):
+        channels = np.arange(acts.shape[-1])
+        if max_n and max_n < len(channels):
+            # Faster Score-CAM: only the channels whose activation varies most over the image.
+            channels = np.argsort(-acts.reshape(-1, acts.shape[-1]).var(axis=0), kind="stable")[: int(max_n)]
+        weights = np.zeros(acts.shape[-1], np.float32)
+        for start in range(0, len(channels), job.batch_size):
+            chunk = channels[start : start + job.batch_size]
+            masks = upsample(np.moveaxis(acts[..., chunk], -1, 0), job.size)  # (k, H, W)
+            low = masks.min(axis=(1, 2), keepdims=True)
+            span = masks.max(axis=(1, 2), keepdims=True) - low
+            masks = np.where(span > 0, (masks - low) / np.where(span > 0, span, 1), 0)
+            masked = job.x[i][None] * masks[..., None]
+            weights[chunk] = job.runtime.class_probabilities(masked, np.full(len(chunk), classes[i], np.int32),
+                                                             batch_size=job.batch_size)
+        maps[i] = combine_cam(acts[None], weights, job.size)[0]
+    return maps, classes
+
+
+def method_names() -> list[str]:
+    """Names of the registered methods, in registration order."""
+    return list(REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    if name not in REGISTRY:
+        raise InputError(f"'{name}' is not an attribution method; choose one of {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def resolve_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(params) - set(method.defaults)
+    if unknown:
+        takes = ", ".join(method.defaults) or "no parameters"
+        raise InputError(f"'{sorted(unknown)[0]}' is not a parameter of {method.name}; it takes {takes}.")
+    return {**method.defaults, **params}

@@ -1,0 +1,68 @@
+"""What to explain: which class per image, and how that class is scored from the logits.
+
+Scores are pre-softmax logits. A single-unit sigmoid head is binary: class 1 is
+scored by its logit and class 0 by the negated logit, so both classes have an
+explanation of their own (not "1 - p", whose gradient is the same map negated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from .errors import InputError
+from .probe import SIGMOID
+
+TOP1 = -1  # "each image's own top-1 class", resolved inside the forward pass
+Targets = None | int | str | Sequence[int | str]
+
+
+def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) -> np.ndarray:
+    """``(count,)`` int32 class indices, TOP1 where the model's own top class is wanted."""
+    num_classes = max(len(class_names), 2)  # a one-unit binary head still has classes 0 and 1
+    if targets is None:
+        return np.full(count, TOP1, np.int32)
+    if isinstance(targets, (int, np.integer, str)):
+        targets = [targets] * count
+    targets = list(targets)
+    if len(targets) != count:
+        raise InputError(f"Got {len(targets)} targets for {count} images; give one per image, or one for all.")
+    resolved = []
+    for target in targets:
+        if target is None:
+            resolved.append(TOP1)
+            continue
+        if isinstance(target, str):
+            if target not in class_names:
+                raise InputError(f"'{target}' is not one of the model's class names.")
+            target = list(class_names).index(target)
+        if not 0 <= int(target) < num_classes:
+            raise InputError(f"Target class {target} is outside the model's {num_classes} classes (0 to {num_classes - 1}).")
+        resolved.append(int(target))
+    return np.asarray(resolved, np.int32)
+
+
+def choose_classes(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    """Replace TOP1 entries by each row's predicted class."""
+    if logits.shape[-1] == 1:
+        predicted = tf.cast(logits[:, 0] > 0, tf.int32)
+    else:
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.where(targets < 0, predicted, targets)
+
+
+def class_scores(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """``(N,)`` the score to explain: the class's logit (binary head: +logit or -logit)."""
+    if logits.shape[-1] == 1:
+        return tf.where(classes == 1, logits[:, 0], -logits[:, 0])
+    return tf.gather(logits, classes, axis=1, batch_dims=1)
+
+
+def class_probabilities(logits: tf.Tensor, classes: tf.Tensor, output_kind: str) -> tf.Tensor:
+    """``(N,)`` the model's probability for the class, as its own output layer would give it."""
+    scores = class_scores(logits, classes)
+    if logits.shape[-1] == 1 or output_kind == SIGMOID:
+        return tf.sigmoid(scores)
+    return tf.exp(scores - tf.reduce_logsumexp(logits, axis=-1))
