@@ -25,6 +25,7 @@ from .runtime import DEFAULT_BATCH_SIZE
 from .targets import TOP1, Targets, resolve_targets
 
 RESULTS = ResultCache()
+INPUTS = ResultCache(max_bytes=256 << 20)
 
 
 @dataclass
@@ -58,12 +59,27 @@ def _prepare(model: LoadedModel, images: Sequence[ImageLike]) -> tuple[list[np.n
     return arrays, [content_digest([a]) for a in arrays]
 
 
+def _model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Resized pixels and preprocessed inputs, cached per image: every method on a page shares them."""
+    pixels, inputs = [], []
+    for array, digest in zip(arrays, digests):
+        key = ("input", digest, model.input_size, model.preprocessing)
+        hit = INPUTS.get(key)
+        if hit is None:
+            resized = model.resize([array])
+            hit = (resized[0], preprocess(resized, model.preprocessing)[0])
+            INPUTS.put(key, hit, hit[1])
+        pixels.append(hit[0])
+        inputs.append(hit[1])
+    return np.stack(pixels), np.stack(inputs)
+
+
 def _job(model: LoadedModel, arrays: list[np.ndarray], digests: list[str], targets: np.ndarray,
          layer: str | None, batch_size: int) -> Job:
-    pixels = model.resize(arrays)
+    pixels, x = _model_inputs(model, arrays, digests)
     return Job(
         runtime=model.runtime,
-        x=preprocess(pixels, model.preprocessing),
+        x=x,
         pixels=pixels,
         preprocessing=model.preprocessing,
         targets=targets,

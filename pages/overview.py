@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from explainers import PRESETS
+from explainers import PRESETS, render
+from ui import cached
 from ui.selection import current
 from ui.widgets import top_k_table
 
@@ -29,6 +30,24 @@ else:
             with cell:
                 st.image(selection.images[index], caption=selection.names[index], width="stretch")
                 top_k_table(model, selection.probabilities[index])
+
+st.subheader("Inspect a layer")
+infos = {info.path: info for info in model.layers}
+layer = st.selectbox(
+    "Layer",
+    model.conv_layers,
+    index=model.conv_layers.index(model.default_cam_layer),
+    key="overview_layer",
+    help="Every layer with a spatial output, in graph order; layers inside a nested base network included.",
+)
+info = infos[layer]
+st.caption(f"{info.class_name} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
+if selection.names:
+    maps = cached.explain(model, selection.images, "gradcam", layer=layer)
+    cells = st.columns(4)
+    for index, (image, map_) in enumerate(zip(selection.images, maps)):
+        top_class = model.class_names[int(selection.probabilities[index].argmax())]
+        cells[index % len(cells)].image(render.overlay(image, map_), caption=f"{selection.names[index]}: {top_class}")
 
 with st.expander(f"Layers a CAM method can use ({len(model.layers)}, in graph order)"):
     st.caption(f"Defaults for a layer grid: {', '.join(model.default_layers)}.")

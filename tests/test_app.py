@@ -54,3 +54,12 @@ def test_a_page_run_without_the_entrypoint_draws_the_sidebar_itself(page):
     at.run()
     assert not at.exception, at.exception
     assert at.sidebar.selectbox(key="model_spec").value == "efficientnet_lite0"
+
+
+def test_layer_picker_shows_a_map_per_image_for_the_chosen_layer(app):
+    assert app.selectbox(key="overview_layer").value == "head_conv_relu"
+    app.selectbox(key="overview_layer").set_value("block_9_expand").run()
+    assert not app.exception
+    assert any("14x14 · 672 channels" in c.value for c in app.caption)
+    images = [e for e in app.main if type(e).__name__ == "Image"]
+    assert len(images) == 4  # two predictions, two layer maps

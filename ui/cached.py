@@ -38,3 +38,13 @@ def _predict(_model: ex.LoadedModel, fingerprint: str, digest: str, _images: Seq
 def predict(model: ex.LoadedModel, images: Sequence[np.ndarray]) -> np.ndarray:
     """``(N, classes)`` probabilities, cached on the weights and the pixels, not on names."""
     return _predict(model, model.fingerprint, ex.content_digest(images), images)
+
+
+def explain(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, **kwargs) -> list[np.ndarray]:
+    """Maps in [0, 1] at each image's resolution, as a list.
+
+    The engine caches raw maps by weights, pixels, method, parameters, layer and
+    class, so a rerun (or a display change) costs only the final resize.
+    """
+    maps = ex.explain(model, images, method, **kwargs)
+    return list(maps)

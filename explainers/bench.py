@@ -1,0 +1,124 @@
+"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4]
+
+On the embedded model, prints for each method the median seconds for a batch of
+images and its ratio to a floor: preparing the model input (resize and
+preprocess, which no method can skip) plus the passes the method needs times the
+cost of one pass. Content hashing for the cache counts against us. Pass costs are timed right beside each run of the method, at the batch
+size the method itself uses (this CPU is cheaper per image in larger batches,
+and its speed drifts), and the ratio is the median of the per-run ratios. Then
+``layer_grid`` over six layers against tf-keras-vis Gradcam called once per
+layer, interleaved the same way.
+
+Timings exclude the one-time tracing of each compiled pass (reported apart):
+every method runs once before it is timed. Caches are cleared before every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import RESULTS, attribute, decode_image, layer_grid, load_model, sample_images
+from .attribution import INPUTS
+from .methods import REGISTRY
+from .runtime import DEFAULT_BATCH_SIZE
+
+GRID_LAYERS = ["block_2_expand", "block_5_expand", "block_9_expand", "block_12_expand", "block_15_expand", "head_conv"]
+SAMPLES = ["cat_chelsea", "coffee", "astronaut", "rocket", "china_temple", "flower", "grace_hopper"]
+
+
+def seconds(run: Callable[[], object]) -> float:
+    RESULTS.clear()
+    INPUTS.clear()
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def floor_passes(method: str, params: dict, images: int) -> list[tuple[bool, int, int]]:
+    """The passes a method cannot avoid, as (backward?, batch size, count) groups."""
+    full = (images, 1)
+    if method in ("smoothgrad", "integrated_gradients"):
+        per_image = params["samples" if method == "smoothgrad" else "steps"]
+        batches, rest = divmod(per_image, DEFAULT_BATCH_SIZE)
+        groups = [(True, DEFAULT_BATCH_SIZE, batches * images)] + ([(True, rest, images)] if rest else [])
+        return groups + [(False, *full)]  # plus one forward to find each image's top class
+    if method == "guided_gradcam":
+        return [(True, images, 2)]
+    if method == "cam":
+        return [(False, *full)]
+    if method == "scorecam":
+        batches, rest = divmod(params["max_n"], DEFAULT_BATCH_SIZE)
+        return [(False, *full), (False, DEFAULT_BATCH_SIZE, batches * images)] + ([(False, rest, images)] if rest else [])
+    return [(True, *full)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=4)
+    args = parser.parse_args()
+
+    model = load_model()
+    images = [decode_image(sample_images()[name]) for name in (SAMPLES * 4)[: args.images]]
+    x = model.preprocess(images)
+    runtime = model.runtime
+
+    def one_pass(backward: bool, batch: int) -> float:
+        xs = np.resize(x, (batch, *x.shape[1:]))
+        targets = np.full(batch, -1, np.int32)
+        if backward:
+            return seconds(lambda: runtime.gradients(xs, targets, wrt_input=True, batch_size=batch))
+        return seconds(lambda: runtime.forward(xs, targets, batch_size=batch))
+
+    start = time.perf_counter()
+    for method in REGISTRY:
+        attribute(model, images, method)
+    layer_grid(model, images, GRID_LAYERS)
+    for backward in (True, False):
+        for batch in {len(images), DEFAULT_BATCH_SIZE, 1}:
+            one_pass(backward, batch)
+    print(f"one-time tracing of every compiled pass: {time.perf_counter() - start:.1f} s")
+    print(f"{len(images)} images at 224 px; medians of {args.repeats} runs\n")
+    print(f"{'method':24s} {'seconds':>8s} {'floor':>8s} {'ratio':>6s}")
+
+    for name, method in REGISTRY.items():
+        times, ratios, floors = [], [], []
+        for _ in range(args.repeats):
+            took = seconds(lambda: attribute(model, images, name))
+            floor = seconds(lambda: model.preprocess(images)) + sum(
+                count * one_pass(backward, batch) for backward, batch, count in floor_passes(name, method.defaults, len(images))
+            )
+            times.append(took)
+            floors.append(floor)
+            ratios.append(took / floor)
+        print(f"{name:24s} {statistics.median(times):8.3f} {statistics.median(floors):8.3f} {statistics.median(ratios):6.2f}")
+
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    classes = model.predict(images).argmax(axis=1).tolist()
+    gradcam = Gradcam(model.model, model_modifier=ReplaceToLinear(), clone=True)
+
+    def looped() -> None:
+        for layer in GRID_LAYERS:
+            gradcam(CategoricalScore(classes), x, penultimate_layer=layer)
+
+    looped()  # the same warm-up as ours
+    ours, theirs = [], []
+    for _ in range(args.repeats):
+        ours.append(seconds(lambda: layer_grid(model, images, GRID_LAYERS)))
+        theirs.append(seconds(looped))
+    print(f"\nlayer grid, {len(GRID_LAYERS)} layers x {len(images)} images:")
+    print(f"  layer_grid (one pass)             {statistics.median(ours):7.3f} s")
+    print(f"  tf-keras-vis Gradcam, per layer   {statistics.median(theirs):7.3f} s")
+    print(f"  ratio (median of per-run ratios)  {statistics.median(a / b for a, b in zip(ours, theirs)):7.2f}")
+
+
+if __name__ == "__main__":
+    main()
