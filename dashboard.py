@@ -4,10 +4,11 @@ import streamlit as st
 
 from ui import sidebar
 
-st.set_page_config(page_title="CNN Attribution Dashboard", page_icon=":material/visibility:", layout="wide")
+sidebar.configure_page()
 
 PAGES = [
     st.Page("pages/overview.py", title="Model and predictions", icon=":material/image_search:", default=True),
+    st.Page("pages/layer_grid.py", title="Layer-by-layer Grad-CAM", icon=":material/grid_view:"),
 ]
 
 navigation = st.navigation(PAGES)

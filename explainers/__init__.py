@@ -11,6 +11,7 @@
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError
+from .features import FeatureMaps, feature_maps
 from .images import content_digest, decode_image
 from .layers import LayerInfo, conv_layer_names, spatial_layers
 from .models import DEFAULT_MODEL, LoadedModel, available_models, load_model
@@ -24,6 +25,8 @@ __all__ = [
     "Attribution",
     "attribute",
     "explain",
+    "FeatureMaps",
+    "feature_maps",
     "layer_grid",
     "methods",
     "DEFAULT_MODEL",

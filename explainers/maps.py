@@ -16,13 +16,18 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resized.numpy()[..., 0]
 
 
+def rescale(maps: np.ndarray) -> np.ndarray:
+    """Each ``maps[i]`` shifted and scaled to span [0, 1]; a constant map becomes all zeros."""
+    maps = maps.astype(np.float32, copy=False)
+    axes = tuple(range(1, maps.ndim))
+    low = maps.min(axis=axes, keepdims=True)
+    span = maps.max(axis=axes, keepdims=True) - low
+    return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
+
+
 def normalize(maps: np.ndarray) -> np.ndarray:
-    """Each map's magnitude scaled to [0, 1]; a constant map becomes all zeros."""
-    magnitude = np.abs(maps).astype(np.float32)
-    axes = tuple(range(1, magnitude.ndim))
-    low = magnitude.min(axis=axes, keepdims=True)
-    span = magnitude.max(axis=axes, keepdims=True) - low
-    return np.where(span > 0, (magnitude - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
+    """Each map's magnitude scaled to [0, 1] (signed maps count evidence for and against alike)."""
+    return rescale(np.abs(maps))
 
 
 def to_sizes(maps: np.ndarray, sizes: Sequence[tuple[int, int]]) -> np.ndarray | list[np.ndarray]:

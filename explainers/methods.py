@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import InputError
-from .maps import upsample
+from .maps import rescale, upsample
 from .preprocessing import preprocess
 from .probe import cam_head
 from .runtime import Runtime
@@ -239,10 +239,7 @@ def scorecam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
         weights = np.zeros(acts.shape[-1], np.float32)
         for start in range(0, len(channels), job.batch_size):
             chunk = channels[start : start + job.batch_size]
-            masks = upsample(np.moveaxis(acts[..., chunk], -1, 0), job.size)  # (k, H, W)
-            low = masks.min(axis=(1, 2), keepdims=True)
-            span = masks.max(axis=(1, 2), keepdims=True) - low
-            masks = np.where(span > 0, (masks - low) / np.where(span > 0, span, 1), 0)
+            masks = rescale(upsample(np.moveaxis(acts[..., chunk], -1, 0), job.size))  # (k, H, W) in [0, 1]
             masked = job.x[i][None] * masks[..., None]
             weights[chunk] = job.runtime.class_probabilities(masked, np.full(len(chunk), classes[i], np.int32),
                                                              batch_size=job.batch_size)

@@ -25,3 +25,65 @@ def overlay(image: np.ndarray, map_: np.ndarray, opacity: float = 0.5, colormap:
     if mode == HEATMAP:
         return heat
     return (image.astype(np.float32) * (1 - opacity) + heat.astype(np.float32) * opacity).round().astype(np.uint8)
+
+
+def thumbnail(image: np.ndarray, height: int) -> np.ndarray:
+    """``image`` scaled to ``height`` pixels tall, keeping its aspect ratio."""
+    from PIL import Image
+
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def compose_grid(
+    cells: list[list[np.ndarray]], row_labels: list[str], column_labels: list[str], cell_height: int = 224
+) -> np.ndarray:
+    """One picture of a labelled grid: ``cells[r][c]`` uint8 RGB images, each scaled to ``cell_height``.
+
+    Columns take the width of their widest cell; labels go above columns and
+    left of rows, so the file explains itself when shared.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=14)
+    scaled = [[thumbnail(cell, cell_height) for cell in row] for row in cells]
+    widths = [max(row[c].shape[1] for row in scaled) for c in range(len(column_labels))]
+    label_width = max([int(font.getlength(label)) for label in row_labels] + [0]) + 16
+    header, gap = 24, 4
+    canvas = Image.new(
+        "RGB",
+        (label_width + sum(widths) + gap * len(widths), header + (cell_height + gap) * len(scaled)),
+        "white",
+    )
+    draw = ImageDraw.Draw(canvas)
+    x_positions = np.cumsum([label_width] + [w + gap for w in widths])[:-1]
+    for x, label in zip(x_positions, column_labels):
+        draw.text((int(x), 4), label, fill="black", font=font)
+    for r, (row, label) in enumerate(zip(scaled, row_labels)):
+        y = header + r * (cell_height + gap)
+        draw.text((4, y + cell_height // 2 - 8), label, fill="black", font=font)
+        for x, cell in zip(x_positions, row):
+            canvas.paste(Image.fromarray(cell), (int(x), y))
+    return np.asarray(canvas)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def zip_of_pngs(files: dict[str, np.ndarray]) -> bytes:
+    """A ZIP archive holding each image as ``<name>.png``."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+        for name, image in files.items():
+            archive.writestr(f"{name}.png", png_bytes(image))
+    return buffer.getvalue()

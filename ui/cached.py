@@ -48,3 +48,30 @@ def explain(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, **
     """
     maps = ex.explain(model, images, method, **kwargs)
     return list(maps)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _layer_grid(
+    _model: ex.LoadedModel, fingerprint: str, digests: tuple[str, ...], _images: Sequence[np.ndarray],
+    layers: tuple[str, ...], targets: tuple[int, ...], method: str,
+) -> list[np.ndarray]:
+    grids = ex.layer_grid(_model, _images, list(layers), list(targets), method)
+    # 8 bits are all a display needs, and a quarter of the bytes Streamlit copies per rerun.
+    return [np.rint(grid * 255).astype(np.uint8) for grid in grids]
+
+
+def layer_grid(model: ex.LoadedModel, images: Sequence[np.ndarray], layers: Sequence[str],
+               targets: Sequence[int], method: str) -> list[np.ndarray]:
+    """Per image, ``(L, H, W)`` uint8 maps: one engine call, kept across display-only reruns."""
+    digests = tuple(ex.content_digest([image]) for image in images)
+    return _layer_grid(model, model.fingerprint, digests, images, tuple(layers), tuple(int(t) for t in targets), method)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _feature_maps(_model: ex.LoadedModel, fingerprint: str, digest: str, _image: np.ndarray, layer: str,
+                  count: int) -> ex.FeatureMaps:
+    return ex.feature_maps(_model, _image, layer, count)
+
+
+def feature_maps(model: ex.LoadedModel, image: np.ndarray, layer: str, count: int) -> ex.FeatureMaps:
+    return _feature_maps(model, model.fingerprint, ex.content_digest([image]), image, layer, count)

@@ -34,8 +34,9 @@ def current() -> Selection:
     """
     selection = st.session_state.pop(_KEY, None)
     if selection is None:
-        from .sidebar import render  # the sidebar imports this module
+        from .sidebar import configure_page, render  # the sidebar imports this module
 
+        configure_page()
         selection = render()
         st.session_state.pop(_KEY, None)
     return selection

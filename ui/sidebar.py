@@ -72,6 +72,10 @@ def _top5(selection: Selection) -> None:
     top_k_table(selection.model, selection.probabilities[index])
 
 
+def configure_page() -> None:
+    st.set_page_config(page_title="CNN Attribution Dashboard", page_icon=":material/visibility:", layout="wide")
+
+
 def render() -> Selection:
     """Draw the sidebar and publish the selection for the page."""
     with st.sidebar:

@@ -1,0 +1,135 @@
+"""Layer-by-layer Grad-CAM: images as rows, layers as columns, one band per class."""
+
+import re
+
+import numpy as np
+import streamlit as st
+
+from explainers import REGISTRY, render
+from ui import cached
+from ui.selection import current
+
+GRID_METHODS = ["gradcam", "gradcam_plus_plus", "layercam"]
+THUMB = 200  # display height of a cell in pixels; downloads use full resolution
+
+selection = current()
+model = selection.model
+st.title("Layer-by-layer Grad-CAM")
+st.caption(
+    "Early layers respond to textures and edges, middle layers to parts, the last to whole objects. "
+    "Each row is an image, each column a layer; each band explains one class."
+)
+if not selection.names:
+    st.info("Select or upload images in the sidebar.")
+    st.stop()
+
+infos = {info.path: info for info in model.layers}
+convs = [info.path for info in model.layers if info.is_conv]
+
+left, middle, right = st.columns([1, 1, 2])
+method = left.selectbox("Method", GRID_METHODS, format_func=lambda m: REGISTRY[m].label, key="grid_method",
+                        help="Layer-CAM keeps early layers sharper than Grad-CAM.")
+class_mode = middle.radio("Classes", ["Top predicted", "One class by name"], key="grid_class_mode")
+if class_mode == "Top predicted":
+    top_n = int(middle.number_input("How many", 1, 5, 2, key="grid_top_n"))
+    ranked = np.argsort(-selection.probabilities, axis=1)[:, :top_n]
+    bands = [(f"Top-{r + 1} class", ranked[:, r]) for r in range(top_n)]
+else:
+    first_top = int(selection.probabilities[0].argmax())
+    chosen = middle.selectbox("Class", range(len(model.class_names)), index=first_top,
+                              format_func=lambda c: model.class_names[c], key="grid_class")
+    bands = [(f"Class: {model.class_names[chosen]}", np.full(len(selection.names), chosen))]
+
+layer_mode = right.radio("Choose layers", ["By name", "By position from the end"], horizontal=True, key="grid_layer_mode")
+if layer_mode == "By name":
+    layers = right.multiselect("Layers (in graph order)", model.conv_layers, default=list(model.default_layers),
+                               key="grid_layers")
+    layers = [path for path in model.conv_layers if path in layers]  # shallow to deep, whatever the click order
+else:
+    text = right.text_input(f"Positions from the end, 1 = last conv layer (of {len(convs)})", "1, 6, 20",
+                            key="grid_positions")
+    positions = [int(p) for p in re.findall(r"\d+", text)]
+    wrong = [p for p in positions if not 1 <= p <= len(convs)]
+    if wrong:
+        st.error(f"Position {wrong[0]} is outside 1 to {len(convs)}, the model's conv layers counted from the end.")
+    layers = [convs[-p] for p in sorted({p for p in positions if p not in wrong}, reverse=True)]
+if not layers:
+    st.info("Choose at least one layer.")
+    st.stop()
+
+display = st.columns([2, 1, 2])
+opacity = display[0].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="grid_opacity")
+colormap = display[1].selectbox("Colormap", render.COLORMAPS, key="grid_colormap")
+mode = display[2].radio("Show", render.DISPLAY_MODES, horizontal=True, key="grid_mode")
+
+images = selection.images * len(bands)
+targets = np.concatenate([classes for _, classes in bands])
+with st.spinner(f"Computing {len(images) * len(layers)} maps in one pass…"):
+    grids = cached.layer_grid(model, images, layers, targets, method)
+
+
+def class_label(index: int, image: int) -> str:
+    return f"{model.class_names[index]} ({selection.probabilities[image][index]:.2f})"
+
+
+def cell(image: np.ndarray, map_: np.ndarray, height: int | None) -> np.ndarray:
+    if height is not None:
+        image, map_ = render.thumbnail(image, height), render.thumbnail(map_, height)
+    return render.overlay(image, map_.astype(np.float32) / 255, opacity, colormap, mode)
+
+
+column_labels = ["image"] + [f"{layer} · {infos[layer].resolution}" for layer in layers]
+weights = [1.0] + [1.0] * len(layers)
+for b, (title, classes) in enumerate(bands):
+    st.subheader(title)
+    for column, label in zip(st.columns(weights), column_labels):
+        column.markdown(f"**{label}**")
+    for i, name in enumerate(selection.names):
+        grid = grids[b * len(selection.names) + i]
+        columns = st.columns(weights)
+        columns[0].image(render.thumbnail(selection.images[i], THUMB), caption=f"{name}: {class_label(classes[i], i)}")
+        for column, map_ in zip(columns[1:], grid):
+            column.image(cell(selection.images[i], map_, THUMB))
+
+
+def grid_png() -> bytes:
+    rows, labels = [], []
+    for b, (_, classes) in enumerate(bands):
+        for i, name in enumerate(selection.names):
+            grid = grids[b * len(selection.names) + i]
+            rows.append([selection.images[i]] + [cell(selection.images[i], m, None) for m in grid])
+            labels.append(f"{name}: {class_label(classes[i], i)}")
+    return render.png_bytes(render.compose_grid(rows, labels, column_labels))
+
+
+def cells_zip() -> bytes:
+    files = {}
+    for b, (_, classes) in enumerate(bands):
+        for i, name in enumerate(selection.names):
+            for layer, map_ in zip(layers, grids[b * len(selection.names) + i]):
+                stem = re.sub(r"[^\w.-]+", "_", f"{name}_{model.class_names[classes[i]]}_{layer}")
+                files[stem] = cell(selection.images[i], map_, None)
+    return render.zip_of_pngs(files)
+
+
+downloads = st.columns(4)
+downloads[0].download_button("Grid as PNG", grid_png, "layer_grid.png", "image/png", on_click="ignore",
+                             key="grid_png")
+downloads[1].download_button("Every cell (ZIP)", cells_zip, "layer_grid_cells.zip", "application/zip",
+                             on_click="ignore", key="grid_zip")
+
+with st.expander("Feature maps: what a layer's most active channels respond to"):
+    columns = st.columns(3)
+    feature_layer = columns[0].selectbox("Layer", layers, key="features_layer")
+    image_name = columns[1].selectbox("Image", selection.names, key="features_image")
+    count = columns[2].slider("Channels", 4, 32, 16, 4, key="features_count")
+    image = selection.images[selection.names.index(image_name)]
+    features = cached.feature_maps(model, image, feature_layer, count)
+    st.caption(f"{feature_layer} has {infos[feature_layer].channels} channels at {infos[feature_layer].resolution}; "
+               f"the {count} with the highest mean activation, each scaled on its own.")
+    per_row = 8
+    for start in range(0, count, per_row):
+        row = st.columns(per_row)
+        for column, channel, mean, map_ in zip(row, features.channels[start:], features.mean_activation[start:],
+                                               features.maps[start:start + per_row]):
+            column.image(render.colorize(map_, colormap), caption=f"channel {channel} · {mean:.2f}", width="stretch")
