@@ -63,3 +63,20 @@ def test_layer_picker_shows_a_map_per_image_for_the_chosen_layer(app):
     assert any("14x14 · 672 channels" in c.value for c in app.caption)
     images = [e for e in app.main if type(e).__name__ == "Image"]
     assert len(images) == 4  # two predictions, two layer maps
+
+
+def test_uploads_join_the_selection_and_a_corrupt_one_gets_one_sentence(app):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (64, 48), 128).save(buffer, "PNG")  # grayscale: converted, not refused
+    app.sidebar.file_uploader(key="uploads").set_value(
+        [("gray.png", buffer.getvalue(), "image/png"), ("broken.jpg", b"\xff\xd8\xff\xe0 not really", "image/jpeg")]
+    ).run()
+    assert not app.exception
+    assert app.sidebar.multiselect(key="image_names").value == ["cat_chelsea", "coffee", "upload: gray.png"]
+    (error,) = app.sidebar.error
+    assert error.value.startswith("'broken.jpg' ")
+    assert len(app.sidebar.dataframe) == 1  # the rest of the sidebar carries on
