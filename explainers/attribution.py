@@ -52,14 +52,14 @@ def _layer_for(model: LoadedModel, method_name: str, layer: str | None, needs_la
     return layer
 
 
-def _prepare(model: LoadedModel, images: Sequence[ImageLike]) -> tuple[list[np.ndarray], list[str]]:
+def prepare_images(model: LoadedModel, images: Sequence[ImageLike]) -> tuple[list[np.ndarray], list[str]]:
     if len(images) == 0:
         raise InputError("No images to explain; select or upload at least one.")
     arrays = [as_rgb_array(image) for image in images]
     return arrays, [content_digest([a]) for a in arrays]
 
 
-def _model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Resized pixels and preprocessed inputs, cached per image: every method on a page shares them."""
     pixels, inputs = [], []
     for array, digest in zip(arrays, digests):
@@ -76,7 +76,7 @@ def _model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[st
 
 def _job(model: LoadedModel, arrays: list[np.ndarray], digests: list[str], targets: np.ndarray,
          layer: str | None, batch_size: int) -> Job:
-    pixels, x = _model_inputs(model, arrays, digests)
+    pixels, x = model_inputs(model, arrays, digests)
     return Job(
         runtime=model.runtime,
         x=x,
@@ -102,7 +102,7 @@ def attribute(
     spec = get_method(method)
     params = resolve_params(spec, params)
     layer = _layer_for(model, spec.label, layer, spec.needs_layer)
-    arrays, digests = _prepare(model, images)
+    arrays, digests = prepare_images(model, images)
     wanted = resolve_targets(targets, len(arrays), model.class_names)
     context = (model.fingerprint, model.preprocessing, method, layer, tuple(sorted(params.items())))
     keys = [(*context, digest, int(t)) for digest, t in zip(digests, wanted)]
@@ -168,7 +168,7 @@ def layer_grid(
     layers = [_layer_for(model, spec.label, layer, True) for layer in layers]
     if not layers:
         raise InputError("Choose at least one layer for the grid.")
-    arrays, digests = _prepare(model, images)
+    arrays, digests = prepare_images(model, images)
     wanted = resolve_targets(targets, len(arrays), model.class_names)
     contexts = [(model.fingerprint, model.preprocessing, method, layer, ()) for layer in layers]
     found = [[RESULTS.get((*c, d, int(t))) for c in contexts] for d, t in zip(digests, wanted)]

@@ -31,12 +31,17 @@ def randomize_top_layers(model: LoadedModel, count: int, seed: int = 0) -> Loade
 
     Each trainable weight is re-drawn from a normal distribution with the spread of
     the learned values; batch-norm statistics stay, so activations keep a sane range.
+    The original model is never touched.
     """
     clone = keras.models.clone_model(model.model)
     clone.set_weights(model.model.get_weights())
-    rng = np.random.default_rng(seed)
-    for layer in weighted_layers_from_top(clone)[:count]:
+    randomize(weighted_layers_from_top(clone)[:count], np.random.default_rng(seed))
+    return dataclasses.replace(model, model=clone, spec=f"{model.spec} (top {count} randomised)", fingerprint="")
+
+
+def randomize(layers: list[keras.layers.Layer], rng: np.random.Generator) -> None:
+    """Re-draw every trainable weight of ``layers`` in place, with the spread of its learned values."""
+    for layer in layers:
         for variable in layer.trainable_weights:
             value = keras.ops.convert_to_numpy(variable)
             variable.assign(rng.normal(0.0, float(value.std()) or 0.05, value.shape).astype(value.dtype))
-    return dataclasses.replace(model, model=clone, spec=f"{model.spec} (top {count} randomised)", fingerprint="")
