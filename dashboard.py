@@ -9,6 +9,7 @@ sidebar.configure_page()
 PAGES = [
     st.Page("pages/overview.py", title="Model and predictions", icon=":material/image_search:", default=True),
     st.Page("pages/layer_grid.py", title="Layer-by-layer Grad-CAM", icon=":material/grid_view:"),
+    st.Page("pages/compare.py", title="Compare methods", icon=":material/compare:"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -8,6 +8,7 @@
 """
 
 
+from . import metrics
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError
@@ -29,6 +30,7 @@ __all__ = [
     "feature_maps",
     "layer_grid",
     "methods",
+    "metrics",
     "DEFAULT_MODEL",
     "PRESETS",
     "InputError",

@@ -87,3 +87,16 @@ def zip_of_pngs(files: dict[str, np.ndarray]) -> bytes:
         for name, image in files.items():
             archive.writestr(f"{name}.png", png_bytes(image))
     return buffer.getvalue()
+
+
+def display_map(raw: np.ndarray, size: tuple[int, int], clip_percentile: float = 100.0) -> np.ndarray:
+    """A raw ``(h, w)`` map's magnitude in [0, 1] at ``size`` = (H, W), clipped at a percentile.
+
+    Gradient maps are dominated by a few spikes; clipping at the 99th percentile
+    shows their structure. Display only: the raw map is unchanged.
+    """
+    from .maps import upsample
+
+    magnitude = np.abs(raw).astype(np.float32)
+    top = float(np.percentile(magnitude, clip_percentile)) or 1.0
+    return np.clip(upsample(np.clip(magnitude / top, 0, 1)[None], size)[0], 0, 1)

@@ -100,3 +100,17 @@ def test_agreement_is_symmetric_with_a_unit_diagonal():
     np.testing.assert_allclose(matrix, matrix.T)
     np.testing.assert_allclose(np.diag(matrix), 1.0)
     assert matrix[0, 1] == pytest.approx(1.0) and matrix[0, 2] == pytest.approx(-1.0)
+
+
+def test_curves_are_cached_by_the_maps_content():
+    m = wrap(region_model())
+    images = bright_region_images(1)
+    raw = np.random.default_rng(5).random((1, SIZE, SIZE))
+    metrics.deletion_insertion(m, images, attribution_with(raw, [0]), steps=8)
+    passes = m.runtime.passes_run
+    metrics.deletion_insertion(m, images, attribution_with(raw.copy(), [0]), steps=8)
+    assert m.runtime.passes_run == passes
+    nudged = raw.copy()
+    nudged[0, 0, 0] += 1e-6  # a different map, however slightly, is computed anew
+    metrics.deletion_insertion(m, images, attribution_with(nudged, [0]), steps=8)
+    assert m.runtime.passes_run > passes

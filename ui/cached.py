@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,7 +13,11 @@ import explainers as ex
 
 @st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…")
 def load_model(spec: str) -> ex.LoadedModel:
-    return ex.load_model(spec)
+    model = ex.load_model(spec)
+    # Tracing the compiled passes costs seconds each; doing it while the user reads the
+    # first page spares the pages that compute maps most of their first-visit wait.
+    threading.Thread(target=model.runtime.warm_up, args=(model.default_cam_layer,), daemon=True).start()
+    return model
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -75,3 +80,22 @@ def _feature_maps(_model: ex.LoadedModel, fingerprint: str, digest: str, _image:
 
 def feature_maps(model: ex.LoadedModel, image: np.ndarray, layer: str, count: int) -> ex.FeatureMaps:
     return _feature_maps(model, model.fingerprint, ex.content_digest([image]), image, layer, count)
+
+
+def attribute(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, **kwargs) -> ex.Attribution:
+    """Raw maps; the engine's content-keyed cache makes a rerun free."""
+    return ex.attribute(model, images, method, **kwargs)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sanity(_model: ex.LoadedModel, fingerprint: str, digests: tuple[str, ...], _images: Sequence[np.ndarray],
+            method: str, targets: tuple[int, ...], layer: str | None, params: tuple) -> ex.metrics.SanityCheck:
+    return ex.metrics.sanity_check(_model, _images, method, list(targets), layer, **dict(params))
+
+
+def sanity_check(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, targets: Sequence[int],
+                 layer: str | None, params: dict) -> ex.metrics.SanityCheck:
+    """Costly (a copy of the model and one map per stage), so kept across reruns and sessions."""
+    digests = tuple(ex.content_digest([image]) for image in images)
+    return _sanity(model, model.fingerprint, digests, images, method, tuple(int(t) for t in targets), layer,
+                   tuple(sorted(params.items())))
