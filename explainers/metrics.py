@@ -79,7 +79,6 @@ def deletion_insertion(
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.rint(fractions * height * width).astype(int)
     black = np.zeros_like(pixels[0])
-    blurred = _blurred(pixels, INSERTION_BLUR_RADIUS)
     deletion, insertion = [], []
     for i, raw in enumerate(attribution.raw):
         # Keyed by the map's own bytes, so any map (a method's, or one built by hand) is safe to cache.
@@ -94,7 +93,7 @@ def deletion_insertion(
         rank[np.argsort(-raw.ravel(), kind="stable")] = np.arange(height * width)
         chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
         deleted = np.where(chosen, black, pixels[i])
-        inserted = np.where(chosen, pixels[i], blurred[i])
+        inserted = np.where(chosen, pixels[i], _blurred(pixels[i : i + 1], INSERTION_BLUR_RADIUS)[0])
         x = preprocess(np.concatenate([deleted, inserted]), model.preprocessing)
         classes = np.full(len(x), attribution.classes[i], np.int32)
         # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.

@@ -108,7 +108,7 @@ curves = {}
 with st.spinner("Scoring deletion and insertion…"):
     for name in methods:
         curves[name] = metrics.deletion_insertion(model, selection.images, results[name], steps=steps)
-names, agreement = metrics.agreement(results)
+names, agreement = cached.agreement(results)
 
 scores = pd.DataFrame({
     "method": [REGISTRY[n].label for n in methods],

@@ -99,3 +99,15 @@ def sanity_check(model: ex.LoadedModel, images: Sequence[np.ndarray], method: st
     digests = tuple(ex.content_digest([image]) for image in images)
     return _sanity(model, model.fingerprint, digests, images, method, tuple(int(t) for t in targets), layer,
                    tuple(sorted(params.items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _agreement(names: tuple[str, ...], raws: tuple[np.ndarray, ...]) -> np.ndarray:
+    attributions = {n: ex.Attribution(n, None, {}, raw, np.zeros(len(raw), np.int32), 0.0, 0) for n, raw in zip(names, raws)}
+    return ex.metrics.agreement(attributions)[1]
+
+
+def agreement(results: dict[str, ex.Attribution]) -> tuple[list[str], np.ndarray]:
+    """Rank correlations between methods, kept across display-only reruns (Streamlit hashes the maps)."""
+    names = tuple(results)
+    return list(names), _agreement(names, tuple(results[n].raw for n in names))
