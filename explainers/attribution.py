@@ -41,6 +41,13 @@ class Attribution:
     cached: int  # how many of the N maps came from the cache
 
 
+def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int]) -> None:
+    """Cache a map under the class asked for and, when that was TOP1, under the class it resolved to."""
+    RESULTS.put((*context, digest, int(wanted)), hit, hit[0])
+    if wanted == TOP1:  # the same map also answers a request naming that class
+        RESULTS.put((*context, digest, hit[1]), hit, hit[0])
+
+
 def _layer_for(model: LoadedModel, method_name: str, layer: str | None, needs_layer: bool) -> str | None:
     if not needs_layer:
         return None
@@ -116,9 +123,7 @@ def attribute(
         seconds = time.perf_counter() - start
         for j, i in enumerate(missing):
             found[i] = (raw[j].astype(np.float32), int(classes[j]))
-            RESULTS.put(keys[i], found[i], found[i][0])
-            if wanted[i] == TOP1:  # the same map also answers a request naming that class
-                RESULTS.put((*context, digests[i], found[i][1]), found[i], found[i][0])
+            _store(context, digests[i], wanted[i], found[i])
     return Attribution(
         method=method,
         layer=layer,
@@ -180,10 +185,8 @@ def layer_grid(
             acts, grads = result.activations[l], result.layer_gradients[l]
             cams = combine_cam(acts, spec.cam_weights(acts, grads), job.size)
             for j, i in enumerate(missing):
-                hit = (cams[j], int(result.classes[j]))
-                found[i][l] = hit
-                RESULTS.put((*context, digests[i], int(wanted[i])), hit, hit[0])
-                RESULTS.put((*context, digests[i], hit[1]), hit, hit[0])
+                found[i][l] = (cams[j], int(result.classes[j]))
+                _store(context, digests[i], wanted[i], found[i][l])
     raw = np.stack([[hit[0] for hit in row] for row in found])  # (N, L, H, W)
     normalized = normalize(raw.reshape(-1, *raw.shape[2:])).reshape(raw.shape)
     return to_sizes(normalized, [a.shape[:2] for a in arrays])

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -106,6 +106,11 @@ def resize_batch(images: Sequence[ImageLike], size: tuple[int, int]) -> np.ndarr
         pil = Image.fromarray(as_rgb_array(image))
         out[i] = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
     return out
+
+
+def blur(pixels: np.ndarray, radius: float) -> np.ndarray:
+    """Gaussian blur of each ``(H, W, 3)`` uint8 image in an ``(N, H, W, 3)`` stack."""
+    return np.stack([np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(radius))) for p in pixels])
 
 
 def content_digest(images: Iterable[ImageLike]) -> str:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 from .errors import InputError
+from .images import blur
 from .maps import rescale, upsample
 from .preprocessing import preprocess
 from .probe import cam_head
@@ -121,8 +121,7 @@ def _baseline(job: Job, kind: str, blur_radius: float) -> np.ndarray:
     if kind == "black":
         return preprocess(np.zeros_like(job.pixels), job.preprocessing)
     if kind == "blurred":
-        blurred = np.stack([np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(blur_radius))) for p in job.pixels])
-        return preprocess(blurred, job.preprocessing)
+        return preprocess(blur(job.pixels, blur_radius), job.preprocessing)
     raise InputError(f"'{kind}' is not an Integrated Gradients baseline; use 'black' or 'blurred'.")
 
 
@@ -195,12 +194,15 @@ def _gradient_cam(weights_fn: CamWeights) -> MethodFn:
     return run
 
 
-register("gradcam", "Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True,
-         cam_weights=gradcam_weights)(_gradient_cam(gradcam_weights))
-register("gradcam_plus_plus", "Grad-CAM++", "Chattopadhyay et al. 2018, arXiv:1710.11063", needs_layer=True,
-         cam_weights=gradcam_plus_plus_weights)(_gradient_cam(gradcam_plus_plus_weights))
-register("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30", needs_layer=True,
-         cam_weights=layercam_weights)(_gradient_cam(layercam_weights))
+def register_gradient_cam(name: str, label: str, reference: str, weights_fn: CamWeights) -> None:
+    """A gradient CAM is only its channel weights: the pass, the sum and the layer grid are shared."""
+    register(name, label, reference, needs_layer=True, cam_weights=weights_fn)(_gradient_cam(weights_fn))
+
+
+register_gradient_cam("gradcam", "Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", gradcam_weights)
+register_gradient_cam("gradcam_plus_plus", "Grad-CAM++", "Chattopadhyay et al. 2018, arXiv:1710.11063",
+                      gradcam_plus_plus_weights)
+register_gradient_cam("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30", layercam_weights)
 
 
 @register("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True)

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-from PIL import Image, ImageFilter
 from scipy.stats import spearmanr
 
 from .attribution import RESULTS, Attribution, attribute, model_inputs, prepare_images
-from .images import ImageLike
+from .images import ImageLike, blur
 from .models import LoadedModel, weights_fingerprint
 from .preprocessing import preprocess
 from .runtime import DEFAULT_BATCH_SIZE
@@ -55,10 +54,6 @@ class Curves:
 
 def _map_digest(raw: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(raw, np.float32).tobytes(), digest_size=16).hexdigest()
-
-
-def _blurred(pixels: np.ndarray, radius: float) -> np.ndarray:
-    return np.stack([np.asarray(Image.fromarray(p).filter(ImageFilter.GaussianBlur(radius))) for p in pixels])
 
 
 def deletion_insertion(
@@ -93,7 +88,7 @@ def deletion_insertion(
         rank[np.argsort(-raw.ravel(), kind="stable")] = np.arange(height * width)
         chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
         deleted = np.where(chosen, black, pixels[i])
-        inserted = np.where(chosen, pixels[i], _blurred(pixels[i : i + 1], INSERTION_BLUR_RADIUS)[0])
+        inserted = np.where(chosen, pixels[i], blur(pixels[i : i + 1], INSERTION_BLUR_RADIUS)[0])
         x = preprocess(np.concatenate([deleted, inserted]), model.preprocessing)
         classes = np.full(len(x), attribution.classes[i], np.int32)
         # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
