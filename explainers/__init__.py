@@ -8,12 +8,13 @@
 """
 
 
-from . import metrics
-from .attribution import RESULTS, Attribution, attribute, explain, layer_grid
+from . import metrics, settings, uploads
+from .attribution import RESULTS, Attribution, attribute, explain, layer_grid, unavailable_methods
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError
 from .features import FeatureMaps, feature_maps
 from .images import content_digest, decode_image
+from .labels import parse_labels, read_labels
 from .layers import LayerInfo, conv_layer_names, spatial_layers
 from .models import DEFAULT_MODEL, LoadedModel, available_models, load_model
 from .preprocessing import PRESETS
@@ -29,8 +30,13 @@ __all__ = [
     "FeatureMaps",
     "feature_maps",
     "layer_grid",
+    "unavailable_methods",
     "methods",
     "metrics",
+    "settings",
+    "uploads",
+    "parse_labels",
+    "read_labels",
     "DEFAULT_MODEL",
     "PRESETS",
     "InputError",

@@ -18,9 +18,9 @@ from .errors import InputError
 from .images import ImageLike, as_rgb_array, content_digest
 from .maps import normalize, to_sizes
 from .memo import ResultCache
-from .methods import Job, combine_cam, get_method, resolve_params
+from .methods import REGISTRY, Job, combine_cam, get_method, resolve_params
 from .models import LoadedModel
-from .preprocessing import preprocess
+from .probe import cam_head
 from .runtime import DEFAULT_BATCH_SIZE
 from .targets import TOP1, Targets, resolve_targets
 
@@ -59,6 +59,17 @@ def _layer_for(model: LoadedModel, method_name: str, layer: str | None, needs_la
     return layer
 
 
+def unavailable_methods(model: LoadedModel) -> dict[str, str]:
+    """``{method: why it cannot run on this model}``; methods not listed can."""
+    reasons = {}
+    for name, spec in REGISTRY.items():
+        if spec.needs_layer and model.cam_unavailable:
+            reasons[name] = model.cam_unavailable
+        elif name == "cam" and (model.cam_unavailable or cam_head(model.model) is None):
+            reasons[name] = "CAM needs a model ending in global average pooling then a dense layer."
+    return reasons
+
+
 def prepare_images(model: LoadedModel, images: Sequence[ImageLike]) -> tuple[list[np.ndarray], list[str]]:
     if len(images) == 0:
         raise InputError("No images to explain; select or upload at least one.")
@@ -70,11 +81,11 @@ def model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[str
     """Resized pixels and preprocessed inputs, cached per image: every method on a page shares them."""
     pixels, inputs = [], []
     for array, digest in zip(arrays, digests):
-        key = ("input", digest, model.input_size, model.preprocessing)
+        key = ("input", model.fingerprint, digest, model.input_size, model.preprocessing)
         hit = INPUTS.get(key)
         if hit is None:
             resized = model.resize([array])
-            hit = (resized[0], preprocess(resized, model.preprocessing)[0])
+            hit = (resized[0], model.to_input(resized)[0])
             INPUTS.put(key, hit, hit[1])
         pixels.append(hit[0])
         inputs.append(hit[1])
@@ -88,7 +99,7 @@ def _job(model: LoadedModel, arrays: list[np.ndarray], digests: list[str], targe
         runtime=model.runtime,
         x=x,
         pixels=pixels,
-        preprocessing=model.preprocessing,
+        to_input=model.to_input,
         targets=targets,
         layer=layer,
         seeds=[int(d[:8], 16) for d in digests],

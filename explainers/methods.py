@@ -19,7 +19,6 @@ import numpy as np
 from .errors import InputError
 from .images import blur
 from .maps import rescale, upsample
-from .preprocessing import preprocess
 from .probe import cam_head
 from .runtime import Runtime
 
@@ -31,7 +30,7 @@ class Job:
     runtime: Runtime
     x: np.ndarray  # (N, H, W, C) preprocessed model input
     pixels: np.ndarray  # (N, H, W, 3) uint8, the same images before preprocessing
-    preprocessing: str
+    to_input: Callable[[np.ndarray], np.ndarray]  # pixels like ``pixels`` to model input like ``x``
     targets: np.ndarray  # (N,) int32 class per image, TOP1 = the model's own top class
     layer: str | None
     seeds: list[int]  # one per image, from its content, so random draws don't depend on the batch
@@ -119,9 +118,9 @@ def smoothgrad(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _baseline(job: Job, kind: str, blur_radius: float) -> np.ndarray:
     if kind == "black":
-        return preprocess(np.zeros_like(job.pixels), job.preprocessing)
+        return job.to_input(np.zeros_like(job.pixels))
     if kind == "blurred":
-        return preprocess(blur(job.pixels, blur_radius), job.preprocessing)
+        return job.to_input(blur(job.pixels, blur_radius))
     raise InputError(f"'{kind}' is not an Integrated Gradients baseline; use 'black' or 'blurred'.")
 
 
@@ -220,10 +219,11 @@ def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     layer, dense = head
     result = job.runtime.forward(job.x, job.targets, (layer,), batch_size=job.batch_size)
     kernel = np.asarray(dense.get_weights()[0])  # (K, classes)
-    class_weights = kernel[:, result.classes].T[:, None, None, :]  # (N, 1, 1, K)
     if kernel.shape[1] == 1:  # binary head: class 0 is explained by the negated unit
-        class_weights = np.where(result.classes[:, None, None, None] == 1, 1.0, -1.0) * kernel[:, 0]
-    return combine_cam(result.activations[0], class_weights, job.size), result.classes
+        class_weights = np.where(result.classes[:, None] == 1, 1.0, -1.0) * kernel[:, 0]
+    else:
+        class_weights = kernel[:, result.classes].T  # (N, K)
+    return combine_cam(result.activations[0], class_weights[:, None, None, :], job.size), result.classes
 
 
 @register("scorecam", "Score-CAM", "Wang et al. 2020, arXiv:1910.01279; Faster Score-CAM channel selection",

@@ -24,7 +24,6 @@ from scipy.stats import spearmanr
 from .attribution import RESULTS, Attribution, attribute, model_inputs, prepare_images
 from .images import ImageLike, blur
 from .models import LoadedModel, weights_fingerprint
-from .preprocessing import preprocess
 from .runtime import DEFAULT_BATCH_SIZE
 from .sanity import randomize, weighted_layers_from_top
 from .targets import Targets
@@ -89,7 +88,7 @@ def deletion_insertion(
         chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
         deleted = np.where(chosen, black, pixels[i])
         inserted = np.where(chosen, pixels[i], blur(pixels[i : i + 1], INSERTION_BLUR_RADIUS)[0])
-        x = preprocess(np.concatenate([deleted, inserted]), model.preprocessing)
+        x = model.to_input(np.concatenate([deleted, inserted]))
         classes = np.full(len(x), attribution.classes[i], np.int32)
         # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
         probabilities = model.runtime.class_probabilities(x, classes, max(batch_size, len(x)))

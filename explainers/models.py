@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Sequence
@@ -14,9 +15,11 @@ import numpy as np
 from . import efficientnet_lite, zoo
 from .errors import InputError
 from .images import ImageLike, resize_batch
-from .labels import imagenet_class_names
+from .labels import check_label_count, imagenet_class_names, read_labels
 from .layers import LayerInfo, spatial_layers, spread_over_depth
+from .model_files import read_model
 from .preprocessing import PRESETS, preprocess
+from .probe import LINEAR, SIGMOID, output_kind
 from .runtime import Runtime
 
 DEFAULT_MODEL = "efficientnet_lite0"
@@ -39,12 +42,19 @@ class LoadedModel:
     preprocessing: str  # a key of preprocessing.PRESETS
     default_layers: tuple[str, ...] = ()
     fingerprint: str = field(default="")
+    channels: int = 3  # 1 for a grayscale model: images are converted to luma
+    output_kind: str = ""  # softmax, sigmoid or linear: how the model's scores become probabilities
+    format: str = "Keras"
+    output_names: tuple[str, ...] = ()  # all of the file's outputs; ``model`` returns the chosen one
+    labels_source: str = ""  # where class_names came from, for the model card
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
             self.fingerprint = weights_fingerprint(self.model)
         if not self.default_layers:
             self.default_layers = tuple(spread_over_depth(self.layers))
+        if not self.output_kind:
+            self.output_kind = output_kind(self.model)
 
     @functools.cached_property
     def layers(self) -> list[LayerInfo]:
@@ -54,13 +64,27 @@ class LoadedModel:
     @functools.cached_property
     def runtime(self) -> Runtime:
         """Compiled passes over this model, built on first use."""
-        return Runtime(self.model)
+        return Runtime(self.model, self.output_kind)
 
     @property
     def default_cam_layer(self) -> str | None:
         """The last spatial layer that is not pooling: where Grad-CAM looks by default."""
         candidates = [info.path for info in self.layers if "Pooling" not in info.class_name]
         return candidates[-1] if candidates else None
+
+    @property
+    def cam_unavailable(self) -> str | None:
+        """Why CAM methods cannot run on this model, or None when they can."""
+        if self.format == "SavedModel":
+            return "A SavedModel exposes no inner layers, so CAM methods need this model saved as .keras or .h5."
+        if not self.layers:
+            return "This model has no layer with a spatial (height x width) output, so CAM methods have nothing to look at."
+        return None
+
+    @property
+    def scores_are_logits(self) -> bool:
+        """The graph ends in raw scores (logits), so probabilities need a softmax or sigmoid on top."""
+        return output_kind(self.model) == LINEAR
 
     @property
     def conv_layers(self) -> list[str]:
@@ -71,9 +95,41 @@ class LoadedModel:
         """``(N, H, W, 3)`` uint8 at the model's input size."""
         return resize_batch(images, self.input_size)
 
+    def variant(self, class_names: Sequence[str] | None = None, labels_source: str = "", preprocessing: str | None = None) -> LoadedModel:
+        """The same network with other class names or preprocessing, sharing its compiled passes.
+
+        Raises InputError when the names do not fit the outputs or the preset is unknown.
+        """
+        changes: dict = {}
+        if class_names is not None:
+            check_label_count(list(class_names), len(self.class_names), labels_source or "the labels")
+            changes.update(class_names=list(class_names), labels_source=labels_source)
+        if preprocessing is not None:
+            _check_preset(preprocessing)
+            changes["preprocessing"] = preprocessing
+        twin = dataclasses.replace(self, **changes)
+        # Passes and the layer list depend on the network only: reuse what was built.
+        twin.__dict__.update({k: v for k, v in self.__dict__.items() if k in ("runtime", "layers")})
+        return twin
+
+    def to_input(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 pixels at the input size to the model's float32 input."""
+        return preprocess(pixels, self.preprocessing, self.channels)
+
     def preprocess(self, images: Sequence[ImageLike]) -> np.ndarray:
         """Images (PIL or uint8 arrays, any size) to a model-ready float32 batch."""
-        return preprocess(self.resize(images), self.preprocessing)
+        return self.to_input(self.resize(images))
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """The model's raw outputs as ``(N, classes)`` probabilities; a one-unit head becomes ``[1 - p, p]``."""
+        outputs = np.asarray(outputs, np.float32)
+        if self.scores_are_logits:
+            if outputs.shape[-1] == 1 or self.output_kind == SIGMOID:
+                outputs = 1.0 / (1.0 + np.exp(-outputs))
+            else:
+                shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
+                outputs = shifted / shifted.sum(axis=-1, keepdims=True)
+        return np.concatenate([1.0 - outputs, outputs], axis=-1) if outputs.shape[-1] == 1 else outputs
 
     def predict(self, images: Sequence[ImageLike], batch_size: int = 32) -> np.ndarray:
         """``(N, classes)`` class probabilities."""
@@ -82,7 +138,9 @@ class LoadedModel:
             keras.ops.convert_to_numpy(self.model(batch[i : i + batch_size], training=False))
             for i in range(0, len(batch), batch_size)
         ]
-        return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, len(self.class_names)), np.float32)
+        if not outputs:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self.probabilities(np.concatenate(outputs, axis=0))
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Per image, the ``k`` most probable classes as ``(index, name, probability)``."""
@@ -134,37 +192,102 @@ def _load_zoo(name: str) -> LoadedModel:
     )
 
 
-def _load_file(path: Path, preprocessing: str) -> LoadedModel:
-    if not path.exists():
-        raise InputError(f"'{path}' does not exist.")
-    if path.suffix not in (".keras", ".h5"):
-        raise InputError(f"'{path.name}' is not a model file this app reads (.keras or .h5).")
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a bad file; all mean the same to a user
-        raise InputError(f"'{path.name}' could not be loaded as a Keras model: {str(error).splitlines()[0]}") from None
-    height, width = model.input_shape[1:3]
-    classes = int(model.output_shape[-1])
+def detect_preprocessing(model: keras.Model) -> str | None:
+    """``"none"`` when the model rescales or normalises its own input (a Rescaling or
+    Normalization layer before any weighted layer), else None: the user must say."""
+    for layer in _leaf_layers(model):
+        if isinstance(layer, (keras.layers.Rescaling, keras.layers.Normalization)):
+            return "none"
+        if layer.weights:
+            return None
+    return None
+
+
+def _leaf_layers(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _image_input(model: keras.Model, name: str) -> tuple[tuple[int, int], int]:
+    """(H, W) and channels of the model's one image input, or InputError saying why it is not one."""
+    if len(model.inputs) != 1:
+        raise InputError(f"'{name}' takes {len(model.inputs)} inputs; this app explains models with one image input.")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4:
+        raise InputError(f"'{name}' takes inputs of shape {shape[1:]}, not images (height, width, channels).")
+    height, width, channels = shape[1:]
+    if channels not in (1, 3):
+        raise InputError(
+            f"'{name}' expects images with {channels} channels (channels-last); this app feeds RGB (3) or grayscale (1) images."
+        )
+    return (height or 224, width or 224), int(channels)
+
+
+def _class_names(model: keras.Model, labels, name: str) -> tuple[list[str], str]:
+    units = model.outputs[0].shape
+    if len(units) != 2:
+        raise InputError(f"'{name}' outputs shape {tuple(units[1:])}; this app explains classifiers with one score per class.")
+    classes = max(int(units[-1]), 2)  # a single sigmoid unit is a binary classifier
+    if labels is None:
+        if classes == 1000:
+            return list(imagenet_class_names()), "ImageNet (1000 outputs)"
+        return [f"class {i}" for i in range(classes)], "none given"
+    if isinstance(labels, (str, Path)):
+        names, source = read_labels(labels), Path(labels).name
+    else:
+        names, source = [str(n) for n in labels], "the labels given"
+    check_label_count(names, classes, source)
+    return names, source
+
+
+def _load_file(path: Path, preprocessing: str | None, labels, output: str | int | None) -> LoadedModel:
+    loaded = read_model(path, output)
+    name = path.name or str(path)
+    input_size, channels = _image_input(loaded.model, name)
+    class_names, labels_source = _class_names(loaded.model, labels, name)
     return LoadedModel(
         spec=str(path),
-        display_name=path.name,
-        model=model,
-        input_size=(height or 224, width or 224),
-        class_names=[f"class {i}" for i in range(classes)] if classes != 1000 else list(imagenet_class_names()),
-        preprocessing=preprocessing,
+        display_name=name,
+        model=loaded.model,
+        input_size=input_size,
+        class_names=class_names,
+        preprocessing=preprocessing or detect_preprocessing(loaded.model) or "unit",
+        channels=channels,
+        output_kind=loaded.probability_kind or "",
+        format=loaded.format,
+        output_names=tuple(loaded.output_names),
+        labels_source=labels_source,
     )
 
 
-def load_model(spec: str = DEFAULT_MODEL, preprocessing: str = "unit") -> LoadedModel:
-    """Load ``"efficientnet_lite0"`` (embedded, offline), ``"keras:<Application>"`` or a model file path.
-
-    ``preprocessing`` applies to model files only (zoo models know their own).
-    Raises InputError (ModelUnavailableError when weights cannot be fetched).
-    """
+def _check_preset(preprocessing: str) -> None:
     if preprocessing not in PRESETS:
         raise InputError(f"'{preprocessing}' is not a preprocessing preset; choose one of {', '.join(PRESETS)}.")
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    preprocessing: str | None = None,
+    labels: str | Path | Sequence[str] | None = None,
+    output: str | int | None = None,
+) -> LoadedModel:
+    """Load ``"efficientnet_lite0"`` (embedded, offline), ``"keras:<Application>"`` or a model path.
+
+    A path may be a ``.keras`` or ``.h5`` file, an architecture ``.json`` with its
+    weights beside it, a SavedModel folder, or a ZIP of one. For model files:
+    ``preprocessing`` is a preset name (default: ``"none"`` when the model rescales
+    its own input, else ``"unit"``); ``labels`` a labels file or a list of names;
+    ``output`` the output to explain (name or index) when there are several. Zoo
+    models know their own preprocessing and ImageNet labels.
+    Raises InputError (ModelUnavailableError when weights cannot be fetched).
+    """
+    if preprocessing is not None:
+        _check_preset(preprocessing)
     if spec == DEFAULT_MODEL:
         return _load_embedded()
     if spec.startswith(KERAS_PREFIX):
         return _load_zoo(spec[len(KERAS_PREFIX) :])
-    return _load_file(Path(spec), preprocessing)
+    return _load_file(Path(spec), preprocessing, labels, output)

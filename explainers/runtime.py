@@ -97,9 +97,11 @@ class Runtime:
     benchmark can see when a cache spared a computation.
     """
 
-    def __init__(self, model: keras.Model) -> None:
+    def __init__(self, model: keras.Model, kind: str | None = None) -> None:
         self.model = model
-        self.output_kind = output_kind(model)
+        # An opaque model's graph may end in scores recovered from probabilities,
+        # so the caller can say what its output was; otherwise the graph tells.
+        self.output_kind = kind or output_kind(model)
         self.passes_run = 0
         self._compiled: dict[tuple, _CompiledProbe] = {}
         self._lock = threading.Lock()

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainers import REGISTRY, metrics, render
+from explainers import REGISTRY, metrics, render, unavailable_methods
 from ui import cached
 from ui.selection import current
 
@@ -31,8 +31,13 @@ if not selection.names:
     st.stop()
 
 top = st.columns([2, 1])
-methods = top[0].multiselect("Methods", list(REGISTRY), default=DEFAULT_METHODS, key="cmp_methods",
+unavailable = unavailable_methods(model)
+offered = [name for name in REGISTRY if name not in unavailable]
+methods = top[0].multiselect("Methods", offered, default=[m for m in DEFAULT_METHODS if m in offered], key="cmp_methods",
                              format_func=lambda m: REGISTRY[m].label)
+if unavailable:
+    top[0].caption("Not available for this model: " + "; ".join(
+        f"{REGISTRY[name].label} ({reason.rstrip('.')})" for name, reason in unavailable.items()) + ".")
 class_mode = top[1].radio("Class", ["Each image's top class", "One class by name"], key="cmp_class_mode")
 if class_mode == "One class by name":
     chosen = top[1].selectbox("Class", range(len(model.class_names)), key="cmp_class",

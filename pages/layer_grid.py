@@ -23,6 +23,10 @@ if not selection.names:
     st.info("Select or upload images in the sidebar.")
     st.stop()
 
+if model.cam_unavailable:
+    st.info(f"{model.cam_unavailable} The comparison page still offers the gradient methods.")
+    st.stop()
+
 infos = {info.path: info for info in model.layers}
 convs = [info.path for info in model.layers if info.is_conv]
 

@@ -17,7 +17,13 @@ st.markdown(
     f"{len(model.class_names):,} classes · {model.model.count_params() / 1e6:.1f} M parameters · "
     f"preprocessing {PRESETS[model.preprocessing].description}"
 )
-st.caption(f"Weights fingerprint {model.fingerprint[:12]}: results are cached per model and image content.")
+details = [f"format {model.format}", f"output {model.output_kind}"]
+if model.channels == 1:
+    details.append("grayscale input")
+if model.labels_source:
+    details.append(f"class names from {model.labels_source}")
+st.caption(" · ".join(details) + f" · weights fingerprint {model.fingerprint[:12]} (results are cached per model "
+           "and image content)")
 
 if not selection.names:
     st.info("Select or upload images in the sidebar to see the model's predictions.")
@@ -32,32 +38,35 @@ else:
                 top_k_table(model, selection.probabilities[index])
 
 st.subheader("Inspect a layer")
-infos = {info.path: info for info in model.layers}
-layer = st.selectbox(
-    "Layer",
-    model.conv_layers,
-    index=model.conv_layers.index(model.default_cam_layer),
-    key="overview_layer",
-    help="Every layer with a spatial output, in graph order; layers inside a nested base network included.",
-)
-info = infos[layer]
-st.caption(f"{info.class_name} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
-if selection.names:
-    maps = cached.explain(model, selection.images, "gradcam", layer=layer)
-    cells = st.columns(4)
-    for index, (image, map_) in enumerate(zip(selection.images, maps)):
-        top_class = model.class_names[int(selection.probabilities[index].argmax())]
-        cells[index % len(cells)].image(render.overlay(image, map_), caption=f"{selection.names[index]}: {top_class}")
-
-with st.expander(f"Layers a CAM method can use ({len(model.layers)}, in graph order)"):
-    st.caption(f"Defaults for a layer grid: {', '.join(model.default_layers)}.")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {"layer": info.path, "type": info.class_name, "resolution": info.resolution, "channels": info.channels}
-                for info in model.layers
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
+if model.cam_unavailable:
+    st.info(model.cam_unavailable)
+else:
+    infos = {info.path: info for info in model.layers}
+    layer = st.selectbox(
+        "Layer",
+        model.conv_layers,
+        index=model.conv_layers.index(model.default_cam_layer),
+        key="overview_layer",
+        help="Every layer with a spatial output, in graph order; layers inside a nested base network included.",
     )
+    info = infos[layer]
+    st.caption(f"{info.class_name} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
+    if selection.names:
+        maps = cached.explain(model, selection.images, "gradcam", layer=layer)
+        cells = st.columns(4)
+        for index, (image, map_) in enumerate(zip(selection.images, maps)):
+            top_class = model.class_names[int(selection.probabilities[index].argmax())]
+            cells[index % len(cells)].image(render.overlay(image, map_), caption=f"{selection.names[index]}: {top_class}")
+
+    with st.expander(f"Layers a CAM method can use ({len(model.layers)}, in graph order)"):
+        st.caption(f"Defaults for a layer grid: {', '.join(model.default_layers)}.")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"layer": info.path, "type": info.class_name, "resolution": info.resolution, "channels": info.channels}
+                    for info in model.layers
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )

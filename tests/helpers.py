@@ -33,3 +33,46 @@ def gap_dense_model(size: int = 16, classes: int = 4, activation: str = "softmax
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
+
+
+def small_base(size: int = 32, channels: int = 3, name: str = "base") -> keras.Model:
+    """A two-block CNN used as the 'pretrained' base of a transfer model."""
+    inputs = keras.Input((size, size, channels))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool_a")(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_b")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def transfer_model(size: int = 32, classes: int = 3, activation: str = "softmax", seed: int = 2,
+                   channels: int = 3) -> keras.Model:
+    """``Sequential([base, GlobalAveragePooling2D(), Dense(classes)])``: the usual fine-tuning shape."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.Input((size, size, channels)), small_base(size, channels), keras.layers.GlobalAveragePooling2D(),
+         keras.layers.Dense(classes, activation=activation, name="head")],
+        name="transfer",
+    )
+
+
+def square_images(count: int, size: int = 32, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Gray noise with one bright square, on the left half (class 0) or the right half (class 1)."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], rng.integers(0, 2, count)
+    for label in labels:
+        image = rng.integers(40, 90, (size, size, 3)).astype(np.uint8)
+        side = size // 4
+        top = int(rng.integers(0, size - side))
+        left = int(rng.integers(0, size // 2 - side)) + (size // 2 if label else 0)
+        image[top : top + side, left : left + side] = 230
+        images.append(image)
+    return images, labels
+
+
+def trained_binary_model(size: int = 32, seed: int = 3) -> keras.Model:
+    """A transfer model with one sigmoid unit, trained until it tells left squares from right ones."""
+    model = transfer_model(size, classes=1, activation="sigmoid", seed=seed)
+    images, labels = square_images(256, size, seed)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(np.stack(images) / 255.0, labels.astype(np.float32), epochs=15, batch_size=32, verbose=0)
+    return model

@@ -43,7 +43,7 @@ def test_unavailable_zoo_model_says_so_and_falls_back(app):
     assert not app.exception
     (error,) = app.sidebar.error
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5" in error.value
-    assert "Showing the embedded EfficientNet-Lite0 instead" in error.value
+    assert "EfficientNet-Lite0 stays loaded" in error.value
     assert app.sidebar.dataframe[0].value["class"].iloc[0] == "Egyptian Mau"
 
 

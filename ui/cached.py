@@ -11,13 +11,28 @@ import streamlit as st
 import explainers as ex
 
 
-@st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…")
-def load_model(spec: str) -> ex.LoadedModel:
-    model = ex.load_model(spec)
+@st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…", max_entries=8)
+def load_model(spec: str, output: str | None = None) -> ex.LoadedModel:
+    """One model object per (spec, output) for the whole server, so sessions share compiled passes and caches."""
+    model = ex.load_model(spec, output=output)
     # Tracing the compiled passes costs seconds each; doing it while the user reads the
     # first page spares the pages that compute maps most of their first-visit wait.
     threading.Thread(target=model.runtime.warm_up, args=(model.default_cam_layer,), daemon=True).start()
     return model
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _variant(_model: ex.LoadedModel, spec: str, output: str | None, labels: tuple[str, ...] | None,
+             labels_source: str, preprocessing: str | None) -> ex.LoadedModel:
+    return _model.variant(list(labels) if labels else None, labels_source, preprocessing)
+
+
+def model_variant(model: ex.LoadedModel, output: str | None, labels: tuple[str, ...] | None, labels_source: str,
+                  preprocessing: str | None) -> ex.LoadedModel:
+    """``model`` with the user's class names and preprocessing; stable across reruns, compiled passes shared."""
+    if labels is None and preprocessing is None:
+        return model
+    return _variant(model, model.spec, output, labels, labels_source, preprocessing)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

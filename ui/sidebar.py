@@ -7,7 +7,7 @@ import streamlit as st
 
 import explainers as ex
 
-from . import cached
+from . import cached, own_model
 from .selection import Selection, publish
 from .widgets import top_k_table
 
@@ -15,21 +15,51 @@ DEFAULT_IMAGES = ("cat_chelsea", "coffee")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 
+def _load_own(request: own_model.OwnModelRequest) -> ex.LoadedModel:
+    model = cached.load_model(request.path, request.output)
+    try:
+        return cached.model_variant(model, request.output, request.labels, request.labels_source,
+                                    None if request.preprocessing == own_model.AUTO else request.preprocessing)
+    except ex.InputError as error:  # labels that do not fit: keep the model, number the classes
+        st.error(f"{error} Classes are shown by number.")
+        return cached.model_variant(model, request.output, None, "", None if request.preprocessing == own_model.AUTO
+                                    else request.preprocessing)
+
+
+def _load(recipe: tuple) -> ex.LoadedModel:
+    kind, value = recipe
+    return _load_own(value) if kind == own_model.OWN_MODEL else cached.load_model(value)
+
+
 def _pick_model() -> ex.LoadedModel:
-    options = ex.available_models()
+    options = {**ex.available_models(), own_model.OWN_MODEL: "Your own model…"}
     spec = st.selectbox("Model", list(options), format_func=options.get, key="model_spec")
-    # A zoo model that failed to load is not retried on every rerun: offline, each
-    # retry would cost a failed download before the page could draw.
-    failures: dict[str, str] = st.session_state.setdefault("model_failures", {})
-    if spec in failures and st.button("Try loading it again", key="retry_model"):
-        failures.pop(spec)
-    if spec not in failures:
+    recipe = None
+    if spec == own_model.OWN_MODEL:
+        request = own_model.request()
+        recipe = (own_model.OWN_MODEL, request) if request else None
+    else:
+        recipe = ("spec", spec)
+    # A model that failed to load is not retried on every rerun: offline, each retry of a
+    # zoo model would cost a failed download before the page could draw.
+    failures: dict = st.session_state.setdefault("model_failures", {})
+    if recipe in failures and st.button("Try loading it again", key="retry_model"):
+        failures.pop(recipe)
+    if recipe is not None and recipe not in failures:
         try:
-            return cached.load_model(spec)
+            model = _load(recipe)
+            st.session_state["last_good_model"] = recipe
+            own_model.offer_outputs(model)
+            return model
         except ex.InputError as error:
-            failures[spec] = str(error)
-    st.error(f"{failures[spec]} Showing the embedded EfficientNet-Lite0 instead.")
-    return cached.load_model(ex.DEFAULT_MODEL)
+            failures[recipe] = str(error)
+    try:
+        model = _load(st.session_state.get("last_good_model", ("spec", ex.DEFAULT_MODEL)))
+    except ex.InputError:  # the previous model is gone too (a zoo file deleted meanwhile)
+        model = cached.load_model(ex.DEFAULT_MODEL)
+    if recipe in failures:
+        st.error(f"{failures[recipe]} {model.display_name} stays loaded.")
+    return model
 
 
 def _uploaded_images() -> dict[str, np.ndarray]:

@@ -1,0 +1,105 @@
+"""Bringing your own model through the sidebar: each bad input gets one sentence and the app keeps working."""
+
+import keras
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT_ROOT
+from explainers.settings import TRUST_MODEL_CODE_ENV
+from helpers import transfer_model
+
+ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("own")
+    transfer_model().save(folder / "pets.keras")
+    (folder / "truncated.keras").write_bytes((folder / "pets.keras").read_bytes()[:4000])
+    (folder / "weights.pt").write_bytes(b"\x80\x02 not keras")
+    inputs = keras.Input((12, 12, 3))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs))).save(folder / "dense.keras")
+    a, b = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
+    merged = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([a, b]))
+    keras.Model([a, b], keras.layers.Dense(2)(merged)).save(folder / "two_inputs.keras")
+    x = keras.Input((16, 16, 3))
+    y = keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Conv2D(4, 3)(x))
+    keras.Model(x, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y))).save(folder / "lambda.keras")
+    transfer_model(channels=4).save(folder / "rgba.keras")
+    return folder
+
+
+@pytest.fixture
+def app(monkeypatch) -> AppTest:
+    monkeypatch.delenv(TRUST_MODEL_CODE_ENV, raising=False)
+    at = AppTest.from_file(ENTRYPOINT, default_timeout=240)
+    at.run()
+    at.sidebar.selectbox(key="model_spec").set_value("own").run()
+    return at
+
+
+def _load_path(at: AppTest, path) -> AppTest:
+    at.sidebar.text_input(key="own_model_path").set_value(str(path)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _top_class(at: AppTest) -> str:
+    return at.sidebar.dataframe[0].value["class"].iloc[0]
+
+
+def test_uploaded_model_with_dict_labels_works_on_every_page(app, model_files):
+    app.sidebar.file_uploader(key="own_model_files").set_value(
+        [("pets.keras", (model_files / "pets.keras").read_bytes(), "application/octet-stream")])
+    app.sidebar.file_uploader(key="own_model_labels").set_value(
+        [("labels.txt", b"{0: 'cat', 1: 'dog', 2: 'person'}", "text/plain")]).run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    assert _top_class(app) in ("cat", "dog", "person")
+    app.switch_page("pages/layer_grid.py").run()
+    assert not app.exception, app.exception
+    assert all(layer.startswith("base/") for layer in app.multiselect(key="grid_layers").value)
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key="cmp_methods").value == ["saliency", "smoothgrad", "scorecam"]
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("truncated.keras", "may be truncated"),
+        ("weights.pt", "not a model format this app reads"),
+        ("two_inputs.keras", "takes 2 inputs"),
+        ("lambda.keras", TRUST_MODEL_CODE_ENV),
+        ("rgba.keras", "4 channels"),
+        ("missing.keras", "does not exist"),
+    ],
+)
+def test_bad_model_gets_one_sentence_and_the_previous_model_stays(app, model_files, name, expected):
+    _load_path(app, model_files / "pets.keras")
+    good_top = _top_class(app)
+    _load_path(app, model_files / name)
+    (error,) = app.sidebar.error
+    assert f"'{name}'" in error.value or name in error.value
+    assert expected in error.value and "pets.keras stays loaded" in error.value
+    assert _top_class(app) == good_top
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+
+
+def test_mismatched_labels_are_reported_and_classes_numbered(app, model_files):
+    app.sidebar.file_uploader(key="own_model_labels").set_value([("labels.json", b'["cat", "dog"]', "application/json")])
+    _load_path(app, model_files / "pets.keras")
+    (error,) = app.sidebar.error
+    assert "'labels.json' names 2 classes but the model has 3 outputs" in error.value
+    assert _top_class(app).startswith("class ")
+
+
+def test_model_without_conv_layers_offers_gradient_methods_only(app, model_files):
+    _load_path(app, model_files / "dense.keras")
+    assert not app.sidebar.error
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key="cmp_methods").value == ["saliency", "smoothgrad"]
+    assert any("Score-CAM (This model has no layer with a spatial" in c.value for c in app.caption)
+    app.switch_page("pages/layer_grid.py").run()
+    assert not app.exception and "no layer with a spatial" in app.info[0].value

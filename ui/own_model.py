@@ -1,0 +1,92 @@
+"""The sidebar's "your own model" section: a model file (upload or server path), class names, preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+import explainers as ex
+
+OWN_MODEL = "own"
+MODEL_TYPES = ["keras", "h5", "hdf5", "json", "zip"]
+LABEL_TYPES = ["json", "txt"]
+AUTO = "auto"
+_OUTPUTS = "own_model_outputs"  # {model path: its output names}, learnt when it first loads
+_OUTPUT_KEY = "own_model_output"
+
+
+@dataclass(frozen=True)
+class OwnModelRequest:
+    path: str
+    preprocessing: str  # a preset name or AUTO
+    output: str | None
+    labels: tuple[str, ...] | None
+    labels_source: str
+
+
+def _stored_upload() -> str | None:
+    """The uploaded model's path on disk; the bytes are written once per upload, not per rerun."""
+    uploads = st.file_uploader(
+        "Model file", type=MODEL_TYPES, accept_multiple_files=True, key="own_model_files",
+        help="A .keras file; a whole-model .h5; an architecture .json together with its .weights.h5; "
+             "or a SavedModel folder as a .zip. Size limit: see server.maxUploadSize.",
+    )
+    if not uploads:
+        return None
+    key = tuple(sorted(upload.file_id for upload in uploads))
+    stored: dict = st.session_state.setdefault("own_model_stored", {})
+    if key not in stored:
+        folder = ex.uploads.store_files([(u.name, u.getvalue()) for u in uploads])
+        stored[key] = str(folder / ex.uploads.safe_name(uploads[0].name) if len(uploads) == 1 else folder)
+    return stored[key]
+
+
+def _server_path() -> str | None:
+    if not ex.settings.server_paths_allowed():
+        return None
+    path = st.text_input("…or its path on the server", key="own_model_path", placeholder="/models/classifier.keras",
+                         help="A file, a SavedModel folder or a ZIP readable by the server.").strip()
+    return str(Path(path).expanduser()) if path else None
+
+
+def _labels() -> tuple[tuple[str, ...] | None, str]:
+    upload = st.file_uploader(
+        "Class names (optional)", type=LABEL_TYPES, key="own_model_labels",
+        help="A JSON list, a JSON {index: name} dict, a text file with one name per line, "
+             "or a text file holding a dict such as {0: 'cat', 1: 'dog'}.",
+    )
+    if upload is None:
+        return None, ""
+    try:
+        return tuple(ex.parse_labels(upload.getvalue(), upload.name)), upload.name
+    except ex.InputError as error:
+        st.error(f"{error} Classes are shown by number.")
+        return None, ""
+
+
+def request() -> OwnModelRequest | None:
+    """Draw the section's widgets; None until the user has given a model."""
+    path = _stored_upload() or _server_path()
+    labels, labels_source = _labels()
+    preprocessing = st.selectbox(
+        "Preprocessing", [AUTO, *ex.PRESETS], key="own_model_preprocessing",
+        format_func=lambda p: "Detect (none if the model rescales itself, else 0..1)" if p == AUTO
+        else f"{p}: {ex.PRESETS[p].description}",
+    )
+    if path is None:
+        st.info("Upload a model file" + (" or give its path on the server" if ex.settings.server_paths_allowed() else "") + ".")
+        return None
+    known = st.session_state.get(_OUTPUTS, {}).get(path, ())
+    output = st.session_state.get(_OUTPUT_KEY)
+    return OwnModelRequest(path, preprocessing, output if output in known else None, labels, labels_source)
+
+
+def offer_outputs(model: ex.LoadedModel) -> None:
+    """For a model with several outputs, a picker of the one to explain (its choice is read on the next run)."""
+    if len(model.output_names) < 2:
+        return
+    st.session_state.setdefault(_OUTPUTS, {})[model.spec] = model.output_names
+    st.selectbox("Output to explain", model.output_names, key=_OUTPUT_KEY,
+                 help="The model has several outputs; maps and predictions follow the one chosen here.")
