@@ -35,9 +35,9 @@ unavailable = unavailable_methods(model)
 offered = [name for name in REGISTRY if name not in unavailable]
 methods = top[0].multiselect("Methods", offered, default=[m for m in DEFAULT_METHODS if m in offered], key="cmp_methods",
                              format_func=lambda m: REGISTRY[m].label)
-if unavailable:
-    top[0].caption("Not available for this model: " + "; ".join(
-        f"{REGISTRY[name].label} ({reason.rstrip('.')})" for name, reason in unavailable.items()) + ".")
+for reason in dict.fromkeys(unavailable.values()):  # one line per reason, in registry order
+    names = ", ".join(REGISTRY[name].label for name, why in unavailable.items() if why == reason)
+    top[0].caption(f"Not available here: {names}. {reason}")
 class_mode = top[1].radio("Class", ["Each image's top class", "One class by name"], key="cmp_class_mode")
 if class_mode == "One class by name":
     chosen = top[1].selectbox("Class", range(len(model.class_names)), key="cmp_class",

@@ -8,13 +8,18 @@ from ui import cached
 from ui.selection import current
 from ui.widgets import top_k_table
 
+
+def _parameters(count: int) -> str:
+    return f"{count / 1e6:.1f} M" if count >= 100_000 else f"{count:,}"
+
+
 selection = current()
 model = selection.model
 
 st.title("Model and predictions")
 st.markdown(
     f"**{model.display_name}** · input {model.input_size[0]}x{model.input_size[1]} · "
-    f"{len(model.class_names):,} classes · {model.model.count_params() / 1e6:.1f} M parameters · "
+    f"{len(model.class_names):,} classes · {_parameters(model.model.count_params())} parameters · "
     f"preprocessing {PRESETS[model.preprocessing].description}"
 )
 details = [f"format {model.format}", f"output {model.output_kind}"]

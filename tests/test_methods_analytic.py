@@ -72,7 +72,7 @@ def test_integrated_gradients_is_complete_on_a_nonlinear_model(baseline):
     job_pixels = m.resize([image])
     from explainers.methods import Job, _baseline
 
-    job = Job(m.runtime, job_pixels.astype(np.float32), job_pixels, "none", np.array([2], np.int32), None, [0], 16)
+    job = Job(m.runtime, job_pixels.astype(np.float32), job_pixels, m.to_input, np.array([2], np.int32), None, [0], 16)
     base = _baseline(job, baseline, 20.0)
     logits = m.model.predict(np.concatenate([job.x, base]), verbose=0)[:, 2]
     difference = logits[0] - logits[1]

@@ -100,6 +100,6 @@ def test_model_without_conv_layers_offers_gradient_methods_only(app, model_files
     app.switch_page("pages/compare.py").run()
     assert not app.exception, app.exception
     assert app.multiselect(key="cmp_methods").value == ["saliency", "smoothgrad"]
-    assert any("Score-CAM (This model has no layer with a spatial" in c.value for c in app.caption)
+    assert any("Score-CAM" in c.value and "no layer with a spatial" in c.value for c in app.caption)
     app.switch_page("pages/layer_grid.py").run()
     assert not app.exception and "no layer with a spatial" in app.info[0].value

@@ -34,7 +34,7 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
 
 
 def main(url: str, out: str) -> None:
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+    with sync_playwright() as p, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = p.chromium.launch_persistent_context(
             profile, executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100}
         )
