@@ -10,6 +10,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Model and predictions", icon=":material/image_search:", default=True),
     st.Page("pages/layer_grid.py", title="Layer-by-layer Grad-CAM", icon=":material/grid_view:"),
     st.Page("pages/compare.py", title="Compare methods", icon=":material/compare:"),
+    st.Page("pages/dataset.py", title="Your dataset", icon=":material/folder_open:"),
 ]
 
 navigation = st.navigation(PAGES)

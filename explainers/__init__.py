@@ -8,7 +8,7 @@
 """
 
 
-from . import metrics, settings, uploads
+from . import dataset_report, datasets, metrics, settings, uploads
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid, unavailable_methods
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError
@@ -16,7 +16,7 @@ from .features import FeatureMaps, feature_maps
 from .images import content_digest, decode_image
 from .labels import parse_labels, read_labels
 from .layers import LayerInfo, conv_layer_names, spatial_layers
-from .models import DEFAULT_MODEL, LoadedModel, available_models, load_model
+from .models import DEFAULT_MODEL, DIGITS_MODEL, LoadedModel, available_models, load_model
 from .preprocessing import PRESETS
 from .methods import REGISTRY, method_names as methods
 from .samples import sample_images
@@ -38,6 +38,7 @@ __all__ = [
     "parse_labels",
     "read_labels",
     "DEFAULT_MODEL",
+    "DIGITS_MODEL",
     "PRESETS",
     "InputError",
     "LayerInfo",

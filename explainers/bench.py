@@ -1,4 +1,4 @@
-"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page]
+"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset]
 
 On the embedded model, prints for each method the median seconds for a batch of
 images and its ratio to a floor: preparing the model input (resize and
@@ -16,6 +16,13 @@ every method runs once before it is timed. Caches are cleared before every run.
 (Saliency, SmoothGrad and Score-CAM, each with deletion and insertion at 16
 steps): cold (a freshly loaded model, its passes not yet traced, empty caches)
 and warm (everything cached, as on a revisit or a display change).
+
+``--dataset`` measures images per second on the digits demo folder (1,000
+images) with the bundled digits CNN, each run interleaved with a bare
+``model.predict`` over the same preprocessed batches: prediction alone (the
+engine's predict, resize and preprocessing included), prediction + Grad-CAM
+(the dataset page's pass, in memory), and the whole folder run from disk
+(decoding included, per-file cache cleared).
 """
 
 from __future__ import annotations
@@ -90,14 +97,62 @@ def bench_page(repeats: int) -> None:
     print(f"  warm (all cached)                                   {statistics.median(warm):6.3f} s")
 
 
+def bench_dataset(repeats: int, batch_size: int = 64) -> None:
+    from . import datasets
+    from .datasets import _run_batch
+    from .models import DIGITS_MODEL
+    from .samples import DIGITS_TEST_FOLDER
+
+    model = load_model(DIGITS_MODEL)
+    scan = datasets.scan_folder(DIGITS_TEST_FOLDER)
+    images = [decode_image(path) for path in scan.files]
+    x = model.preprocess(images)
+    count = len(images)
+    batches = [images[i : i + batch_size] for i in range(0, count, batch_size)]
+
+    def bare() -> None:
+        model.model.predict(x, batch_size=batch_size, verbose=0)
+
+    def predict() -> None:
+        for batch in batches:
+            model.predict(batch, batch_size=batch_size)
+
+    def predict_and_cam() -> None:
+        for batch in batches:
+            _run_batch(model, batch, model.default_cam_layer)
+
+    def whole_folder() -> None:
+        datasets.PER_FILE.clear()
+        for _ in datasets.evaluate_iter(model, scan, batch_size=batch_size):
+            pass
+
+    runs = {"prediction": predict, "prediction + Grad-CAM": predict_and_cam, "folder from disk + Grad-CAM": whole_folder}
+    for run in (bare, *runs.values()):
+        run()  # trace every pass once
+    print(f"{count} digits ({model.input_size[0]}x{model.input_size[1]} grayscale), batches of {batch_size}; "
+          f"medians of {repeats} runs, each next to a bare model.predict\n")
+    print(f"{'run':32s} {'images/s':>9s} {'bare images/s':>14s} {'ratio':>6s}")
+    for name, run in runs.items():
+        ours, theirs = [], []
+        for _ in range(repeats):
+            ours.append(count / seconds(run))
+            theirs.append(count / seconds(bare))
+        ratio = statistics.median(a / b for a, b in zip(ours, theirs))
+        print(f"{name:32s} {statistics.median(ours):9.0f} {statistics.median(theirs):14.0f} {ratio:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--page", action="store_true", help="time the comparison page's default work instead")
+    parser.add_argument("--dataset", action="store_true", help="images/s on the digits demo folder instead")
     args = parser.parse_args()
     if args.page:
         bench_page(args.repeats)
+        return
+    if args.dataset:
+        bench_dataset(args.repeats)
         return
 
     model = load_model()

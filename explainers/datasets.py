@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from .errors import InputError
-from .images import IMAGE_SUFFIXES, decode_image, resize_batch
+from .images import IMAGE_SUFFIXES, decode_image
 from .labels import imagenet_wordnet_ids
 from .memo import ResultCache
 from .methods import combine_cam, gradcam_weights
@@ -26,8 +27,9 @@ from .models import LoadedModel
 from .targets import TOP1
 
 PER_FILE = ResultCache(max_bytes=512 << 20)
-THUMBNAIL = 64  # side of the per-image thumbnail kept for class mean images and cell galleries
+THUMBNAIL = 64  # longest side of the per-image copy kept for class mean images
 BY_POSITION, BY_NAME, BY_WORDNET_ID = "by position", "by name", "by WordNet id"
+NOT_AN_IMAGE, OUTSIDE_CLASSES = "not an image file (by its extension)", "not inside a class folder"
 
 
 @dataclass
@@ -52,7 +54,7 @@ def scan_folder(root: str | Path) -> DatasetScan:
     A single top folder holding the class folders (how a ZIP of ``data/`` unpacks)
     is stepped into.
     """
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise InputError(f"'{root}' is not a folder on the server.")
     visible = lambda p: not p.name.startswith((".", "__MACOSX"))  # noqa: E731
@@ -62,11 +64,11 @@ def scan_folder(root: str | Path) -> DatasetScan:
         return scan_folder(subfolders[0])
     if not subfolders:
         raise InputError(f"'{root.name or root}' has no class subfolders; arrange images as <folder>/<class name>/<image>.")
-    files, owners, empty, skipped = [], [], [], [(p.name, "not inside a class folder") for p in loose]
+    files, owners, empty, skipped = [], [], [], [(p.name, OUTSIDE_CLASSES) for p in loose]
     for index, folder in enumerate(subfolders):
         found = sorted(p for p in folder.rglob("*") if p.is_file() and visible(p))
         images = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
-        skipped += [(_relative(p, root), "not an image file (by its extension)") for p in found if p not in set(images)]
+        skipped += [(_relative(p, root), NOT_AN_IMAGE) for p in found if p not in set(images)]
         if not images:
             empty.append(folder.name)
         files += images
@@ -87,13 +89,16 @@ class ClassMapping:
 
 def map_classes(folders: list[str], model: LoadedModel, mode: str = "auto") -> ClassMapping:
     """Folder names to model outputs: by name (or WordNet id for ImageNet models) when
-    every folder matches, else by position, as ``keras.utils.image_dataset_from_directory``
+    most folders match one, else by position, as ``keras.utils.image_dataset_from_directory``
     numbers sorted folders. ``mode`` forces one of the three."""
     lookups = {BY_NAME: {n.lower(): i for i, n in enumerate(model.class_names)}}
     if len(model.class_names) == 1000:
         lookups[BY_WORDNET_ID] = {w: i for i, w in enumerate(imagenet_wordnet_ids())}
     if mode == "auto":
-        mode = next((m for m, table in lookups.items() if all(f.lower() in table or f in table for f in folders)), BY_POSITION)
+        # Names win when most folders carry one; the rest are then reported as unknown.
+        matches = {m: sum(f.lower() in table or f in table for f in folders) for m, table in lookups.items()}
+        best = max(matches, key=matches.get)
+        mode = best if matches[best] * 2 > len(folders) else BY_POSITION
     if mode == BY_POSITION:
         outputs = [i if i < len(model.class_names) else -1 for i in range(len(folders))]
     elif mode in lookups:
@@ -148,7 +153,8 @@ class Evaluation:
 
     @property
     def skipped_images(self) -> list[tuple[str, str]]:
-        return [s for s in self.skipped if s[1] != "not an image file (by its extension)"]
+        """Image files that could not be decoded (other skipped files were never candidates)."""
+        return [s for s in self.skipped if s[1] not in (NOT_AN_IMAGE, OUTSIDE_CLASSES)]
 
     @property
     def accuracy(self) -> float:
@@ -157,7 +163,7 @@ class Evaluation:
 
 def _file_key(path: Path) -> tuple:
     stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+    return str(path), stat.st_size, stat.st_mtime_ns  # paths are absolute: scan_folder resolves its root
 
 
 def _decode(paths: list[Path], root: Path) -> list[np.ndarray | str]:
@@ -170,11 +176,21 @@ def _decode(paths: list[Path], root: Path) -> list[np.ndarray | str]:
     return out
 
 
+def _thumbnails(pixels: np.ndarray) -> np.ndarray:
+    """Small copies for class mean images: at most THUMBNAIL pixels a side, one batched resize."""
+    height, width = pixels.shape[1:3]
+    scale = min(1.0, THUMBNAIL / max(height, width))
+    if scale == 1.0:
+        return pixels.copy()
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return np.clip(tf.image.resize(pixels, size, antialias=True).numpy().round(), 0, 255).astype(np.uint8)
+
+
 def _run_batch(model: LoadedModel, images: list[np.ndarray], cam_layer: str | None) -> list[tuple]:
     pixels = model.resize(images)
     x = model.to_input(pixels)
     targets = np.full(len(x), TOP1, np.int32)
-    thumbs = resize_batch(list(pixels), (THUMBNAIL, THUMBNAIL))
+    thumbs = _thumbnails(pixels)
     if cam_layer is None:
         logits = model.runtime.forward(x, targets, batch_size=len(x)).logits
         cams = np.zeros((len(x), 0, 0), np.float32)

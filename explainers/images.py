@@ -103,8 +103,11 @@ def resize_batch(images: Sequence[ImageLike], size: tuple[int, int]) -> np.ndarr
     height, width = size
     out = np.empty((len(images), height, width, 3), np.uint8)
     for i, image in enumerate(images):
-        pil = Image.fromarray(as_rgb_array(image))
-        out[i] = np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR))
+        array = as_rgb_array(image)
+        if array.shape[:2] == (height, width):
+            out[i] = array
+            continue
+        out[i] = np.asarray(Image.fromarray(array).resize((width, height), Image.Resampling.BILINEAR))
     return out
 
 

@@ -19,10 +19,13 @@ from .labels import check_label_count, imagenet_class_names, read_labels
 from .layers import LayerInfo, spatial_layers, spread_over_depth
 from .model_files import read_model
 from .preprocessing import PRESETS, preprocess
-from .probe import LINEAR, SIGMOID, output_kind
+from .probe import SIGMOID, output_kind
 from .runtime import Runtime
+from .samples import DIGITS_MODEL_FILE
+from .targets import TOP1
 
 DEFAULT_MODEL = "efficientnet_lite0"
+DIGITS_MODEL = "digits_cnn"
 KERAS_PREFIX = "keras:"
 
 
@@ -82,11 +85,6 @@ class LoadedModel:
         return None
 
     @property
-    def scores_are_logits(self) -> bool:
-        """The graph ends in raw scores (logits), so probabilities need a softmax or sigmoid on top."""
-        return output_kind(self.model) == LINEAR
-
-    @property
     def conv_layers(self) -> list[str]:
         """Ordered names of the layers a CAM method can use (``"nested/inner"`` inside nested models)."""
         return [info.path for info in self.layers]
@@ -120,27 +118,25 @@ class LoadedModel:
         """Images (PIL or uint8 arrays, any size) to a model-ready float32 batch."""
         return self.to_input(self.resize(images))
 
-    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
-        """The model's raw outputs as ``(N, classes)`` probabilities; a one-unit head becomes ``[1 - p, p]``."""
-        outputs = np.asarray(outputs, np.float32)
-        if self.scores_are_logits:
-            if outputs.shape[-1] == 1 or self.output_kind == SIGMOID:
-                outputs = 1.0 / (1.0 + np.exp(-outputs))
-            else:
-                shifted = np.exp(outputs - outputs.max(axis=-1, keepdims=True))
-                outputs = shifted / shifted.sum(axis=-1, keepdims=True)
-        return np.concatenate([1.0 - outputs, outputs], axis=-1) if outputs.shape[-1] == 1 else outputs
+    def probabilities_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """``(N, classes)`` probabilities from the engine's pre-activation scores; a one-unit head gives ``[1 - p, p]``."""
+        logits = np.asarray(logits, np.float64)
+        if logits.shape[-1] == 1 or self.output_kind == SIGMOID:
+            probabilities = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+        if probabilities.shape[-1] == 1:
+            probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
+        return probabilities.astype(np.float32)
 
     def predict(self, images: Sequence[ImageLike], batch_size: int = 32) -> np.ndarray:
-        """``(N, classes)`` class probabilities."""
-        batch = self.preprocess(images)
-        outputs = [
-            keras.ops.convert_to_numpy(self.model(batch[i : i + batch_size], training=False))
-            for i in range(0, len(batch), batch_size)
-        ]
-        if not outputs:
+        """``(N, classes)`` class probabilities, from the same compiled forward pass the methods use."""
+        if len(images) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return self.probabilities(np.concatenate(outputs, axis=0))
+        x = self.preprocess(images)
+        logits = self.runtime.forward(x, np.full(len(x), TOP1, np.int32), batch_size=batch_size).logits
+        return self.probabilities_from_logits(logits)
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Per image, the ``k`` most probable classes as ``(index, name, probability)``."""
@@ -160,7 +156,7 @@ def weights_fingerprint(model: keras.Model) -> str:
 
 def available_models() -> dict[str, str]:
     """``{spec: label}`` for the model picker: the embedded default first, then the zoo."""
-    models = {DEFAULT_MODEL: "EfficientNet-Lite0 (embedded)"}
+    models = {DEFAULT_MODEL: "EfficientNet-Lite0 (embedded)", DIGITS_MODEL: "Digits CNN (bundled demo, MNIST)"}
     models.update({f"{KERAS_PREFIX}{name}": f"{name} (Keras zoo)" for name in zoo.ZOO})
     return models
 
@@ -288,6 +284,10 @@ def load_model(
         _check_preset(preprocessing)
     if spec == DEFAULT_MODEL:
         return _load_embedded()
+    if spec == DIGITS_MODEL:
+        digits = _load_file(DIGITS_MODEL_FILE, None, [str(d) for d in range(10)], None)
+        return dataclasses.replace(digits, spec=DIGITS_MODEL, display_name="Digits CNN", labels_source="digits 0-9",
+                                   format="Keras (.keras), bundled")
     if spec.startswith(KERAS_PREFIX):
         return _load_zoo(spec[len(KERAS_PREFIX) :])
     return _load_file(Path(spec), preprocessing, labels, output)

@@ -1,4 +1,4 @@
-"""The sample photos that ship in ``assets/samples`` (see ``assets/CREDITS.md``)."""
+"""What ships in ``assets/``: sample photos (see ``assets/CREDITS.md``) and the digits demo."""
 
 from __future__ import annotations
 
@@ -12,3 +12,8 @@ SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
 def sample_images() -> dict[str, Path]:
     """``{display name: path}`` for every bundled sample photo, sorted by name."""
     return {p.stem: p for p in sorted(SAMPLES_DIR.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+DIGITS_DIR = SAMPLES_DIR.parent / "digits"
+DIGITS_MODEL_FILE = DIGITS_DIR / "digits_cnn.keras"
+DIGITS_TEST_FOLDER = DIGITS_DIR / "test"  # 100 held-out MNIST digits per class, one folder per digit

@@ -126,3 +126,9 @@ def agreement(results: dict[str, ex.Attribution]) -> tuple[list[str], np.ndarray
     """Rank correlations between methods, kept across display-only reruns (Streamlit hashes the maps)."""
     names = tuple(results)
     return list(names), _agreement(names, tuple(results[n].raw for n in names))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def dataset_image(path: str, size: tuple[int, int]) -> np.ndarray:
+    """A dataset file decoded and resized to the model's input, for the confusion-cell gallery."""
+    return ex.images.resize_batch([ex.decode_image(path)], size)[0]

@@ -1,0 +1,240 @@
+"""Your dataset: run a labelled image folder through a model, see where it errs and what it looks at per class."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import explainers as ex
+from explainers import dataset_report as report
+from explainers import render
+from explainers.datasets import BY_NAME, BY_POSITION, BY_WORDNET_ID, Evaluation, Progress
+from ui import cached
+from ui.selection import current
+
+DEMO, SERVER_FOLDER, ZIP_UPLOAD = "Digits demo (bundled)", "A folder on the server", "A ZIP upload"
+MAPPINGS = {"auto": "Automatic", BY_POSITION: "Sorted folders = outputs 0, 1, 2…", BY_NAME: "Folder name = class name",
+            BY_WORDNET_ID: "Folder name = WordNet id (n01440764…)"}
+GALLERY_LIMIT = 24
+_RESULTS, _STOPPED = "dataset_results", "dataset_stopped"
+
+selection = current()
+st.title("Your dataset")
+st.caption("A folder with one subfolder per class, through the model: where it errs, and what it looks at per class.")
+
+sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER] if ex.settings.server_paths_allowed() else [])
+source = st.radio("Images", sources, horizontal=True, key="ds_source")
+
+
+def _folder() -> str | None:
+    if source == DEMO:
+        return str(ex.samples.DIGITS_TEST_FOLDER)
+    if source == SERVER_FOLDER:
+        path = st.text_input("Folder path", key="ds_path", placeholder="/data/monkeys/validation").strip()
+        return path or None
+    upload = st.file_uploader("ZIP of the class folders", type=["zip"], key="ds_zip",
+                              help="Inside: <class name>/<image> (one top folder is fine). Limit: server.maxUploadSize.")
+    if upload is None:
+        return None
+    unpacked: dict = st.session_state.setdefault("ds_unpacked", {})
+    if upload.file_id not in unpacked:
+        unpacked[upload.file_id] = str(ex.uploads.unpack_zip(upload.getvalue(), upload.name))
+    return unpacked[upload.file_id]
+
+
+try:
+    folder = _folder()
+except ex.InputError as error:
+    st.error(str(error))
+    st.stop()
+if folder is None:
+    st.info("Give the folder of class subfolders above.")
+    st.stop()
+
+if source == DEMO:
+    model = cached.load_model(ex.DIGITS_MODEL)
+    st.caption(f"The demo runs the bundled **{model.display_name}** on 1,000 held-out MNIST digits (see the README). "
+               "Your own folder runs the sidebar's model.")
+else:
+    model = selection.model
+    st.caption(f"Model: **{model.display_name}** (from the sidebar).")
+
+try:
+    scan = ex.datasets.scan_folder(folder)
+except ex.InputError as error:
+    st.error(str(error))
+    st.stop()
+
+modes = [m for m in MAPPINGS if m != BY_WORDNET_ID or len(model.class_names) == 1000]
+settings_row = st.columns([2, 2, 1])
+mode = settings_row[0].selectbox("Match class folders to the model's outputs", modes, format_func=MAPPINGS.get,
+                                 key="ds_mapping")
+mapping = ex.datasets.map_classes(scan.folders, model, mode)
+use_cam = model.cam_unavailable is None
+cam_layer = None
+if use_cam:
+    cam_layer = settings_row[1].selectbox("Grad-CAM layer", model.conv_layers, key="ds_cam_layer",
+                                          index=model.conv_layers.index(model.default_cam_layer))
+batch_size = settings_row[2].select_slider("Batch", [16, 32, 64, 128], 64, key="ds_batch")
+st.caption(f"{len(scan.folders)} class folders matched {mapping.mode}; Grad-CAM of each image's predicted class "
+           + (f"at {cam_layer}." if use_cam else f"is unavailable: {model.cam_unavailable}"))
+for problem in ([f"{len(mapping.unknown)} class folder(s) the model has no class for, left out: "
+                 f"{', '.join(mapping.unknown[:10])}{'…' if len(mapping.unknown) > 10 else ''}."] if mapping.unknown else []) + (
+                [f"Empty class folder(s): {', '.join(scan.empty_folders)}."] if scan.empty_folders else []):
+    st.warning(problem)
+
+key = (model.fingerprint, model.preprocessing, tuple(model.class_names), str(scan.root), mapping.mode, cam_layer, len(scan.files))
+results: dict = st.session_state.setdefault(_RESULTS, {})
+
+
+def _run(cached_only: bool) -> Evaluation:
+    bar = st.progress(0.0, "Starting…")
+    for step in ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=cached_only):
+        if isinstance(step, Progress):
+            eta = f", about {step.eta_seconds:.0f} s left" if np.isfinite(step.eta_seconds) else ""
+            bar.progress(step.done / max(step.total, 1),
+                         f"{step.done:,} of {step.total:,} images · {step.images_per_second:,.0f} images/s{eta}")
+        else:
+            bar.empty()
+            return step
+    raise AssertionError("evaluate_iter ends with an Evaluation")
+
+
+evaluation = results.get(key)
+if evaluation is None:
+    if st.session_state.get(_STOPPED) == key:
+        evaluation = _run(cached_only=True)
+        st.warning(f"Stopped after {len(evaluation.files):,} of {evaluation.total:,} images; results below cover those.")
+        if st.button("Resume", key="ds_resume"):
+            st.session_state.pop(_STOPPED)
+            st.rerun()
+    else:
+        st.button("Stop", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
+                  help="Finished images stay cached; Resume continues from there.")
+        evaluation = _run(cached_only=False)
+        results.clear()  # one dataset's results per session: they can be large
+        results[key] = evaluation
+        st.rerun()  # drop the Stop button
+
+if len(evaluation.files) == 0:
+    st.error("No image could be evaluated; see the skipped files below.")
+
+summary = report.summary(evaluation)
+metrics = st.columns(5)
+metrics[0].metric("Accuracy", f"{summary['accuracy']:.1%}" if summary["images"] else "n/a")
+metrics[1].metric("Macro F1", f"{summary['macro_f1']:.3f}" if summary["images"] else "n/a")
+metrics[2].metric("Images", f"{summary['images']:,}")
+metrics[3].metric("Classes", f"{len(set(evaluation.true.tolist()))}")
+metrics[4].metric("Skipped", f"{summary['skipped']:,}")
+
+if evaluation.skipped:
+    with st.expander(f"Skipped files ({len(evaluation.skipped):,}): unreadable, corrupt, not images or outside class folders"):
+        st.dataframe(pd.DataFrame(evaluation.skipped, columns=["file", "reason"]), hide_index=True, width="stretch")
+if not evaluation.files:
+    st.stop()
+
+matrix = report.confusion(evaluation)
+confusions = report.top_confusions(evaluation)
+predictions = report.predictions_table(evaluation)
+matrix_tab, class_tab, image_tab, attention_tab = st.tabs(["Confusion matrix", "Per class", "Per image", "Attention per class"])
+
+with matrix_tab:
+    normalized = st.toggle("Row-normalised (share of each true class)", key="ds_normalized")
+    frame = matrix.frame(normalized)
+    long = frame.rename_axis("true").reset_index().melt(id_vars="true", var_name="predicted", value_name="value")
+    counts = matrix.frame().rename_axis("true").reset_index().melt(id_vars="true", var_name="predicted", value_name="count")
+    long["count"] = counts["count"].to_numpy()  # both melted the same way, so rows line up
+    if len(evaluation.class_names) > report.FULL_MATRIX_LIMIT:
+        st.caption(f"The model has {len(evaluation.class_names):,} classes; the matrix shows the {len(matrix.rows)} "
+                   f"present in the folder, with every other prediction in '{report.OTHER}'.")
+    order = [matrix.label(c) for c in matrix.columns]
+    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
+    size = min(640, 60 + 34 * len(order))
+    base = alt.Chart(long).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted class"),
+        y=alt.Y("true:N", sort=order[: len(matrix.rows)], title="true class"),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("value:Q", scale=alt.Scale(scheme="blues"), title="share" if normalized else "images"),
+        opacity=alt.condition(cell, alt.value(1.0), alt.value(0.55)),
+        tooltip=["true", "predicted", "count", alt.Tooltip("value:Q", format=".2f" if normalized else "d")],
+    ).add_params(cell)
+    labels = base.mark_text(fontSize=10).encode(
+        text=alt.Text("value:Q", format=".2f" if normalized else "d"),
+        color=alt.condition(alt.datum.value > float(frame.to_numpy().max()) / 2, alt.value("white"), alt.value("black")),
+    ).transform_filter(alt.datum.count > 0)
+    event = st.altair_chart((heat + labels).properties(width=size, height=size), key="ds_matrix", on_select="rerun",
+                            selection_mode="cell")
+    clicked = (event.selection.get("cell") or [None])[0] if event else None
+
+    # Clicking a cell and choosing it below are the same selection; a new click wins.
+    names_rows = [matrix.label(r) for r in matrix.rows]
+    if clicked and clicked != st.session_state.get("ds_last_click"):
+        st.session_state["ds_last_click"] = clicked
+        st.session_state["ds_cell_true"], st.session_state["ds_cell_predicted"] = clicked["true"], clicked["predicted"]
+    if "ds_cell_true" not in st.session_state or st.session_state["ds_cell_true"] not in names_rows:
+        worst = confusions.iloc[0] if len(confusions) else None
+        st.session_state["ds_cell_true"] = worst["true"] if worst is not None else names_rows[0]
+        st.session_state["ds_cell_predicted"] = worst["predicted"] if worst is not None else names_rows[0]
+    picks = st.columns([1, 1, 2])
+    true_name = picks[0].selectbox("True class", names_rows, key="ds_cell_true")
+    predicted_name = picks[1].selectbox("Predicted class", order, key="ds_cell_predicted")
+    members = report.cell_members(evaluation, evaluation.class_names.index(true_name) if true_name in evaluation.class_names else -1,
+                                  evaluation.class_names.index(predicted_name) if predicted_name in evaluation.class_names else -1)
+    picks[2].markdown(f"**{len(members):,} image(s)** were true *{true_name}* and predicted *{predicted_name}*"
+                      + (f"; the first {GALLERY_LIMIT} are shown." if len(members) > GALLERY_LIMIT else "."))
+    gallery = st.columns(6)
+    for slot, index in enumerate(members[:GALLERY_LIMIT]):
+        image = cached.dataset_image(str(evaluation.root / evaluation.files[index]), model.input_size)
+        overlay = image if evaluation.cams.size == 0 else render.overlay(
+            image, ex.maps.rescale(ex.maps.upsample(evaluation.cams[index][None], image.shape[:2]))[0])
+        top = np.argsort(-evaluation.probabilities[index])[:3]
+        gallery[slot % 6].image(overlay, width="stretch", caption=evaluation.files[index])
+        gallery[slot % 6].caption(" · ".join(f"{evaluation.class_names[c]} {evaluation.probabilities[index][c]:.2f}" for c in top))
+    st.markdown("**Top confusions**")
+    st.dataframe(confusions, hide_index=True, width="stretch",
+                 column_config={"share of true class": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)})
+
+with class_tab:
+    scores = report.class_report(evaluation)
+    bar = st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0)
+    st.dataframe(scores, hide_index=True, width="stretch", column_config={"precision": bar, "recall": bar, "f1": bar})
+
+with image_tab:
+    filters = st.columns([1, 2])
+    errors_only = filters[0].toggle("Errors only", key="ds_errors_only")
+    wanted = filters[1].multiselect("True class", sorted(set(predictions["true_class"])), key="ds_image_classes")
+    shown = predictions[~predictions["correct"]] if errors_only else predictions
+    shown = shown[shown["true_class"].isin(wanted)] if wanted else shown
+    st.caption(f"{len(shown):,} of {len(predictions):,} images. Click a column header to sort.")
+    st.dataframe(shown, hide_index=True, width="stretch")
+
+with attention_tab:
+    attention = report.class_attention(evaluation)
+    if not attention:
+        st.info(f"Grad-CAM is unavailable for this model: {model.cam_unavailable}")
+    else:
+        look = st.columns([2, 1])
+        opacity = look[0].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="ds_opacity")
+        colormap = look[1].selectbox("Colormap", render.COLORMAPS, key="ds_colormap")
+        st.caption("Each class's mean image, and its mean Grad-CAM (of the predicted class) over the images the model "
+                   "got right and over those it got wrong; (right/all) after the name.")
+        per_row = 4
+        for start in range(0, len(attention), per_row):
+            for column, item in zip(st.columns(per_row), attention[start : start + per_row]):
+                column.markdown(f"**{item.name}** · {item.correct}/{item.correct + item.wrong} right")
+                column.image(report.attention_strip(item, colormap, opacity), width="stretch",
+                             caption="mean image · when right · when wrong")
+        attention_png = render.png_bytes(report.attention_grid(attention, colormap, opacity))
+
+st.subheader("Export")
+exports = st.columns(4)
+exports[0].download_button("Predictions (CSV)", predictions.to_csv(index=False), "predictions.csv", "text/csv",
+                           on_click="ignore", key="ds_predictions_csv")
+exports[1].download_button("Confusion matrix (CSV)", matrix.frame().to_csv(), "confusion_matrix.csv", "text/csv",
+                           on_click="ignore", key="ds_confusion_csv")
+exports[2].download_button("Confusion matrix (PNG)", lambda: report.confusion_png(matrix), "confusion_matrix.png",
+                           "image/png", on_click="ignore", key="ds_confusion_png")
+if attention:
+    exports[3].download_button("Attention per class (PNG)", attention_png, "class_attention.png", "image/png",
+                               on_click="ignore", key="ds_attention_png")

@@ -1,0 +1,105 @@
+"""The dataset page in AppTest: opens on the digits demo; cells, bad folders and ZIP uploads."""
+
+import io
+import re
+import shutil
+import zipfile
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import explainers as ex
+from conftest import PROJECT_ROOT
+from explainers import dataset_report as report
+from explainers.samples import DIGITS_TEST_FOLDER
+
+PAGE = "pages/dataset.py"
+
+
+@pytest.fixture(scope="module")
+def demo_app() -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _cell_count(at: AppTest) -> int:
+    text = next(m.value for m in at.markdown if "image(s)** were true" in m.value)
+    return int(re.search(r"\*\*([\d,]+) image", text).group(1).replace(",", ""))
+
+
+def test_page_opens_on_the_digits_demo(demo_app):
+    assert demo_app.radio(key="ds_source").value.startswith("Digits demo")
+    assert float(_metric(demo_app, "Accuracy").rstrip("%")) > 95
+    assert _metric(demo_app, "Images") == "1,000" and _metric(demo_app, "Skipped") == "0"
+    keys = {button.key for button in demo_app.get("download_button")}
+    assert {"ds_predictions_csv", "ds_confusion_csv", "ds_confusion_png", "ds_attention_png"} <= keys
+
+
+def test_choosing_a_cell_lists_that_cells_images(demo_app):
+    evaluation = ex.datasets.evaluate(ex.load_model(ex.DIGITS_MODEL), DIGITS_TEST_FOLDER)
+    matrix = report.confusion(evaluation)
+    for true, predicted in (("7", "3"), ("4", "4"), ("2", "3")):
+        demo_app.selectbox(key="ds_cell_true").set_value(true)
+        demo_app.selectbox(key="ds_cell_predicted").set_value(predicted).run()
+        assert not demo_app.exception
+        expected = matrix.counts[matrix.rows.index(int(true)), matrix.columns.index(int(predicted))]
+        assert _cell_count(demo_app) == expected
+        shown = [c.value for c in demo_app.caption if re.fullmatch(r"(\d \d\.\d\d( · )?){3}", c.value)]
+        assert len(shown) == min(expected, 24)
+
+
+def test_errors_only_filter_keeps_the_misclassified_rows(demo_app):
+    demo_app.toggle(key="ds_errors_only").set_value(True).run()
+    table = next(d.value for d in demo_app.main.dataframe if "correct" in d.value.columns)
+    assert len(table) > 0 and not table["correct"].any()
+    demo_app.toggle(key="ds_errors_only").set_value(False).run()
+
+
+@pytest.fixture
+def folder_app() -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    at.sidebar.selectbox(key="model_spec").set_value(ex.DIGITS_MODEL).run()
+    at.switch_page(PAGE).run()
+    return at
+
+
+def test_server_folder_with_bad_files_reports_them_and_still_scores(folder_app, tmp_path):
+    for digit in ("1", "8"):
+        shutil.copytree(DIGITS_TEST_FOLDER / digit, tmp_path / "data" / digit)
+    (tmp_path / "data" / "8" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (tmp_path / "data" / "4").mkdir()
+    folder_app.radio(key="ds_source").set_value("A folder on the server").run()
+    folder_app.text_input(key="ds_path").set_value(str(tmp_path / "data")).run()
+    assert not folder_app.exception, folder_app.exception
+    assert _metric(folder_app, "Images") == "200" and _metric(folder_app, "Skipped") == "1"
+    assert any("Empty class folder(s): 4" in w.value for w in folder_app.warning)
+    folder_app.text_input(key="ds_path").set_value(str(tmp_path / "nowhere")).run()
+    assert not folder_app.exception and "is not a folder on the server" in folder_app.error[0].value
+    assert folder_app.sidebar.dataframe[0].value is not None  # the rest of the app still works
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_zip_upload_is_evaluated_and_an_escaping_zip_is_refused(folder_app):
+    files = {f"digits/{p.parent.name}/{p.name}": p.read_bytes() for d in ("0", "6")
+             for p in sorted((DIGITS_TEST_FOLDER / d).glob("*.png"))[:10]}
+    folder_app.radio(key="ds_source").set_value("A ZIP upload").run()
+    folder_app.file_uploader(key="ds_zip").set_value([("digits.zip", _zip(files), "application/zip")]).run()
+    assert not folder_app.exception, folder_app.exception
+    assert _metric(folder_app, "Images") == "20"
+    folder_app.file_uploader(key="ds_zip").set_value([("evil.zip", _zip({"../../x.png": b"1"}), "application/zip")]).run()
+    assert not folder_app.exception and "points outside the archive" in folder_app.error[0].value
