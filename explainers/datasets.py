@@ -237,6 +237,8 @@ def evaluate_iter(
             results[i] = hit
         elif not cached_only:
             todo.append((i, key))
+    # A seeded shuffle: a run stopped early has scored a sample of every class, not the first folders.
+    todo = [todo[j] for j in np.random.default_rng(0).permutation(len(todo))]
     start = time.perf_counter()
     batches = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
     # Decoding the next batch overlaps the model's pass on this one (PIL and TF release the GIL).

@@ -78,6 +78,10 @@ if use_cam:
 batch_size = settings_row[2].select_slider("Batch", [16, 32, 64, 128], 64, key="ds_batch")
 st.caption(f"{len(scan.folders)} class folders matched {mapping.mode}; Grad-CAM of each image's predicted class "
            + (f"at {cam_layer}." if use_cam else f"is unavailable: {model.cam_unavailable}"))
+if mapping.mode == BY_POSITION and len(scan.folders) != len(model.class_names):
+    st.warning(f"{model.display_name} has {len(model.class_names):,} outputs and the folder {len(scan.folders)} classes; "
+               "they are matched by position (the first sorted folder is output 0). If that is not what the model "
+               "was trained on, name the folders after its classes or pick another model.")
 for problem in ([f"{len(mapping.unknown)} class folder(s) the model has no class for, left out: "
                  f"{', '.join(mapping.unknown[:10])}{'…' if len(mapping.unknown) > 10 else ''}."] if mapping.unknown else []) + (
                 [f"Empty class folder(s): {', '.join(scan.empty_folders)}."] if scan.empty_folders else []):
@@ -109,7 +113,7 @@ if evaluation is None:
             st.session_state.pop(_STOPPED)
             st.rerun()
     else:
-        st.button("Stop", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
+        st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
                   help="Finished images stay cached; Resume continues from there.")
         evaluation = _run(cached_only=False)
         results.clear()  # one dataset's results per session: they can be large
@@ -149,7 +153,7 @@ with matrix_tab:
                    f"present in the folder, with every other prediction in '{report.OTHER}'.")
     order = [matrix.label(c) for c in matrix.columns]
     cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
-    size = min(640, 60 + 34 * len(order))
+    width, height = (max(240, min(720, 80 + 34 * count)) for count in (len(order), len(matrix.rows)))
     base = alt.Chart(long).encode(
         x=alt.X("predicted:N", sort=order, title="predicted class"),
         y=alt.Y("true:N", sort=order[: len(matrix.rows)], title="true class"),
@@ -163,7 +167,7 @@ with matrix_tab:
         text=alt.Text("value:Q", format=".2f" if normalized else "d"),
         color=alt.condition(alt.datum.value > float(frame.to_numpy().max()) / 2, alt.value("white"), alt.value("black")),
     ).transform_filter(alt.datum.count > 0)
-    event = st.altair_chart((heat + labels).properties(width=size, height=size), key="ds_matrix", on_select="rerun",
+    event = st.altair_chart((heat + labels).properties(width=width, height=height), key="ds_matrix", on_select="rerun",
                             selection_mode="cell")
     clicked = (event.selection.get("cell") or [None])[0] if event else None
 

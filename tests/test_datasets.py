@@ -101,6 +101,7 @@ def test_a_rerun_costs_no_pass_and_a_stopped_run_keeps_its_work(digits, tmp_path
     steps.close()
     partial = list(evaluate_iter(digits, scan_folder(folder), cached_only=True))[-1]
     assert len(partial.files) == 100 and not partial.complete
+    assert len(set(partial.true.tolist())) == 10  # a stopped run has sampled every class
     before = digits.runtime.passes_run
     evaluate(digits, folder)
     first = digits.runtime.passes_run - before
