@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import sidebar
+from ui import share, sidebar
 
 sidebar.configure_page()
 
@@ -13,6 +13,12 @@ PAGES = [
     st.Page("pages/dataset.py", title="Your dataset", icon=":material/folder_open:"),
 ]
 
+# Each page's widget keys start with its prefix; those and the sidebar's make up a shareable link.
+URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_", "dataset": "ds_"}
+
 navigation = st.navigation(PAGES)
 sidebar.render()
-navigation.run()
+try:
+    navigation.run()
+finally:  # also when a page stops early (st.stop): its link must still reflect what is shown
+    share.publish(URL_PREFIXES.get(navigation.url_path, "overview_"))

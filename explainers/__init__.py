@@ -8,7 +8,14 @@
 """
 
 
-from . import dataset_report, datasets, metrics, settings, uploads
+from .quiet import native_stderr_silenced_under_dash_m
+
+with native_stderr_silenced_under_dash_m():
+    import tensorflow as _tf
+
+    _tf.config.list_physical_devices()  # CUDA is probed here, so its complaints are silenced too
+
+from . import comparison, dataset_report, datasets, html_report, metrics, settings, uploads
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid, unavailable_methods
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError

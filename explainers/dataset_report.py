@@ -199,3 +199,27 @@ def attention_strip(item: ClassAttention, colormap: str = "jet", opacity: float 
     panels = _panels(item, colormap, opacity)
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+
+
+def report_html(ev: Evaluation, model_name: str, colormap: str = "jet", opacity: float = 0.5) -> str:
+    """The dataset view as one offline HTML file: scores, confusion matrix, confusions, attention, skipped files."""
+    from .html_report import Section, html_report
+    from .render import png_bytes
+
+    totals = summary(ev)
+    overview = pd.DataFrame([{"images": totals["images"], "accuracy": totals["accuracy"], "macro F1": totals["macro_f1"],
+                              "skipped files": len(ev.skipped), "class mapping": ev.mapping.mode,
+                              "Grad-CAM layer": ev.cam_layer or "none"}])
+    sections = [
+        Section("Summary", table=overview),
+        Section("Confusion matrix", png=confusion_png(confusion(ev)), caption="Rows: true class; columns: predicted."),
+        Section("Per class", table=class_report(ev)),
+        Section("Top confusions", table=top_confusions(ev)),
+    ]
+    attention = class_attention(ev)
+    if attention:
+        sections.append(Section("Attention per class", png=png_bytes(attention_grid(attention, colormap, opacity)),
+                                caption="Mean image; mean Grad-CAM of the predicted class when right and when wrong."))
+    if ev.skipped:
+        sections.append(Section("Skipped files", table=pd.DataFrame(ev.skipped, columns=["file", "reason"])))
+    return html_report("Dataset evaluation", f"{model_name} on {ev.root.name} · {len(ev.files):,} images", sections)

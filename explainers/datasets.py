@@ -56,7 +56,7 @@ def scan_folder(root: str | Path) -> DatasetScan:
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise InputError(f"'{root}' is not a folder on the server.")
+        raise InputError(f"'{root}' is not a folder.")
     visible = lambda p: not p.name.startswith((".", "__MACOSX"))  # noqa: E731
     subfolders = sorted((p for p in root.iterdir() if p.is_dir() and visible(p)), key=lambda p: p.name)
     loose = [p for p in root.iterdir() if p.is_file() and visible(p)]

@@ -211,7 +211,7 @@ def read_model(path: Path, output: str | int | None = None) -> ModelFile:
     """
     name = path.name or str(path)
     if not path.exists():
-        raise InputError(f"'{path}' does not exist on the server.")
+        raise InputError(f"'{path}' does not exist.")
     if path.is_dir():
         inner = _model_inside(path, name)
         return _load_saved_model(inner, name, output) if inner.is_dir() else read_model(inner, output)

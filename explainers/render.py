@@ -67,6 +67,13 @@ def compose_grid(
     return np.asarray(canvas)
 
 
+def safe_stem(text: str) -> str:
+    """``text`` as a file name stem: anything but letters, digits, dot and dash becomes one underscore."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", text).strip("_") or "_"
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     import io
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainers import REGISTRY, metrics, render, unavailable_methods
+from explainers import REGISTRY, comparison, metrics, render, unavailable_methods
 from ui import cached
 from ui.selection import current
 
@@ -89,9 +89,8 @@ progress.empty()
 
 
 def cell(image_index: int, name: str, height: int) -> np.ndarray:
-    image = render.thumbnail(selection.images[image_index], height)
-    map_ = render.display_map(results[name].raw[image_index], image.shape[:2], clip)
-    return render.overlay(image, map_, opacity, colormap)
+    return comparison.comparison_cell(selection.images[image_index], results[name].raw[image_index], height, clip,
+                                      opacity, colormap)
 
 
 header = st.columns([1] + [1] * len(methods))
@@ -115,12 +114,8 @@ with st.spinner("Scoring deletion and insertion…"):
         curves[name] = metrics.deletion_insertion(model, selection.images, results[name], steps=steps)
 names, agreement = cached.agreement(results)
 
-scores = pd.DataFrame({
-    "method": [REGISTRY[n].label for n in methods],
-    "deletion AUC": [curves[n].deletion_auc.mean() for n in methods],
-    "insertion AUC": [curves[n].insertion_auc.mean() for n in methods],
-    "seconds": [results[n].seconds for n in methods],
-})
+per_image_scores = comparison.scores_table(results, curves, selection.names, model.class_names)
+scores = comparison.method_summary(per_image_scores)
 tabs = st.tabs(["Deletion and insertion", "Sanity check", "Agreement", "Runtime"])
 with tabs[0]:
     st.dataframe(scores[["method", "deletion AUC", "insertion AUC"]], hide_index=True, column_config={
@@ -181,14 +176,22 @@ with tabs[3]:
 
 
 def grid_png() -> bytes:
-    rows = [[selection.images[i]] + [cell(i, n, selection.images[i].shape[0]) for n in methods]
-            for i in range(len(selection.names))]
     labels = [f"{n}: {model.class_names[targets[i]]}" for i, n in enumerate(selection.names)]
-    return render.png_bytes(render.compose_grid(rows, labels, ["image"] + [REGISTRY[n].label for n in methods]))
+    return render.png_bytes(comparison.comparison_grid(selection.images, labels, results, clip, opacity, colormap))
 
 
 downloads = st.columns(4)
 downloads[0].download_button("Comparison grid (PNG)", grid_png, "comparison.png", "image/png", on_click="ignore",
                              key="cmp_png")
-downloads[1].download_button("Scores (CSV)", scores.to_csv(index=False).encode(), "scores.csv", "text/csv",
+downloads[1].download_button("Scores per image (CSV)", per_image_scores.to_csv(index=False).encode(), "scores.csv", "text/csv",
                              on_click="ignore", key="cmp_csv")
+
+
+def report() -> str:
+    labels = [f"{n}: {model.class_names[targets[i]]}" for i, n in enumerate(selection.names)]
+    return comparison.report_html(model.display_name, selection.images, labels, results, curves, per_image_scores,
+                                  agreement, clip, opacity, colormap)
+
+
+downloads[2].download_button("Export report (HTML)", report, "comparison_report.html", "text/html", on_click="ignore",
+                             key="cmp_report", help="One file with every picture inside; opens offline.")

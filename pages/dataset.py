@@ -232,7 +232,7 @@ with attention_tab:
         attention_png = render.png_bytes(report.attention_grid(attention, colormap, opacity))
 
 st.subheader("Export")
-exports = st.columns(4)
+exports = st.columns(5)
 exports[0].download_button("Predictions (CSV)", predictions.to_csv(index=False), "predictions.csv", "text/csv",
                            on_click="ignore", key="ds_predictions_csv")
 exports[1].download_button("Confusion matrix (CSV)", matrix.frame().to_csv(), "confusion_matrix.csv", "text/csv",
@@ -242,3 +242,6 @@ exports[2].download_button("Confusion matrix (PNG)", lambda: report.confusion_pn
 if attention:
     exports[3].download_button("Attention per class (PNG)", attention_png, "class_attention.png", "image/png",
                                on_click="ignore", key="ds_attention_png")
+exports[4].download_button(
+    "Export report (HTML)", lambda: report.report_html(evaluation, model.display_name), "dataset_report.html", "text/html",
+    on_click="ignore", key="ds_report", help="One file with every picture inside; opens offline.")

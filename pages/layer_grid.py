@@ -111,7 +111,7 @@ def cells_zip() -> bytes:
     for b, (_, classes) in enumerate(bands):
         for i, name in enumerate(selection.names):
             for layer, map_ in zip(layers, grids[b * len(selection.names) + i]):
-                stem = re.sub(r"[^\w.-]+", "_", f"{name}_{model.class_names[classes[i]]}_{layer}")
+                stem = render.safe_stem(f"{name}_{model.class_names[classes[i]]}_{layer}")
                 files[stem] = cell(selection.images[i], map_, None)
     return render.zip_of_pngs(files)
 

@@ -26,7 +26,7 @@ def test_renders_the_three_default_methods_with_scores(page):
     assert list(table["method"]) == ["Saliency", "SmoothGrad", "Score-CAM"]
     assert table["deletion AUC"].between(0, 1).all() and table["insertion AUC"].between(0, 1).all()
     labels = [b.proto.label for b in page.get("download_button")]
-    assert labels == ["Comparison grid (PNG)", "Scores (CSV)"]
+    assert labels == ["Comparison grid (PNG)", "Scores per image (CSV)", "Export report (HTML)"]
 
 
 def test_display_settings_compute_nothing(page):

@@ -7,7 +7,7 @@ import streamlit as st
 
 import explainers as ex
 
-from . import cached, own_model
+from . import cached, own_model, share
 from .selection import Selection, publish
 from .widgets import top_k_table
 
@@ -108,6 +108,7 @@ def configure_page() -> None:
 
 def render() -> Selection:
     """Draw the sidebar and publish the selection for the page."""
+    share.restore()  # a shared link's selections, before any widget is drawn
     with st.sidebar:
         model = _pick_model()
         names, images = _pick_images()

@@ -1,0 +1,7 @@
+"""``python -m explainers --help``"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,224 @@
+"""``python -m explainers``: the dashboard's views in bulk, written to a folder, with the same engine.
+
+Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``; ``--help`` on each.
+A bad input prints one line on stderr and exits with status 2; a bad image
+among many is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .images import IMAGE_SUFFIXES
+from .preprocessing import PRESETS
+
+EXIT_BAD_INPUT = 2
+
+
+def _progress(items: Sequence, description: str) -> Iterable:
+    """Iterate with a progress bar on stderr (plain when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    from rich.console import Console
+
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield from progress.track(items, description=description)
+
+
+def _warn(message: str) -> None:
+    print(f"skipped: {message}", file=sys.stderr)
+
+
+def _load(args: argparse.Namespace):
+    from .models import load_model
+
+    return load_model(args.model, args.preprocess, args.labels, args.output)
+
+
+def _read_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
+    from .images import decode_image
+
+    if not folder.is_dir():
+        raise InputError(f"'{folder}' is not a folder.")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    names, images = [], []
+    for path in paths:
+        try:
+            images.append(decode_image(path))
+            names.append(path.stem)
+        except InputError as error:
+            _warn(str(error))
+    if not images:
+        raise InputError(f"'{folder}' holds no readable image ({', '.join(IMAGE_SUFFIXES)}).")
+    return names, images
+
+
+def _out_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"'{path}' cannot be created: {error.strerror or error}.") from None
+    return path
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    from .render import png_bytes
+
+    path.write_bytes(png_bytes(image))
+
+
+def run_layers(args: argparse.Namespace) -> None:
+    model = _load(args)
+    print(f"{'#':>4}  {'layer':48s} {'type':24s} {'resolution':>10s} {'channels':>8s}")
+    for index, info in enumerate(model.layers, 1):
+        print(f"{index:4d}  {info.path:48s} {info.class_name:24s} {info.resolution:>10s} {info.channels or 0:8d}")
+    if model.cam_unavailable:
+        print(model.cam_unavailable, file=sys.stderr)
+
+
+def run_gradcam(args: argparse.Namespace) -> None:
+    from .attribution import layer_grid
+    from .render import compose_grid, overlay, safe_stem
+
+    model = _load(args)
+    layers = args.layers or list(model.default_layers)
+    names, images = _read_images(args.images)
+    out = _out_dir(args.out)
+    probabilities = model.predict(images)
+    ranked = np.argsort(-probabilities, axis=1)[:, : args.top]
+    written = 0
+    for i in _progress(range(len(images)), "Grad-CAM"):
+        targets = ranked[i].tolist()
+        grids = layer_grid(model, [images[i]] * len(targets), layers, targets, args.method)  # one pass
+        folder = _out_dir(out / names[i])
+        rows, labels = [], []
+        for rank, (target, maps) in enumerate(zip(targets, grids), 1):
+            cells = [overlay(images[i], m) for m in maps]
+            for layer, cell in zip(layers, cells):
+                _write_png(folder / f"{safe_stem(layer)}__top{rank}_{safe_stem(model.class_names[target])}.png", cell)
+            written += len(cells)
+            rows.append([images[i]] + cells)
+            labels.append(f"top-{rank}: {model.class_names[target]} ({probabilities[i, target]:.2f})")
+        _write_png(out / f"{names[i]}_grid.png", compose_grid(rows, labels, ["image"] + layers))
+    print(f"wrote {written} overlays and {len(images)} grids to {out}", file=sys.stderr)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from .attribution import attribute
+    from .comparison import comparison_grid, method_summary, scores_table
+    from .metrics import deletion_insertion
+    from .render import png_bytes
+
+    model = _load(args)
+    names, images = _read_images(args.images)
+    out = _out_dir(args.out)
+    results, curves = {}, {}
+    for method in _progress(list(args.methods), "Methods"):
+        results[method] = attribute(model, images, method)
+        curves[method] = deletion_insertion(model, images, results[method], steps=args.steps)
+    scores = scores_table(results, curves, names, model.class_names)
+    scores.to_csv(out / "scores.csv", index=False)
+    for i, name in enumerate(names):
+        single = {m: type(r)(r.method, r.layer, r.params, r.raw[i : i + 1], r.classes[i : i + 1], r.seconds, r.cached)
+                  for m, r in results.items()}
+        label = f"{name}: {model.class_names[results[args.methods[0]].classes[i]]}"
+        (out / f"{name}_compare.png").write_bytes(png_bytes(comparison_grid([images[i]], [label], single)))
+    print(method_summary(scores).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote scores.csv and {len(names)} comparison grids to {out}", file=sys.stderr)
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from . import dataset_report as report
+    from .datasets import Evaluation, evaluate_iter, map_classes, scan_folder
+    from .render import png_bytes
+
+    model = _load(args)
+    scan = scan_folder(args.data)
+    out = _out_dir(args.out)
+    mapping = map_classes(scan.folders, model, args.mapping)
+    if mapping.unknown:
+        _warn(f"class folders the model has no class for: {', '.join(mapping.unknown)}")
+    evaluation = None
+    steps = evaluate_iter(model, scan, mapping, batch_size=args.batch_size)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("Evaluating", total=len(scan.files))
+        for step in steps:
+            if isinstance(step, Evaluation):
+                evaluation = step
+            else:
+                bar.update(task, completed=step.done, total=step.total)
+    for file, reason in evaluation.skipped:
+        _warn(f"{file}: {reason}")
+    report.predictions_table(evaluation).to_csv(out / "predictions.csv", index=False)
+    matrix = report.confusion(evaluation)
+    matrix.frame().to_csv(out / "confusion_matrix.csv")
+    (out / "confusion_matrix.png").write_bytes(report.confusion_png(matrix))
+    metrics = {**report.summary(evaluation), "mapping": mapping.mode,
+               "per_class": report.class_report(evaluation).to_dict(orient="records")}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    attention = report.class_attention(evaluation)
+    if attention:
+        (out / "class_attention.png").write_bytes(png_bytes(report.attention_grid(attention)))
+    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files)} images; "
+          f"{len(evaluation.skipped)} skipped; results in {out}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .methods import REGISTRY
+    from .models import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default=DEFAULT_MODEL,
+                       help="efficientnet_lite0 (embedded), digits_cnn, keras:<Application> or a model path (default %(default)s)")
+    model.add_argument("--labels", type=Path, help="class names: JSON list or dict, one per line, or a {0: 'cat'} dict")
+    model.add_argument("--preprocess", choices=list(PRESETS), help="input preset for a model file (default: detected)")
+    model.add_argument("--output", help="for a model with several outputs, the one to explain")
+
+    layers = commands.add_parser("layers", parents=[model], help="list the layers a CAM method can use, in order")
+    layers.set_defaults(run=run_layers)
+
+    gradcam = commands.add_parser("gradcam", parents=[model], help="a Grad-CAM overlay per image x layer x class")
+    gradcam.add_argument("--images", type=Path, required=True, help="folder of images")
+    gradcam.add_argument("--layers", nargs="+", help="layer names, as `layers` prints them (default: three spread over depth)")
+    gradcam.add_argument("--top", type=int, default=1, help="explain the top N predicted classes (default %(default)s)")
+    gradcam.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam_plus_plus", "layercam"])
+    gradcam.add_argument("--out", type=Path, required=True, help="output folder")
+    gradcam.set_defaults(run=run_gradcam)
+
+    compare = commands.add_parser("compare", parents=[model], help="the comparison grid per image and scores as CSV")
+    compare.add_argument("--images", type=Path, required=True, help="folder of images")
+    compare.add_argument("--methods", nargs="+", default=["saliency", "smoothgrad", "scorecam"], choices=list(REGISTRY))
+    compare.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default %(default)s)")
+    compare.add_argument("--out", type=Path, required=True, help="output folder")
+    compare.set_defaults(run=run_compare)
+
+    evaluate = commands.add_parser("evaluate", parents=[model], help="predictions, confusion matrix, metrics, class attention")
+    evaluate.add_argument("--data", type=Path, required=True, help="folder of class subfolders: <data>/<class>/<image>")
+    evaluate.add_argument("--mapping", default="auto", choices=["auto", "by position", "by name", "by WordNet id"])
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    evaluate.set_defaults(run=run_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0

@@ -1,0 +1,45 @@
+"""A copied link reopens the same view: widget values travel in the URL's query parameters."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT_ROOT
+
+
+def _open(params: dict, page: str) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.query_params.update(params)
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_layer_grid_link_reopens_its_selections():
+    at = _open({"image_names": ["coffee", "rocket"], "grid_method": "layercam", "grid_top_n": "3",
+                "grid_layers": ["block_5_expand", "head_conv"], "grid_colormap": "inferno"}, "pages/layer_grid.py")
+    assert at.sidebar.multiselect(key="image_names").value == ["coffee", "rocket"]
+    assert at.selectbox(key="grid_method").value == "layercam"
+    assert at.number_input(key="grid_top_n").value == 3
+    assert at.multiselect(key="grid_layers").value == ["block_5_expand", "head_conv"]
+    assert at.selectbox(key="grid_colormap").value == "inferno"
+
+
+def test_the_url_follows_the_view_and_a_copied_link_reproduces_it():
+    first = _open({}, "pages/compare.py")
+    first.multiselect(key="cmp_methods").set_value(["gradcam", "saliency"])
+    first.slider(key="cmp_opacity").set_value(0.8).run()
+    link = {key: first.query_params[key] for key in first.query_params}
+    assert link["cmp_methods"] == ["gradcam", "saliency"] and link["cmp_opacity"] == "0.8"
+    assert "grid_method" not in link  # only this page's and the sidebar's state
+    second = _open(link, "pages/compare.py")
+    assert second.multiselect(key="cmp_methods").value == ["gradcam", "saliency"]
+    assert second.slider(key="cmp_opacity").value == pytest.approx(0.8)
+
+
+def test_a_hand_edited_link_falls_back_instead_of_failing():
+    at = _open({"grid_top_n": "99", "grid_method": "nonsense", "grid_opacity": "abc", "image_names": ["nope", "coffee"]},
+               "pages/layer_grid.py")
+    assert at.number_input(key="grid_top_n").value == 5  # clamped to the widget's range
+    assert at.selectbox(key="grid_method").value == "gradcam"
+    assert at.sidebar.multiselect(key="image_names").value == ["coffee"]
