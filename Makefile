@@ -11,6 +11,7 @@ run: $(VENV)/.runtime-installed
 	$(BIN)/streamlit run dashboard.py
 
 test: $(VENV)/.test-installed
+	tools/ensure_chromium.sh
 	$(BIN)/python -m pytest
 
 $(BIN)/python:

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import InputError
 from .images import ImageLike, as_rgb_array, content_digest
 from .maps import normalize, to_sizes
-from .memo import ResultCache
+from .memo import ResultCache, SingleFlight
 from .methods import REGISTRY, Job, combine_cam, get_method, resolve_params
 from .models import LoadedModel
 from .probe import cam_head
@@ -25,6 +25,7 @@ from .runtime import DEFAULT_BATCH_SIZE
 from .targets import TOP1, Targets, resolve_targets
 
 RESULTS = ResultCache()
+IN_FLIGHT = SingleFlight()
 INPUTS = ResultCache(max_bytes=256 << 20)
 
 
@@ -128,13 +129,18 @@ def attribute(
     missing = [i for i, hit in enumerate(found) if hit is None]
     seconds = 0.0
     if missing:
-        start = time.perf_counter()
-        job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], layer, batch_size)
-        raw, classes = spec.run(job, params)
-        seconds = time.perf_counter() - start
-        for j, i in enumerate(missing):
-            found[i] = (raw[j].astype(np.float32), int(classes[j]))
-            _store(context, digests[i], wanted[i], found[i])
+        with IN_FLIGHT.hold(tuple(keys[i] for i in missing)):  # the same request from another session waits
+            found = [RESULTS.get(key) for key in keys]
+            missing = [i for i, hit in enumerate(found) if hit is None]
+            if missing:
+                start = time.perf_counter()
+                job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], layer,
+                           batch_size)
+                raw, classes = spec.run(job, params)
+                seconds = time.perf_counter() - start
+                for j, i in enumerate(missing):
+                    found[i] = (raw[j].astype(np.float32), int(classes[j]))
+                    _store(context, digests[i], wanted[i], found[i])
     return Attribution(
         method=method,
         layer=layer,
@@ -164,6 +170,20 @@ def explain(
     return to_sizes(normalize(result.raw), [a.shape[:2] for a in arrays])
 
 
+def _fill_grid(model: LoadedModel, spec, arrays, digests, wanted, layers, contexts, found, missing, batch_size) -> None:
+    """Compute the grid cells of the ``missing`` images in one pass and cache each as a single-layer result."""
+    if not missing:
+        return
+    job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], None, batch_size)
+    result = model.runtime.gradients(job.x, job.targets, tuple(layers), batch_size=batch_size)
+    for l, context in enumerate(contexts):
+        acts, grads = result.activations[l], result.layer_gradients[l]
+        cams = combine_cam(acts, spec.cam_weights(acts, grads), job.size)
+        for j, i in enumerate(missing):
+            found[i][l] = (cams[j], int(result.classes[j]))
+            _store(context, digests[i], wanted[i], found[i][l])
+
+
 def layer_grid(
     model: LoadedModel,
     images: Sequence[ImageLike],
@@ -187,17 +207,17 @@ def layer_grid(
     arrays, digests = prepare_images(model, images)
     wanted = resolve_targets(targets, len(arrays), model.class_names)
     contexts = [(model.fingerprint, model.preprocessing, method, layer, ()) for layer in layers]
-    found = [[RESULTS.get((*c, d, int(t))) for c in contexts] for d, t in zip(digests, wanted)]
-    missing = [i for i, row in enumerate(found) if any(hit is None for hit in row)]
+
+    def lookup() -> tuple[list[list], list[int]]:
+        cells = [[RESULTS.get((*c, d, int(t))) for c in contexts] for d, t in zip(digests, wanted)]
+        return cells, [i for i, row in enumerate(cells) if any(hit is None for hit in row)]
+
+    found, missing = lookup()
     if missing:
-        job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], None, batch_size)
-        result = model.runtime.gradients(job.x, job.targets, tuple(layers), batch_size=batch_size)
-        for l, context in enumerate(contexts):
-            acts, grads = result.activations[l], result.layer_gradients[l]
-            cams = combine_cam(acts, spec.cam_weights(acts, grads), job.size)
-            for j, i in enumerate(missing):
-                found[i][l] = (cams[j], int(result.classes[j]))
-                _store(context, digests[i], wanted[i], found[i][l])
+        request = (*contexts[0][:3], tuple(layers), *((digests[i], int(wanted[i])) for i in missing))
+        with IN_FLIGHT.hold(request):  # the same grid asked by another session waits, then finds it cached
+            found, missing = lookup()
+            _fill_grid(model, spec, arrays, digests, wanted, layers, contexts, found, missing, batch_size)
     raw = np.stack([[hit[0] for hit in row] for row in found])  # (N, L, H, W)
     normalized = normalize(raw.reshape(-1, *raw.shape[2:])).reshape(raw.shape)
     return to_sizes(normalized, [a.shape[:2] for a in arrays])

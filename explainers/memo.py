@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -46,3 +47,30 @@ class ResultCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SingleFlight:
+    """One computation per key at a time: a second caller with the same key waits for the first.
+
+    Sessions that open the same view at once ask for the same maps; without this
+    each would compute them, multiplying the work by the number of viewers.
+    Callers re-check their cache once they hold the key.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple, list] = {}  # key -> [lock, holders]
+
+    @contextlib.contextmanager
+    def hold(self, key: tuple):
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]

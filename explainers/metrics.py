@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from scipy.stats import spearmanr
 
-from .attribution import RESULTS, Attribution, attribute, model_inputs, prepare_images
+from .attribution import IN_FLIGHT, RESULTS, Attribution, attribute, model_inputs, prepare_images
 from .images import ImageLike, blur
 from .models import LoadedModel, weights_fingerprint
 from .runtime import DEFAULT_BATCH_SIZE
@@ -72,30 +72,36 @@ def deletion_insertion(
     height, width = pixels.shape[1:3]
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = np.rint(fractions * height * width).astype(int)
-    black = np.zeros_like(pixels[0])
     deletion, insertion = [], []
     for i, raw in enumerate(attribution.raw):
         # Keyed by the map's own bytes, so any map (a method's, or one built by hand) is safe to cache.
         key = ("curves", model.fingerprint, model.preprocessing, digests[i], _map_digest(raw),
                int(attribution.classes[i]), steps)
-        hit = RESULTS.get(key)
-        if hit is not None:
-            deletion.append(hit[0])
-            insertion.append(hit[1])
-            continue
-        rank = np.empty(height * width, np.int64)
-        rank[np.argsort(-raw.ravel(), kind="stable")] = np.arange(height * width)
-        chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
-        deleted = np.where(chosen, black, pixels[i])
-        inserted = np.where(chosen, pixels[i], blur(pixels[i : i + 1], INSERTION_BLUR_RADIUS)[0])
-        x = model.to_input(np.concatenate([deleted, inserted]))
-        classes = np.full(len(x), attribution.classes[i], np.int32)
-        # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
-        probabilities = model.runtime.class_probabilities(x, classes, max(batch_size, len(x)))
-        deletion.append(probabilities[: steps + 1])
-        insertion.append(probabilities[steps + 1 :])
-        RESULTS.put(key, (deletion[-1], insertion[-1]), probabilities)
+        with IN_FLIGHT.hold(key):  # another session scoring the same map waits, then reads the cache
+            hit = RESULTS.get(key) or _curves(model, pixels[i], raw, int(attribution.classes[i]), counts, batch_size, key)
+        deletion.append(hit[0])
+        insertion.append(hit[1])
     return Curves(fractions, np.array(deletion), np.array(insertion))
+
+
+def _curves(model: LoadedModel, pixels: np.ndarray, raw: np.ndarray, target: int, counts: np.ndarray,
+            batch_size: int, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """One image's deletion and insertion probabilities, stored under ``key``."""
+    height, width = pixels.shape[:2]
+    steps = len(counts) - 1
+    black = np.zeros_like(pixels)
+    rank = np.empty(height * width, np.int64)
+    rank[np.argsort(-raw.ravel(), kind="stable")] = np.arange(height * width)
+    chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
+    deleted = np.where(chosen, black, pixels)
+    inserted = np.where(chosen, pixels, blur(pixels[None], INSERTION_BLUR_RADIUS)[0])
+    x = model.to_input(np.concatenate([deleted, inserted]))
+    classes = np.full(len(x), target, np.int32)
+    # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
+    probabilities = model.runtime.class_probabilities(x, classes, max(batch_size, len(x)))
+    hit = (probabilities[: steps + 1], probabilities[steps + 1 :])
+    RESULTS.put(key, hit, probabilities)
+    return hit
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:

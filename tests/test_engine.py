@@ -169,3 +169,22 @@ def test_maps_from_a_gap_dense_model_are_class_specific():
     images = random_images(1, seed=5)
     maps = [ex.attribute(m, images, "cam", targets=t).raw[0] for t in range(3)]
     assert not np.allclose(maps[0], maps[1]) and not np.allclose(maps[1], maps[2])
+
+
+def test_sessions_asking_for_the_same_maps_at_once_compute_them_once(embedded_model, sample):
+    import threading
+
+    images = [sample("grace_hopper")]
+    ex.RESULTS.clear()
+    before = embedded_model.runtime.passes_run
+    ex.attribute(embedded_model, images, "smoothgrad", samples=8)
+    alone = embedded_model.runtime.passes_run - before
+    ex.RESULTS.clear()
+    before = embedded_model.runtime.passes_run
+    sessions = [threading.Thread(target=ex.attribute, args=(embedded_model, images, "smoothgrad"), kwargs={"samples": 8})
+                for _ in range(4)]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join()
+    assert embedded_model.runtime.passes_run - before == alone

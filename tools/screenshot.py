@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package: Playwright's own browser download does not work offline
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -33,10 +41,45 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dashboard_server(root: Path, timeout: float = 120.0):
+    """``streamlit run dashboard.py`` on a free localhost port; yields (url, process) once it answers its health check."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}") from None
+                    time.sleep(0.5)
+            yield url, process
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def main(url: str, out: str) -> None:
     with sync_playwright() as p, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = p.chromium.launch_persistent_context(
-            profile, executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100}
+            profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100}
         )
         page = browser.new_page()
         page.goto(url)
