@@ -55,17 +55,21 @@ class _CompiledProbe:
             tf.TensorSpec((None,), tf.int32),
         ]
         self._passes: dict[tuple[bool, bool], tf.types.experimental.GenericFunction] = {}
+        self._lock = threading.Lock()
 
     def run(self, x, targets, backward: bool, wrt_input: bool):
         key = (backward, wrt_input)
-        if key not in self._passes:
-            # No autograph: these functions branch only on Python values, and it saves
-            # about a third of every trace.
-            self._passes[key] = tf.function(
-                functools.partial(self._run, backward=backward, wrt_input=wrt_input),
-                input_signature=self._signature,
-                autograph=False,
-            )
+        with self._lock:  # two sessions (or the warm-up) must not trace the same pass twice
+            if key not in self._passes:
+                # No autograph: these functions branch only on Python values, and it saves
+                # about a third of every trace.
+                self._passes[key] = tf.function(
+                    functools.partial(self._run, backward=backward, wrt_input=wrt_input),
+                    input_signature=self._signature,
+                    autograph=False,
+                )
+                # Trace now, under the lock: a concurrent first call would otherwise trace again.
+                self._passes[key].get_concrete_function()
         return self._passes[key](x, targets)
 
     def _outputs(self, x):

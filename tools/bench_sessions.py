@@ -4,9 +4,9 @@
 
 Starts ``streamlit run dashboard.py`` on a free port (the caches cold, as after
 a deploy), opens N separate browser contexts in Debian's Chromium at the same
-moment, and reports for each session the seconds until the page is idle with
-every image loaded, whether it shows a Streamlit exception, and the server's
-peak resident memory (VmHWM from /proc).
+moment, then does it again on the now warm server. Reports for each session the
+seconds until the page is idle with every image loaded, whether it shows a
+Streamlit exception, and the server's peak resident memory (VmHWM from /proc).
 """
 
 from __future__ import annotations
@@ -76,16 +76,19 @@ def main() -> None:
     args = parser.parse_args()
     with dashboard_server(ROOT) as (url, process):
         idle_rss = _memory_kib(process.pid, "VmRSS")
-        results = asyncio.run(_run(f"{url}/{args.page}", args.sessions))
+        # The second round meets a warm server: what the next visitors of a running host see.
+        rounds = [asyncio.run(_run(f"{url}/{args.page}", args.sessions)) for _ in range(2)]
         peak = _memory_kib(process.pid, "VmHWM")
-    print(f"{args.sessions} sessions opened /{args.page} at once on a fresh server (2-core CPU)\n")
-    print(f"{'session':>7s} {'seconds':>8s}  error")
-    for row in results:
-        print(f"{row['session']:7d} {row['seconds']:8.1f}  {row['error'] or '-'}")
-    times = [r["seconds"] for r in results if not r["error"]]
-    errors = sum(1 for r in results if r["error"])
-    if times:
-        print(f"\nmedian {statistics.median(times):.1f} s, slowest {max(times):.1f} s; errors: {errors}")
+    print(f"{args.sessions} sessions opened /{args.page} at once, on a fresh server then again on the warm one\n")
+    print(f"{'session':>7s} {'cold s':>8s} {'warm s':>8s}  errors")
+    for cold, warm in zip(*rounds):
+        errors = "; ".join(e for e in (cold["error"], warm["error"]) if e) or "-"
+        print(f"{cold['session']:7d} {cold['seconds']:8.1f} {warm['seconds']:8.1f}  {errors}")
+    for name, results in zip(("cold", "warm"), rounds):
+        times = [r["seconds"] for r in results if not r["error"]]
+        errors = sum(1 for r in results if r["error"])
+        if times:
+            print(f"{name}: median {statistics.median(times):.1f} s, slowest {max(times):.1f} s; errors: {errors}")
     print(f"server memory: {idle_rss / 1024:.0f} MiB before, peak {peak / 1024:.0f} MiB")
 
 

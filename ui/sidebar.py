@@ -17,13 +17,12 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 def _load_own(request: own_model.OwnModelRequest) -> ex.LoadedModel:
     model = cached.load_model(request.path, request.output)
+    preprocessing = None if request.preprocessing == own_model.AUTO else request.preprocessing
     try:
-        return cached.model_variant(model, request.output, request.labels, request.labels_source,
-                                    None if request.preprocessing == own_model.AUTO else request.preprocessing)
+        return cached.model_variant(model, request.output, request.labels, request.labels_source, preprocessing)
     except ex.InputError as error:  # labels that do not fit: keep the model, number the classes
         st.error(f"{error} Classes are shown by number.")
-        return cached.model_variant(model, request.output, None, "", None if request.preprocessing == own_model.AUTO
-                                    else request.preprocessing)
+        return cached.model_variant(model, request.output, None, "", preprocessing)
 
 
 def _load(recipe: tuple) -> ex.LoadedModel:
@@ -34,7 +33,6 @@ def _load(recipe: tuple) -> ex.LoadedModel:
 def _pick_model() -> ex.LoadedModel:
     options = {**ex.available_models(), own_model.OWN_MODEL: "Your own model…"}
     spec = st.selectbox("Model", list(options), format_func=options.get, key="model_spec")
-    recipe = None
     if spec == own_model.OWN_MODEL:
         request = own_model.request()
         recipe = (own_model.OWN_MODEL, request) if request else None
