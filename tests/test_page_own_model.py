@@ -26,6 +26,11 @@ def model_files(tmp_path_factory):
     y = keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Conv2D(4, 3)(x))
     keras.Model(x, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y))).save(folder / "lambda.keras")
     transfer_model(channels=4).save(folder / "rgba.keras")
+    x = keras.Input((16, 16, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x))
+    heads = [keras.layers.Dense(4, activation="softmax", name="species")(features),
+             keras.layers.Dense(1, activation="sigmoid", name="healthy")(features)]
+    keras.Model(x, heads).save(folder / "two_heads.keras")
     return folder
 
 
@@ -103,3 +108,11 @@ def test_model_without_conv_layers_offers_gradient_methods_only(app, model_files
     assert any("Score-CAM" in c.value and "no layer with a spatial" in c.value for c in app.caption)
     app.switch_page("pages/layer_grid.py").run()
     assert not app.exception and "no layer with a spatial" in app.info[0].value
+
+
+def test_a_model_with_two_outputs_offers_a_picker(app, model_files):
+    _load_path(app, model_files / "two_heads.keras")
+    picker = app.sidebar.selectbox(key="own_model_output")
+    assert picker.options == ["species", "healthy"] and len(app.sidebar.dataframe[0].value) == 4
+    picker.set_value("healthy").run()
+    assert not app.exception and len(app.sidebar.dataframe[0].value) == 2  # a binary head: two classes

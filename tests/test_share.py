@@ -26,15 +26,16 @@ def test_a_layer_grid_link_reopens_its_selections():
 
 
 def test_the_url_follows_the_view_and_a_copied_link_reproduces_it():
-    first = _open({}, "pages/compare.py")
-    first.multiselect(key="cmp_methods").set_value(["gradcam", "saliency"])
-    first.slider(key="cmp_opacity").set_value(0.8).run()
+    first = _open({}, "pages/layer_grid.py")
+    first.selectbox(key="grid_method").set_value("gradcam_plus_plus")
+    first.slider(key="grid_opacity").set_value(0.8).run()
     link = {key: first.query_params[key] for key in first.query_params}
-    assert link["cmp_methods"] == ["gradcam", "saliency"] and link["cmp_opacity"] == "0.8"
-    assert "grid_method" not in link  # only this page's and the sidebar's state
-    second = _open(link, "pages/compare.py")
-    assert second.multiselect(key="cmp_methods").value == ["gradcam", "saliency"]
-    assert second.slider(key="cmp_opacity").value == pytest.approx(0.8)
+    assert link["grid_method"] == "gradcam_plus_plus" and link["grid_opacity"] == "0.8"
+    assert link["image_names"] == ["cat_chelsea", "coffee"]
+    assert not any(key.startswith("cmp_") for key in link)  # only this page's and the sidebar's state
+    second = _open(link, "pages/layer_grid.py")
+    assert second.selectbox(key="grid_method").value == "gradcam_plus_plus"
+    assert second.slider(key="grid_opacity").value == pytest.approx(0.8)
 
 
 def test_a_hand_edited_link_falls_back_instead_of_failing():
