@@ -22,15 +22,18 @@ from .preprocessing import PRESETS
 EXIT_BAD_INPUT = 2
 
 
-def _progress(items: Sequence, description: str) -> Iterable:
-    """Iterate with a progress bar on stderr (plain when stderr is not a terminal)."""
+def _progress_bar():
+    """A progress bar on stderr that disappears when done (stdout stays for results)."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    from rich.console import Console
+    return Progress(*columns, console=Console(stderr=True), transient=True)
 
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        yield from progress.track(items, description=description)
+
+def _progress(items: Sequence, description: str) -> Iterable:
+    with _progress_bar() as bar:
+        yield from bar.track(items, description=description)
 
 
 def _warn(message: str) -> None:
@@ -148,10 +151,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         _warn(f"class folders the model has no class for: {', '.join(mapping.unknown)}")
     evaluation = None
     steps = evaluate_iter(model, scan, mapping, batch_size=args.batch_size)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task("Evaluating", total=len(scan.files))
         for step in steps:
             if isinstance(step, Evaluation):

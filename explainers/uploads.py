@@ -57,8 +57,9 @@ def _publish(build, folder: Path) -> Path:
     try:
         build(staging)
         (staging / _DONE).touch()
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
+        if not (folder / _DONE).exists():  # another session may have finished the same upload meanwhile
+            shutil.rmtree(folder, ignore_errors=True)  # a half-written folder from a crash
+            os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
