@@ -65,6 +65,23 @@ def _check(page, name: str) -> None:
     assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
+def test_a_shared_link_reopens_the_view_on_a_fresh_server(server, browser):
+    # First in this module, so it is the server's very first script run: the one where
+    # Streamlit would run the page alone under its legacy pages/ navigation.
+    page = browser.new_page()
+    page.goto(f"{server}/layer_grid?image_names=rocket&grid_method=layercam&grid_colormap=magma")
+    _settle(page)
+    main = page.locator("[data-testid='stMain']")
+    method = main.locator("[data-testid='stSelectbox']").filter(has_text="Method").first
+    assert "Layer-CAM" in (method.inner_text() + " ".join(i.input_value() for i in method.locator("input").all()))
+    assert "rocket" in page.locator("[data-testid='stSidebar']").inner_text()
+    assert "grid_method=layercam" in page.url
+    navigation = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Layer-by-layer Grad-CAM" in navigation and "layer grid" not in navigation
+    _check(page, "shared_link")
+    page.close()
+
+
 PAGES = [
     ("", "overview", lambda page: _choose(page, "Layer", "block_9_expand")),
     ("layer_grid", "layer_grid", lambda page: _choose(page, "Colormap", "inferno")),
@@ -81,17 +98,4 @@ def test_page_renders_and_reacts_to_a_control(server, browser, path, name, chang
     change(page)
     page.wait_for_timeout(500)
     _check(page, name)
-    page.close()
-
-
-def test_a_shared_link_reopens_the_view_in_the_browser(server, browser):
-    page = browser.new_page()
-    page.goto(f"{server}/layer_grid?image_names=rocket&grid_method=layercam&grid_colormap=magma")
-    _settle(page)
-    main = page.locator("[data-testid='stMain']")
-    method = main.locator("[data-testid='stSelectbox']").filter(has_text="Method").first
-    assert "Layer-CAM" in (method.inner_text() + " ".join(i.input_value() for i in method.locator("input").all()))
-    assert "rocket" in page.locator("[data-testid='stSidebar']").inner_text()
-    assert "grid_method=layercam" in page.url
-    _check(page, "shared_link")
     page.close()

@@ -34,6 +34,13 @@ def current() -> Selection:
     """
     selection = st.session_state.pop(_KEY, None)
     if selection is None:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        if PagesManager.uses_pages_directory:
+            # What st.navigation would have set had the entrypoint run: start over through it,
+            # so the first visitor of a deep link sees the app's own navigation.
+            PagesManager.uses_pages_directory = False
+            st.rerun()
         from .sidebar import configure_page, render  # the sidebar imports this module
 
         configure_page()
