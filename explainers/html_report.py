@@ -14,8 +14,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
        color: #222; padding: 0 1rem; }
 h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
-th, td { border: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; } th { background: #f4f4f4; }
+th, td { border: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: left; font-variant-numeric: tabular-nums; }
+th { background: #f4f4f4; }
 img { max-width: 100%; border: 1px solid #eee; } figure { margin: 0 0 1.5rem; }
 figcaption, .note { color: #555; font-size: 0.9rem; }
 """

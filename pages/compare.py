@@ -175,9 +175,11 @@ with tabs[3]:
     }), hide_index=True)
 
 
+row_labels = [f"{n}: {model.class_names[targets[i]]}" for i, n in enumerate(selection.names)]
+
+
 def grid_png() -> bytes:
-    labels = [f"{n}: {model.class_names[targets[i]]}" for i, n in enumerate(selection.names)]
-    return render.png_bytes(comparison.comparison_grid(selection.images, labels, results, clip, opacity, colormap))
+    return render.png_bytes(comparison.comparison_grid(selection.images, row_labels, results, clip, opacity, colormap))
 
 
 downloads = st.columns(4)
@@ -188,8 +190,7 @@ downloads[1].download_button("Scores per image (CSV)", per_image_scores.to_csv(i
 
 
 def report() -> str:
-    labels = [f"{n}: {model.class_names[targets[i]]}" for i, n in enumerate(selection.names)]
-    return comparison.report_html(model.display_name, selection.images, labels, results, curves, per_image_scores,
+    return comparison.report_html(model.display_name, selection.images, row_labels, results, curves, per_image_scores,
                                   agreement, clip, opacity, colormap)
 
 
