@@ -122,6 +122,10 @@ if evaluation is None:
 
 if len(evaluation.files) == 0:
     st.error("No image could be evaluated; see the skipped files below.")
+if source != DEMO and st.button("Rescan the folder", key="ds_rescan",
+                                help="Files changed since the run are read again; unchanged ones come from the cache."):
+    results.pop(key, None)
+    st.rerun()
 
 summary = report.summary(evaluation)
 metrics = st.columns(5)

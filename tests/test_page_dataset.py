@@ -81,6 +81,10 @@ def test_server_folder_with_bad_files_reports_them_and_still_scores(folder_app, 
     assert not folder_app.exception, folder_app.exception
     assert _metric(folder_app, "Images") == "200" and _metric(folder_app, "Skipped") == "1"
     assert any("Empty class folder(s): 4" in w.value for w in folder_app.warning)
+    victim = sorted((tmp_path / "data" / "1").glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:50])  # edited in place: the same path, now truncated
+    folder_app.button(key="ds_rescan").click().run()
+    assert _metric(folder_app, "Images") == "199" and _metric(folder_app, "Skipped") == "2"
     folder_app.text_input(key="ds_path").set_value(str(tmp_path / "nowhere")).run()
     assert not folder_app.exception and "is not a folder" in folder_app.error[0].value
     assert folder_app.sidebar.dataframe[0].value is not None  # the rest of the app still works
