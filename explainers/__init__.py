@@ -15,7 +15,7 @@ with native_stderr_silenced_under_dash_m():
 
     _tf.config.list_physical_devices()  # CUDA is probed here, so its complaints are silenced too
 
-from . import comparison, dataset_report, datasets, html_report, metrics, settings, uploads
+from . import comparison, dataset_report, datasets, html_report, metrics, model_files, settings, uploads
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid, unavailable_methods
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError

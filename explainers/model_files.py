@@ -227,3 +227,14 @@ def read_model(path: Path, output: str | int | None = None) -> ModelFile:
         chosen, names = _one_output(model, output, name)
         return ModelFile(chosen, formats[suffix], names)
     raise InputError(f"'{name}' is not a model format this app reads; {FORMATS_SENTENCE}.")
+
+
+def file_version(path: str | Path) -> str:
+    """A token that changes when the model at ``path`` is overwritten, so caches keyed by path go stale with it."""
+    path = Path(path)
+    try:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+        stats = [p.stat() for p in files]
+    except OSError:
+        return ""
+    return f"{len(stats)}-{sum(s.st_size for s in stats)}-{max((s.st_mtime_ns for s in stats), default=0)}"

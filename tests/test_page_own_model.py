@@ -116,3 +116,13 @@ def test_a_model_with_two_outputs_offers_a_picker(app, model_files):
     assert picker.options == ["species", "healthy"] and len(app.sidebar.dataframe[0].value) == 4
     picker.set_value("healthy").run()
     assert not app.exception and len(app.sidebar.dataframe[0].value) == 2  # a binary head: two classes
+
+
+def test_a_model_saved_again_over_the_same_path_is_reloaded(app, tmp_path):
+    path = tmp_path / "retrained.keras"
+    transfer_model(classes=3).save(path)
+    _load_path(app, path)
+    assert len(app.sidebar.dataframe[0].value) == 3
+    transfer_model(classes=5, seed=9).save(path)  # the user retrains and overwrites the file
+    app.run()
+    assert not app.exception and len(app.sidebar.dataframe[0].value) == 5

@@ -12,8 +12,11 @@ import explainers as ex
 
 
 @st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…", max_entries=8)
-def load_model(spec: str, output: str | None = None) -> ex.LoadedModel:
-    """One model object per (spec, output) for the whole server, so sessions share compiled passes and caches."""
+def load_model(spec: str, output: str | None = None, version: str = "") -> ex.LoadedModel:
+    """One model object per (spec, output) for the whole server, so sessions share compiled passes and caches.
+
+    ``version`` only keys the cache: for a model file, a token that changes when the file is overwritten.
+    """
     model = ex.load_model(spec, output=output)
     # Tracing the compiled passes costs seconds each; doing it while the user reads the
     # first page spares the pages that compute maps most of their first-visit wait.
