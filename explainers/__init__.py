@@ -10,10 +10,11 @@
 
 from .quiet import native_stderr_silenced_under_dash_m
 
-with native_stderr_silenced_under_dash_m():
+with native_stderr_silenced_under_dash_m() as silenced:
     import tensorflow as _tf
 
-    _tf.config.list_physical_devices()  # CUDA is probed here, so its complaints are silenced too
+    if silenced:  # probe CUDA now, so its complaints are silenced too
+        _tf.config.list_physical_devices()
 
 from . import comparison, dataset_report, datasets, html_report, metrics, model_files, settings, uploads
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid, unavailable_methods

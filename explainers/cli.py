@@ -8,6 +8,7 @@ among many is skipped and reported.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -130,8 +131,7 @@ def run_compare(args: argparse.Namespace) -> None:
     scores = scores_table(results, curves, names, model.class_names)
     scores.to_csv(out / "scores.csv", index=False)
     for i, name in enumerate(names):
-        single = {m: type(r)(r.method, r.layer, r.params, r.raw[i : i + 1], r.classes[i : i + 1], r.seconds, r.cached)
-                  for m, r in results.items()}
+        single = {m: dataclasses.replace(r, raw=r.raw[i : i + 1], classes=r.classes[i : i + 1]) for m, r in results.items()}
         label = f"{name}: {model.class_names[results[args.methods[0]].classes[i]]}"
         (out / f"{name}_compare.png").write_bytes(png_bytes(comparison_grid([images[i]], [label], single)))
     print(method_summary(scores).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -130,7 +130,6 @@ def class_attention(ev: Evaluation) -> list[ClassAttention]:
     if ev.cams.size == 0:
         return []
     size = ev.thumbnails.shape[1:3]
-    cams = upsample(ev.cams, size)
     right = ev.true == ev.predicted
     found = []
     for c in sorted(set(ev.true.tolist())):
@@ -139,7 +138,8 @@ def class_attention(ev: Evaluation) -> list[ClassAttention]:
         def mean_map(mask: np.ndarray) -> np.ndarray | None:
             if not mask.any():
                 return None
-            mean = cams[mask].mean(axis=0)
+            # Upsampling is linear, so the mean is taken at the layer's resolution and only it is upsampled.
+            mean = upsample(ev.cams[mask].mean(axis=0)[None], size)[0]
             return mean / mean.max() if mean.max() > 0 else mean
 
         found.append(ClassAttention(

@@ -24,7 +24,7 @@ from .labels import imagenet_wordnet_ids
 from .memo import ResultCache
 from .methods import combine_cam, gradcam_weights
 from .models import LoadedModel
-from .targets import TOP1
+from .targets import TOP1, probabilities_from_logits
 
 PER_FILE = ResultCache(max_bytes=512 << 20)
 THUMBNAIL = 64  # longest side of the per-image copy kept for class mean images
@@ -201,7 +201,7 @@ def _run_batch(model: LoadedModel, images: list[np.ndarray], cam_layer: str | No
         peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
         cams = np.where(peak > 0, cams / np.where(peak > 0, peak, 1), 0).astype(np.float32)
         logits = result.logits
-    probabilities = model.probabilities_from_logits(logits)
+    probabilities = probabilities_from_logits(logits, model.output_kind)
     return [(probabilities[i], cams[i], thumbs[i]) for i in range(len(x))]
 
 

@@ -137,6 +137,7 @@ class ModelFile:
     model: keras.Model
     format: str  # "Keras (.keras)", "SavedModel"...
     output_names: list[str]  # every output the file's model has; ``model`` returns the chosen one
+    chosen: str  # the output ``model`` returns
     probability_kind: str | None = None  # for an opaque model emitting probabilities: "softmax" or "sigmoid"
 
 
@@ -160,21 +161,22 @@ def _load_saved_model(folder: Path, name: str, output: str | int | None) -> Mode
     image = keras.Input(tuple(spec.shape[1:]), name="image")
     result = layer(image)
     names = sorted(result) if isinstance(result, dict) else ["output"]
+    chosen = names[_pick_output(names, output, name)]
     if isinstance(result, dict):
-        result = result[names[_pick_output(names, output, name)]]
+        result = result[chosen]
     wrapper = keras.Model(image, result, name="saved_model")
     kind = _probability_kind(wrapper)
     if kind is not None:
         wrapper = keras.Model(image, ProbabilitiesToScores(kind, name="scores")(result), name="saved_model")
-    return ModelFile(wrapper, "SavedModel", names, kind)
+    return ModelFile(wrapper, "SavedModel", names, chosen, kind)
 
 
-def _one_output(model: keras.Model, output: str | int | None, name: str) -> tuple[keras.Model, list[str]]:
+def _one_output(model: keras.Model, output: str | int | None, name: str) -> tuple[keras.Model, list[str], str]:
     names = [t._keras_history.operation.name for t in model.outputs]
-    if len(names) == 1:
-        return model, names
     chosen = _pick_output(names, output, name)
-    return keras.Model(model.inputs[0], model.outputs[chosen], name=f"{model.name}_{names[chosen]}"), names
+    if len(names) == 1:
+        return model, names, names[0]
+    return keras.Model(model.inputs[0], model.outputs[chosen], name=f"{model.name}_{names[chosen]}"), names, names[chosen]
 
 
 def _pick_output(names: list[str], output: str | int | None, source: str) -> int:
@@ -224,8 +226,8 @@ def read_model(path: Path, output: str | int | None = None) -> ModelFile:
     formats = {".keras": "Keras (.keras)", ".h5": "Keras HDF5 (.h5)", ".hdf5": "Keras HDF5 (.h5)", ".json": "architecture JSON + weights"}
     if suffix in formats:
         model = _load_json(path) if suffix == ".json" else _load_keras_file(path)
-        chosen, names = _one_output(model, output, name)
-        return ModelFile(chosen, formats[suffix], names)
+        chosen_model, names, chosen = _one_output(model, output, name)
+        return ModelFile(chosen_model, formats[suffix], names, chosen)
     raise InputError(f"'{name}' is not a model format this app reads; {FORMATS_SENTENCE}.")
 
 

@@ -19,10 +19,10 @@ from .labels import check_label_count, imagenet_class_names, read_labels
 from .layers import LayerInfo, spatial_layers, spread_over_depth
 from .model_files import read_model
 from .preprocessing import PRESETS, preprocess
-from .probe import SIGMOID, output_kind
+from .probe import output_kind
 from .runtime import Runtime
 from .samples import DIGITS_MODEL_FILE
-from .targets import TOP1
+from .targets import TOP1, probabilities_from_logits
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DIGITS_MODEL = "digits_cnn"
@@ -118,25 +118,13 @@ class LoadedModel:
         """Images (PIL or uint8 arrays, any size) to a model-ready float32 batch."""
         return self.to_input(self.resize(images))
 
-    def probabilities_from_logits(self, logits: np.ndarray) -> np.ndarray:
-        """``(N, classes)`` probabilities from the engine's pre-activation scores; a one-unit head gives ``[1 - p, p]``."""
-        logits = np.asarray(logits, np.float64)
-        if logits.shape[-1] == 1 or self.output_kind == SIGMOID:
-            probabilities = 1.0 / (1.0 + np.exp(-logits))
-        else:
-            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
-        if probabilities.shape[-1] == 1:
-            probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
-        return probabilities.astype(np.float32)
-
     def predict(self, images: Sequence[ImageLike], batch_size: int = 32) -> np.ndarray:
         """``(N, classes)`` class probabilities, from the same compiled forward pass the methods use."""
         if len(images) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         x = self.preprocess(images)
         logits = self.runtime.forward(x, np.full(len(x), TOP1, np.int32), batch_size=batch_size).logits
-        return self.probabilities_from_logits(logits)
+        return probabilities_from_logits(logits, self.output_kind)
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[list[tuple[int, str, float]]]:
         """Per image, the ``k`` most probable classes as ``(index, name, probability)``."""
@@ -144,9 +132,14 @@ class LoadedModel:
         return [[(int(c), self.class_names[c], float(row[c])) for c in top] for top, row in zip(order, probabilities)]
 
 
-def weights_fingerprint(model: keras.Model) -> str:
-    """A content hash of the architecture's weight shapes and values."""
+def weights_fingerprint(model: keras.Model, salt: str = "") -> str:
+    """A content hash of the architecture's weight shapes and values.
+
+    ``salt`` tells apart functions sharing all their weights: two outputs of one
+    SavedModel, whose variables are loaded whole whichever output is chosen.
+    """
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(salt.encode())
     for weight in model.weights:
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
         digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
@@ -222,28 +215,27 @@ def _image_input(model: keras.Model, name: str) -> tuple[tuple[int, int], int]:
     return (height or 224, width or 224), int(channels)
 
 
-def _class_names(model: keras.Model, labels, name: str) -> tuple[list[str], str]:
+def _default_class_names(model: keras.Model, name: str) -> list[str]:
     units = model.outputs[0].shape
     if len(units) != 2:
         raise InputError(f"'{name}' outputs shape {tuple(units[1:])}; this app explains classifiers with one score per class.")
     classes = max(int(units[-1]), 2)  # a single sigmoid unit is a binary classifier
+    return list(imagenet_class_names()) if classes == 1000 else [f"class {i}" for i in range(classes)]
+
+
+def _with_labels(model: LoadedModel, labels: str | Path | Sequence[str] | None) -> LoadedModel:
     if labels is None:
-        if classes == 1000:
-            return list(imagenet_class_names()), "ImageNet (1000 outputs)"
-        return [f"class {i}" for i in range(classes)], "none given"
+        return model
     if isinstance(labels, (str, Path)):
-        names, source = read_labels(labels), Path(labels).name
-    else:
-        names, source = [str(n) for n in labels], "the labels given"
-    check_label_count(names, classes, source)
-    return names, source
+        return model.variant(read_labels(labels), Path(labels).name)
+    return model.variant([str(n) for n in labels], "the labels given")
 
 
-def _load_file(path: Path, preprocessing: str | None, labels, output: str | int | None) -> LoadedModel:
+def _load_file(path: Path, preprocessing: str | None, output: str | int | None) -> LoadedModel:
     loaded = read_model(path, output)
     name = path.name or str(path)
     input_size, channels = _image_input(loaded.model, name)
-    class_names, labels_source = _class_names(loaded.model, labels, name)
+    class_names = _default_class_names(loaded.model, name)
     return LoadedModel(
         spec=str(path),
         display_name=name,
@@ -255,7 +247,8 @@ def _load_file(path: Path, preprocessing: str | None, labels, output: str | int 
         output_kind=loaded.probability_kind or "",
         format=loaded.format,
         output_names=tuple(loaded.output_names),
-        labels_source=labels_source,
+        labels_source="ImageNet (1000 outputs)" if len(class_names) == 1000 else "",
+        fingerprint=weights_fingerprint(loaded.model, salt=loaded.chosen if len(loaded.output_names) > 1 else ""),
     )
 
 
@@ -285,9 +278,8 @@ def load_model(
     if spec == DEFAULT_MODEL:
         return _load_embedded()
     if spec == DIGITS_MODEL:
-        digits = _load_file(DIGITS_MODEL_FILE, None, [str(d) for d in range(10)], None)
-        return dataclasses.replace(digits, spec=DIGITS_MODEL, display_name="Digits CNN", labels_source="digits 0-9",
-                                   format="Keras (.keras), bundled")
+        digits = _load_file(DIGITS_MODEL_FILE, None, None).variant([str(d) for d in range(10)], "digits 0-9")
+        return dataclasses.replace(digits, spec=DIGITS_MODEL, display_name="Digits CNN", format="Keras (.keras), bundled")
     if spec.startswith(KERAS_PREFIX):
         return _load_zoo(spec[len(KERAS_PREFIX) :])
-    return _load_file(Path(spec), preprocessing, labels, output)
+    return _with_labels(_load_file(Path(spec), preprocessing, output), labels)

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from .probe import Probe, build_probe, output_kind
-from .targets import choose_classes, class_probabilities, class_scores
+from .targets import choose_classes, class_scores, probabilities_from_logits
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -93,7 +93,6 @@ class _CompiledProbe:
         return activations, grads[: len(activations)], grads[-1] if wrt_input else x[:0], logits, classes
 
 
-
 class Runtime:
     """Per-model probes and their compiled passes, built on first use and kept.
 
@@ -160,7 +159,7 @@ class Runtime:
         Served by the plain forward pass, whose trace the other callers share.
         """
         result = self.forward(x, classes.astype(np.int32), batch_size=batch_size)
-        return class_probabilities(tf.constant(result.logits), tf.constant(result.classes), self.output_kind).numpy()
+        return probabilities_from_logits(result.logits, self.output_kind)[np.arange(len(x)), result.classes]
 
     def warm_up(self, layer: str | None) -> None:
         """Trace the passes the pages use first (input gradients, forward, a CAM layer) on a dummy batch."""

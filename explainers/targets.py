@@ -60,9 +60,14 @@ def class_scores(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
     return tf.gather(logits, classes, axis=1, batch_dims=1)
 
 
-def class_probabilities(logits: tf.Tensor, classes: tf.Tensor, output_kind: str) -> tf.Tensor:
-    """``(N,)`` the model's probability for the class, as its own output layer would give it."""
-    scores = class_scores(logits, classes)
+def probabilities_from_logits(logits: np.ndarray, output_kind: str) -> np.ndarray:
+    """``(N, classes)`` probabilities as the model's own output layer gives them; a one-unit head gives ``[1 - p, p]``."""
+    logits = np.asarray(logits, np.float64)
     if logits.shape[-1] == 1 or output_kind == SIGMOID:
-        return tf.sigmoid(scores)
-    return tf.exp(scores - tf.reduce_logsumexp(logits, axis=-1))
+        probabilities = 1.0 / (1.0 + np.exp(-logits))
+    else:
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+    if probabilities.shape[-1] == 1:
+        probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
+    return probabilities.astype(np.float32)

@@ -59,8 +59,10 @@ else:
     model = selection.model
     st.caption(f"Model: **{model.display_name}** (from the sidebar).")
 
+# Listing a large tree costs real time, and display changes rerun the page: list once, until Rescan.
+scans: dict = st.session_state.setdefault("ds_scans", {})
 try:
-    scan = ex.datasets.scan_folder(folder)
+    scan = scans[folder] = scans.get(folder) or ex.datasets.scan_folder(folder)
 except ex.InputError as error:
     st.error(str(error))
     st.stop()
@@ -123,8 +125,9 @@ if evaluation is None:
 if len(evaluation.files) == 0:
     st.error("No image could be evaluated; see the skipped files below.")
 if source != DEMO and st.button("Rescan the folder", key="ds_rescan",
-                                help="Files changed since the run are read again; unchanged ones come from the cache."):
+                                help="Files added, removed or changed since the run are read; unchanged ones come from the cache."):
     results.pop(key, None)
+    scans.pop(folder, None)
     st.rerun()
 
 summary = report.summary(evaluation)

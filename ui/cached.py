@@ -25,17 +25,20 @@ def load_model(spec: str, output: str | None = None, version: str = "") -> ex.Lo
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _variant(_model: ex.LoadedModel, spec: str, output: str | None, labels: tuple[str, ...] | None,
-             labels_source: str, preprocessing: str | None) -> ex.LoadedModel:
+def _variant(_model: ex.LoadedModel, spec: str, fingerprint: str, labels: tuple[str, ...] | None, labels_source: str,
+             preprocessing: str | None) -> ex.LoadedModel:
     return _model.variant(list(labels) if labels else None, labels_source, preprocessing)
 
 
-def model_variant(model: ex.LoadedModel, output: str | None, labels: tuple[str, ...] | None, labels_source: str,
+def model_variant(model: ex.LoadedModel, labels: tuple[str, ...] | None, labels_source: str,
                   preprocessing: str | None) -> ex.LoadedModel:
-    """``model`` with the user's class names and preprocessing; stable across reruns, compiled passes shared."""
+    """``model`` with the user's class names and preprocessing; stable across reruns, compiled passes shared.
+
+    Keyed by spec and weights, so a model retrained over the same path gets a variant of its own.
+    """
     if labels is None and preprocessing is None:
         return model
-    return _variant(model, model.spec, output, labels, labels_source, preprocessing)
+    return _variant(model, model.spec, model.fingerprint, labels, labels_source, preprocessing)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -20,10 +20,10 @@ def _load_own(request: own_model.OwnModelRequest) -> ex.LoadedModel:
     model = cached.load_model(request.path, request.output, ex.model_files.file_version(request.path))
     preprocessing = None if request.preprocessing == own_model.AUTO else request.preprocessing
     try:
-        return cached.model_variant(model, request.output, request.labels, request.labels_source, preprocessing)
+        return cached.model_variant(model, request.labels, request.labels_source, preprocessing)
     except ex.InputError as error:  # labels that do not fit: keep the model, number the classes
         st.error(f"{error} Classes are shown by number.")
-        return cached.model_variant(model, request.output, None, "", preprocessing)
+        return cached.model_variant(model, None, "", preprocessing)
 
 
 def _load(recipe: tuple) -> ex.LoadedModel:
