@@ -22,6 +22,12 @@ from .layers import PATH_SEPARATOR
 # How the model's final layer turns scores into its output; decides how a class is scored.
 SOFTMAX, SIGMOID, LINEAR = "softmax", "sigmoid", "linear"
 _RELU_NAMES = {"relu", "relu6"}
+# How each final activation turns scores into outputs. Log-softmax is a softmax for this
+# purpose: with it removed, the scores are the logits and softmax gives the probabilities.
+_HEAD_KINDS = {"softmax": SOFTMAX, "log_softmax": SOFTMAX, "sigmoid": SIGMOID}
+# Operations that are nothing but an activation: the Softmax layer and, in a functional
+# graph, keras.ops.softmax / log_softmax / sigmoid. They carry no ``activation`` argument.
+_ACTIVATION_OPERATIONS = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}
 
 
 def _activation_name(op) -> str | None:
@@ -42,10 +48,30 @@ def final_operation(model: keras.Model):
     return final_operation(op) if isinstance(op, keras.Model) else op
 
 
+def _is_activation_only(op) -> bool:
+    """An operation that only applies an activation (Activation, Softmax, keras.ops.softmax...)."""
+    return isinstance(op, keras.layers.Activation) or type(op).__name__ in _ACTIVATION_OPERATIONS
+
+
+def _head_activation(op) -> str | None:
+    """The activation ``op`` applies last: its ``activation`` argument, or itself when it is one."""
+    name = _activation_name(op)
+    if name is None and type(op).__name__ in _ACTIVATION_OPERATIONS:
+        axis = getattr(op, "axis", -1)
+        # A softmax over another axis than the classes' does not make probabilities per class.
+        if axis in (-1, len(op.output.shape) - 1):
+            name = _ACTIVATION_OPERATIONS[type(op).__name__]
+    return name
+
+
 def output_kind(model: keras.Model) -> str:
-    """``softmax``, ``sigmoid`` or ``linear``: what the final layer applies to its scores."""
-    name = _activation_name(final_operation(model))
-    return name if name in (SOFTMAX, SIGMOID) else LINEAR
+    """``softmax``, ``sigmoid`` or ``linear``: what the final layer applies to its scores.
+
+    Every way Keras writes a classifier head counts: ``Dense(activation=...)``, a
+    ``Softmax`` or ``Activation`` layer after it, and ``keras.ops.softmax`` in a
+    functional graph.
+    """
+    return _HEAD_KINDS.get(_head_activation(final_operation(model)), LINEAR)
 
 
 @tf.custom_gradient
@@ -69,8 +95,8 @@ def _is_relu(op) -> bool:
 
 def _without_activation(op):
     """A twin of ``op`` that skips its final activation, sharing no state with it."""
-    if isinstance(op, (keras.layers.Activation, keras.layers.Softmax)):
-        return lambda x, **_: x
+    if _is_activation_only(op):
+        return lambda x, *_, **__: x
     config = dict(op.get_config(), activation="linear", name=f"{op.name}_logits")
     twin = type(op).from_config(config)
     twin.build(op.input.shape)
@@ -131,6 +157,8 @@ def cam_head(model: keras.Model) -> tuple[str, keras.layers.Dense] | None:
     allowed. Returns None for any other ending.
     """
     dense = final_operation(model)
+    if _is_activation_only(dense):  # Dense followed by a Softmax layer
+        dense = _producer(dense)
     if not isinstance(dense, keras.layers.Dense):
         return None
     op = _producer(dense)
