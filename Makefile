@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test bench clean
 
+# One local user: only this machine can connect, and server paths may name anything in the
+# home folder (unless ATTRIBUTION_DASHBOARD_DATA_ROOTS says otherwise; set it empty for none).
 run: $(VENV)/.runtime-installed
-	$(BIN)/streamlit run dashboard.py
+	ATTRIBUTION_DASHBOARD_DATA_ROOTS="$${ATTRIBUTION_DASHBOARD_DATA_ROOTS-$$HOME}" \
+		$(BIN)/streamlit run dashboard.py --server.address 127.0.0.1
 
 test: $(VENV)/.test-installed
 	tools/ensure_chromium.sh

@@ -16,7 +16,7 @@ with native_stderr_silenced_under_dash_m() as silenced:
     if silenced:  # probe CUDA now, so its complaints are silenced too
         _tf.config.list_physical_devices()
 
-from . import comparison, dataset_report, datasets, html_report, metrics, model_files, settings, uploads
+from . import comparison, data_roots, dataset_report, datasets, html_report, metrics, model_files, settings, uploads
 from .attribution import RESULTS, Attribution, attribute, explain, layer_grid, unavailable_methods
 from .device import describe_device
 from .errors import InputError, ModelUnavailableError
@@ -41,6 +41,7 @@ __all__ = [
     "unavailable_methods",
     "methods",
     "metrics",
+    "data_roots",
     "settings",
     "uploads",
     "parse_labels",

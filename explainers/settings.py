@@ -7,8 +7,15 @@ import os
 # Loading a model whose Lambda layers carry serialised Python runs that code on the
 # server. Only the person who starts the server may allow it, for files they trust.
 TRUST_MODEL_CODE_ENV = "ATTRIBUTION_DASHBOARD_TRUST_MODEL_CODE"
-# On a public host a visitor must not read the server's files by typing a path.
-SERVER_PATHS_ENV = "ATTRIBUTION_DASHBOARD_SERVER_PATHS"
+# On a host a visitor must not read the server's files by typing a path: server paths are
+# accepted only inside these folders (os.pathsep-separated); unset means none (see data_roots).
+DATA_ROOTS_ENV = "ATTRIBUTION_DASHBOARD_DATA_ROOTS"
+# A folder scan reads at most this many entries and this many folder levels below the dataset
+# folder, so no path a visitor gives makes one request run unbounded.
+SCAN_MAX_ENTRIES_ENV = "ATTRIBUTION_DASHBOARD_SCAN_MAX_ENTRIES"
+SCAN_MAX_DEPTH_ENV = "ATTRIBUTION_DASHBOARD_SCAN_MAX_DEPTH"
+DEFAULT_SCAN_MAX_ENTRIES = 100_000
+DEFAULT_SCAN_MAX_DEPTH = 6
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -28,6 +35,16 @@ def trust_model_code() -> bool:
     return _flag(TRUST_MODEL_CODE_ENV, False)
 
 
-def server_paths_allowed() -> bool:
-    """On unless ``ATTRIBUTION_DASHBOARD_SERVER_PATHS=0``: models and folders may be given by server path."""
-    return _flag(SERVER_PATHS_ENV, True)
+def _positive_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip().replace("_", "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+def scan_max_entries() -> int:
+    """Files and folders one folder scan reads at most (``ATTRIBUTION_DASHBOARD_SCAN_MAX_ENTRIES``, default 100,000)."""
+    return _positive_int(SCAN_MAX_ENTRIES_ENV, DEFAULT_SCAN_MAX_ENTRIES)
+
+
+def scan_max_depth() -> int:
+    """Folder levels one scan descends below the dataset folder (``ATTRIBUTION_DASHBOARD_SCAN_MAX_DEPTH``, default 6)."""
+    return _positive_int(SCAN_MAX_DEPTH_ENV, DEFAULT_SCAN_MAX_DEPTH)

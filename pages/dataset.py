@@ -22,7 +22,8 @@ selection = current()
 st.title("Your dataset")
 st.caption("A folder with one subfolder per class, through the model: where it errs, and what it looks at per class.")
 
-sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER] if ex.settings.server_paths_allowed() else [])
+roots = ex.data_roots.configured_roots()  # no roots: no folder of the server can be named
+sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER] if roots else [])
 source = st.radio("Images", sources, horizontal=True, key="ds_source")
 
 
@@ -30,8 +31,10 @@ def _folder() -> str | None:
     if source == DEMO:
         return str(ex.samples.DIGITS_TEST_FOLDER)
     if source == SERVER_FOLDER:
-        path = st.text_input("Folder path", key="ds_path", placeholder="/data/monkeys/validation").strip()
-        return path or None
+        path = st.text_input("Folder path", key="ds_path", placeholder=str(roots[0] / "validation"),
+                             help=f"A folder inside {ex.data_roots.describe(roots)}; a relative path starts in "
+                                  f"{roots[0]}.").strip()
+        return str(ex.data_roots.resolve_inside(path, roots)) if path else None
     upload = st.file_uploader("ZIP of the class folders", type=["zip"], key="ds_zip",
                               help="Inside: <class name>/<image> (one top folder is fine). Limit: server.maxUploadSize.")
     if upload is None:
@@ -61,11 +64,18 @@ else:
 
 # Listing a large tree costs real time, and display changes rerun the page: list once, until Rescan.
 scans: dict = st.session_state.setdefault("ds_scans", {})
-try:
-    scan = scans[folder] = scans.get(folder) or ex.datasets.scan_folder(folder)
-except ex.InputError as error:
-    st.error(str(error))
-    st.stop()
+if folder not in scans:
+    listing = st.empty()
+    try:
+        found = ex.datasets.scan_folder(folder, roots=roots if source == SERVER_FOLDER else None,
+                                        on_progress=lambda seen: listing.caption(f"Listing the folder: {seen:,} entries…"))
+    except ex.InputError as error:
+        st.error(str(error))
+        st.stop()
+    listing.empty()
+    scans.clear()  # one listing per session: a large tree's is large
+    scans[folder] = found
+scan = scans[folder]
 
 modes = [m for m in MAPPINGS if m != BY_WORDNET_ID or len(model.class_names) == 1000]
 settings_row = st.columns([2, 2, 1])

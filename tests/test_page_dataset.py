@@ -12,6 +12,7 @@ import explainers as ex
 from conftest import PROJECT_ROOT
 from explainers import dataset_report as report
 from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.settings import DATA_ROOTS_ENV
 
 PAGE = "pages/dataset.py"
 
@@ -63,7 +64,8 @@ def test_errors_only_filter_keeps_the_misclassified_rows(demo_app):
 
 
 @pytest.fixture
-def folder_app() -> AppTest:
+def folder_app(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.run()
     at.sidebar.selectbox(key="model_spec").set_value(ex.DIGITS_MODEL).run()
@@ -107,3 +109,24 @@ def test_zip_upload_is_evaluated_and_an_escaping_zip_is_refused(folder_app):
     assert _metric(folder_app, "Images") == "20"
     folder_app.file_uploader(key="ds_zip").set_value([("evil.zip", _zip({"../../x.png": b"1"}), "application/zip")]).run()
     assert not folder_app.exception and "points outside the archive" in folder_app.error[0].value
+
+
+def test_a_folder_outside_the_data_roots_is_refused_and_the_page_carries_on(folder_app, tmp_path):
+    shutil.copytree(DIGITS_TEST_FOLDER / "2", tmp_path / "data" / "2")
+    shutil.copytree(DIGITS_TEST_FOLDER / "9", tmp_path / "data" / "9")
+    folder_app.radio(key="ds_source").set_value("A folder on the server").run()
+    for text in ("/usr/share", "../../", "~", str(tmp_path / "data" / ".." / "..")):
+        folder_app.text_input(key="ds_path").set_value(text).run()
+        assert not folder_app.exception, folder_app.exception
+        assert folder_app.error[0].value == f"'{text}' is not inside the folders this dashboard may read ({tmp_path.resolve()})."
+        assert not folder_app.metric  # nothing was listed or evaluated
+    folder_app.text_input(key="ds_path").set_value("data").run()  # relative: from the root
+    assert not folder_app.exception and _metric(folder_app, "Images") == "200"
+
+
+def test_without_data_roots_only_the_demo_and_uploads_are_offered(monkeypatch):
+    monkeypatch.delenv(DATA_ROOTS_ENV, raising=False)
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert at.radio(key="ds_source").options == ["Digits demo (bundled)", "A ZIP upload"]

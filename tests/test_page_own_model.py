@@ -5,7 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT_ROOT
-from explainers.settings import TRUST_MODEL_CODE_ENV
+from explainers.settings import DATA_ROOTS_ENV, TRUST_MODEL_CODE_ENV
 from helpers import transfer_model
 
 ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
@@ -35,8 +35,9 @@ def model_files(tmp_path_factory):
 
 
 @pytest.fixture
-def app(monkeypatch) -> AppTest:
+def app(monkeypatch, tmp_path_factory) -> AppTest:
     monkeypatch.delenv(TRUST_MODEL_CODE_ENV, raising=False)
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path_factory.getbasetemp()))  # the model files and tmp_path
     at = AppTest.from_file(ENTRYPOINT, default_timeout=240)
     at.run()
     at.sidebar.selectbox(key="model_spec").set_value("own").run()
@@ -126,3 +127,32 @@ def test_a_model_saved_again_over_the_same_path_is_reloaded(app, tmp_path):
     transfer_model(classes=5, seed=9).save(path)  # the user retrains and overwrites the file
     app.run()
     assert not app.exception and len(app.sidebar.dataframe[0].value) == 5
+
+
+@pytest.mark.parametrize("target", ["existing", "missing"])
+def test_a_model_or_labels_path_outside_the_data_roots_is_refused_alike(app, model_files, tmp_path, monkeypatch, target):
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(model_files))
+    _load_path(app, model_files / "pets.keras")
+    good_top = _top_class(app)
+    outside = tmp_path / "elsewhere.keras"
+    if target == "existing":
+        transfer_model().save(outside)
+    _load_path(app, outside)
+    (error,) = app.sidebar.error
+    assert error.value == (f"'{outside}' is not inside the folders this dashboard may read ({model_files.resolve()}). "
+                           "pets.keras stays loaded.")
+    assert _top_class(app) == good_top
+    _load_path(app, model_files / "pets.keras")
+    app.sidebar.text_input(key="own_model_labels_path").set_value("../labels.txt").run()
+    assert not app.exception and "is not inside the folders" in app.sidebar.error[0].value
+    (model_files / "labels.txt").write_text("cat\ndog\nperson\n")
+    app.sidebar.text_input(key="own_model_labels_path").set_value("labels.txt").run()  # relative: from the root
+    assert not app.sidebar.error and _top_class(app) in {"cat", "dog", "person"}
+
+
+def test_without_data_roots_there_is_no_path_box(app, monkeypatch):
+    monkeypatch.delenv(DATA_ROOTS_ENV)
+    app.run()
+    assert not app.exception
+    assert not [t for t in app.sidebar.text_input if t.key in ("own_model_path", "own_model_labels_path")]
+    assert "Upload a model file." in [i.value for i in app.sidebar.info]

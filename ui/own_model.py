@@ -43,12 +43,14 @@ def _stored_upload() -> str | None:
     return stored[key]
 
 
-def _server_path() -> str | None:
-    if not ex.settings.server_paths_allowed():
+def _server_path(label: str, key: str, placeholder: str, what: str) -> str | None:
+    """A path typed by the visitor, resolved inside the data roots; InputError when it lies outside."""
+    roots = ex.data_roots.configured_roots()
+    if not roots:  # whoever runs the server named no folder a visitor may read
         return None
-    path = st.text_input("…or its path on the server", key="own_model_path", placeholder="/models/classifier.keras",
-                         help="A file, a SavedModel folder or a ZIP readable by the server.").strip()
-    return str(Path(path).expanduser()) if path else None
+    text = st.text_input(label, key=key, placeholder=str(roots[0] / placeholder),
+                         help=f"{what} inside {ex.data_roots.describe(roots)}; a relative path starts in {roots[0]}.")
+    return text.strip() or None
 
 
 def _labels() -> tuple[tuple[str, ...] | None, str]:
@@ -57,26 +59,37 @@ def _labels() -> tuple[tuple[str, ...] | None, str]:
         help="A JSON list, a JSON {index: name} dict, a text file with one name per line, "
              "or a text file holding a dict such as {0: 'cat', 1: 'dog'}.",
     )
-    if upload is None:
-        return None, ""
+    path = None if upload else _server_path("…or their path on the server", "own_model_labels_path", "labels.txt",
+                                            "A labels file")
     try:
-        return tuple(ex.parse_labels(upload.getvalue(), upload.name)), upload.name
+        if upload is not None:
+            return tuple(ex.parse_labels(upload.getvalue(), upload.name)), upload.name
+        if path is not None:
+            real = ex.data_roots.resolve_inside(path, ex.data_roots.configured_roots())
+            return tuple(ex.read_labels(real)), real.name
     except ex.InputError as error:
         st.error(f"{error} Classes are shown by number.")
-        return None, ""
+    return None, ""
 
 
 def request() -> OwnModelRequest | None:
-    """Draw the section's widgets; None until the user has given a model."""
-    path = _stored_upload() or _server_path()
+    """Draw the section's widgets; None until the user has given a model.
+
+    Raises InputError when the model's server path lies outside the data roots.
+    """
+    path = _stored_upload()
+    typed = None if path else _server_path("…or its path on the server", "own_model_path", "classifier.keras",
+                                           "A model file, SavedModel folder or ZIP")
     labels, labels_source = _labels()
     preprocessing = st.selectbox(
         "Preprocessing", [AUTO, *ex.PRESETS], key="own_model_preprocessing",
         format_func=lambda p: "Detect (none if the model rescales itself, else 0..1)" if p == AUTO
         else f"{p}: {ex.PRESETS[p].description}",
     )
+    if typed is not None:  # resolved once every widget is drawn, so a refusal keeps them on the page
+        path = str(ex.data_roots.resolve_model_path(typed, ex.data_roots.configured_roots()))
     if path is None:
-        st.info("Upload a model file" + (" or give its path on the server" if ex.settings.server_paths_allowed() else "") + ".")
+        st.info("Upload a model file" + (" or give its path on the server" if ex.data_roots.configured_roots() else "") + ".")
         return None
     known = st.session_state.get(_OUTPUTS, {}).get(path, ())
     output = st.session_state.get(_OUTPUT_KEY)

@@ -34,8 +34,12 @@ def _load(recipe: tuple) -> ex.LoadedModel:
 def _pick_model() -> ex.LoadedModel:
     options = {**ex.available_models(), own_model.OWN_MODEL: "Your own model…"}
     spec = st.selectbox("Model", list(options), format_func=options.get, key="model_spec")
+    refused = None  # a server path outside the data roots: nothing is read
     if spec == own_model.OWN_MODEL:
-        request = own_model.request()
+        try:
+            request = own_model.request()
+        except ex.InputError as error:
+            request, refused = None, str(error)
         recipe = (own_model.OWN_MODEL, request) if request else None
     else:
         recipe = ("spec", spec)
@@ -56,8 +60,8 @@ def _pick_model() -> ex.LoadedModel:
         model = _load(st.session_state.get("last_good_model", ("spec", ex.DEFAULT_MODEL)))
     except ex.InputError:  # the previous model is gone too (a zoo file deleted meanwhile)
         model = cached.load_model(ex.DEFAULT_MODEL)
-    if recipe in failures:
-        st.error(f"{failures[recipe]} {model.display_name} stays loaded.")
+    if recipe in failures or refused:
+        st.error(f"{refused or failures[recipe]} {model.display_name} stays loaded.")
     return model
 
 
