@@ -50,14 +50,9 @@ def comparison_grid(images: Sequence[np.ndarray], row_labels: Sequence[str], res
 
 def curves_png(curves: Mapping[str, Curves]) -> bytes:
     """Mean deletion (solid) and insertion (dashed) curves per method, as a PNG for reports."""
-    import io
+    from .figures import figure_png, new_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    figure, axes = new_figure(7, 4)
     for index, (name, curve) in enumerate(curves.items()):
         color = f"C{index}"
         axes.plot(curve.fractions, curve.deletion.mean(axis=0), color=color, label=f"{REGISTRY[name].label} deletion")
@@ -66,11 +61,7 @@ def curves_png(curves: Mapping[str, Curves]) -> bytes:
     axes.set_xlabel("fraction of pixels removed (deletion) or revealed (insertion)")
     axes.set_ylabel("class probability")
     axes.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def report_html(model_name: str, images: Sequence[np.ndarray], row_labels: Sequence[str],

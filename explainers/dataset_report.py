@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,14 +150,11 @@ def class_attention(ev: Evaluation) -> list[ClassAttention]:
 
 def confusion_png(matrix: Confusion, normalize: bool = False) -> bytes:
     """The confusion matrix as a labelled PNG (matplotlib), for reports and downloads."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .figures import figure_png, new_figure
 
     frame = matrix.frame(normalize)
     side = max(4.0, 0.45 * len(frame.columns) + 2)
-    figure, axes = plt.subplots(figsize=(side + 1, max(3.5, 0.45 * len(frame) + 2)), dpi=110)
+    figure, axes = new_figure(side + 1, max(3.5, 0.45 * len(frame) + 2))
     axes.imshow(frame.to_numpy(dtype=float), cmap="Blues")
     axes.set_xticks(range(len(frame.columns)), frame.columns, rotation=60, ha="right", fontsize=8)
     axes.set_yticks(range(len(frame.index)), frame.index, fontsize=8)
@@ -169,11 +165,7 @@ def confusion_png(matrix: Confusion, normalize: bool = False) -> bytes:
         if value:
             axes.text(j, i, f"{value:.2f}" if normalize else f"{int(value)}", ha="center", va="center", fontsize=7,
                       color="white" if value > peak / 2 else "black")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def attention_grid(attention: list[ClassAttention], colormap: str = "jet", opacity: float = 0.5, cell: int = 96) -> np.ndarray:

@@ -92,7 +92,8 @@ def zip_of_pngs(files: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
         for name, image in files.items():
-            archive.writestr(f"{name}.png", png_bytes(image))
+            # A fixed date: the same cells give the same archive, whenever they are downloaded.
+            archive.writestr(zipfile.ZipInfo(f"{name}.png", date_time=(1980, 1, 1, 0, 0, 0)), png_bytes(image))
     return buffer.getvalue()
 
 

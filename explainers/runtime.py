@@ -131,7 +131,8 @@ class Runtime:
         compiled = self._probe(tuple(layers), guided)
         parts = []
         for start in range(0, len(x), batch_size):
-            self.passes_run += 1
+            with self._lock:  # sessions run passes from several threads at once
+                self.passes_run += 1
             acts, grads, input_grads, logits, classes = compiled.run(
                 tf.convert_to_tensor(x[start : start + batch_size], tf.float32),
                 tf.convert_to_tensor(targets[start : start + batch_size], tf.int32),

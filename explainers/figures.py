@@ -1,0 +1,28 @@
+"""Matplotlib figures through its object API, as PNG bytes.
+
+pyplot keeps one global "current figure" per process; the dashboard's sessions
+run in threads of one server, so a figure drawn through pyplot could pick up
+another session's axes. A ``Figure`` with its own Agg canvas shares nothing.
+"""
+
+from __future__ import annotations
+
+import io
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def new_figure(width: float, height: float, dpi: int = 110) -> tuple[Figure, object]:
+    """A figure of ``width`` x ``height`` inches with one axes, drawn on its own canvas."""
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def figure_png(figure: Figure) -> bytes:
+    """The figure laid out tightly and encoded as PNG."""
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
