@@ -16,6 +16,9 @@ from .errors import InputError
 # Large enough for any camera (a 100 MP frame), small enough that a crafted header
 # cannot make us allocate gigabytes (a decompression bomb).
 MAX_PIXELS = 100_000_000
+# No image file is read whole past this size: a huge file in a dataset folder (or named
+# like an image) would otherwise be loaded into memory before its header was checked.
+MAX_IMAGE_BYTES = 256 << 20
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 ImageLike = np.ndarray | Image.Image
@@ -47,6 +50,9 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
     if isinstance(data, (str, Path)):
         name = name or Path(data).name
         try:
+            size = Path(data).stat().st_size
+            if size > MAX_IMAGE_BYTES:
+                raise InputError(f"'{name}' is {size >> 20} MB; an image file may be at most {MAX_IMAGE_BYTES >> 20} MB.")
             data = Path(data).read_bytes()
         except OSError as error:
             raise InputError(f"'{name}' could not be read: {error.strerror or error}.") from None
@@ -67,7 +73,7 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"'{name}' is not an image format this app can read (use JPEG, PNG, WebP or BMP).") from None
+        raise InputError(f"'{name}' is not an image format this app can read (use JPEG, PNG, WebP, BMP, GIF or TIFF).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"'{name}' declares more pixels than the {MAX_PIXELS // 1_000_000} megapixel limit.") from None
     except (OSError, SyntaxError, ValueError) as error:

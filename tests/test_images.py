@@ -91,6 +91,16 @@ def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
         ex.decode_image(encode(Image.new("RGB", (100, 100))), "big.png")
 
 
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 1 << 20)
+    path = tmp_path / "huge.jpg"
+    with path.open("wb") as sparse:  # 2 GB on paper, no space on disk
+        sparse.truncate(2 << 30)
+    monkeypatch.setattr(type(path), "read_bytes", lambda self: pytest.fail("the file was read"))
+    with pytest.raises(ex.InputError, match=r"'huge\.jpg' is 2048 MB; an image file may be at most 1 MB\."):
+        ex.decode_image(path)
+
+
 def test_every_error_is_one_sentence():
     for data in (b"", b"garbage"):
         with pytest.raises(ex.InputError) as error:
