@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import share, sidebar
+from ui import auth, share, sidebar
 
 sidebar.configure_page()
 
@@ -15,6 +15,10 @@ PAGES = [
 
 # Each page's widget keys start with its prefix; those and the sidebar's make up a shareable link.
 URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_", "dataset": "ds_"}
+
+# Before anything reads the URL or touches a model: a visitor who may not see the app gets the
+# sign-in screen on every URL, and the run stops there. Without [auth] in the secrets it does nothing.
+auth.gate(page.url_path for page in PAGES)
 
 navigation = st.navigation(PAGES)
 sidebar.render()

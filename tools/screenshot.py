@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -48,14 +49,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard_server(root: Path, timeout: float = 120.0):
-    """``streamlit run dashboard.py`` on a free localhost port; yields (url, process) once it answers its health check."""
+def dashboard_server(root: Path, timeout: float = 120.0, args: Sequence[str] = (),
+                     env: Mapping[str, str] | None = None):
+    """``streamlit run dashboard.py`` on a free localhost port; yields (url, process) once it answers its health check.
+
+    ``args`` are more ``streamlit run`` options (``--secrets.files``, ...); ``env`` adds to the environment.
+    """
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+             "--server.address", "127.0.0.1", "--server.headless", "true", *args],
+            cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout

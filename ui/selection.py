@@ -9,6 +9,8 @@ import streamlit as st
 
 import explainers as ex
 
+from . import auth
+
 _KEY = "selection"
 
 
@@ -30,7 +32,8 @@ def current() -> Selection:
     On a server's first run Streamlit's legacy discovery of the ``pages/`` folder
     can run a page script on its own, without the entrypoint (a shared link to a
     page does this). The selection is therefore taken, not read, so a page never
-    sees a stale one, and a page that finds none draws the sidebar itself.
+    sees a stale one, and a page that finds none draws the sidebar itself, after
+    the same sign-in gate as the entrypoint's.
     """
     selection = st.session_state.pop(_KEY, None)
     if selection is None:
@@ -44,6 +47,7 @@ def current() -> Selection:
         from .sidebar import configure_page, render  # the sidebar imports this module
 
         configure_page()
+        auth.gate()  # the entrypoint's gate did not run: a visitor who may not see the app gets only sign-in
         selection = render()
         st.session_state.pop(_KEY, None)
     return selection

@@ -7,7 +7,7 @@ import streamlit as st
 
 import explainers as ex
 
-from . import cached, own_model, share
+from . import auth, cached, own_model, share
 from .selection import Selection, publish
 from .widgets import top_k_table
 
@@ -113,6 +113,7 @@ def render() -> Selection:
     """Draw the sidebar and publish the selection for the page."""
     share.restore()  # a shared link's selections, before any widget is drawn
     with st.sidebar:
+        auth.signed_in_line()  # who is signed in, and sign-out (only with [auth] in the secrets)
         model = _pick_model()
         names, images = _pick_images()
         probabilities = cached.predict(model, images) if images else np.zeros((0, len(model.class_names)), np.float32)
