@@ -20,7 +20,6 @@ from .maps import normalize, to_sizes
 from .memo import ResultCache, SingleFlight
 from .methods import REGISTRY, Job, combine_cam, get_method, resolve_params
 from .models import LoadedModel
-from .probe import cam_head
 from .runtime import DEFAULT_BATCH_SIZE
 from .targets import TOP1, Targets, resolve_targets
 
@@ -62,13 +61,7 @@ def _layer_for(model: LoadedModel, method_name: str, layer: str | None, needs_la
 
 def unavailable_methods(model: LoadedModel) -> dict[str, str]:
     """``{method: why it cannot run on this model}``; methods not listed can."""
-    reasons = {}
-    for name, spec in REGISTRY.items():
-        if spec.needs_layer and model.cam_unavailable:
-            reasons[name] = model.cam_unavailable
-        elif name == "cam" and (model.cam_unavailable or cam_head(model.model) is None):
-            reasons[name] = "CAM needs a model ending in global average pooling then a dense layer."
-    return reasons
+    return {name: why for name, method in REGISTRY.items() if (why := method.unavailable(model))}
 
 
 def prepare_images(model: LoadedModel, images: Sequence[ImageLike]) -> tuple[list[np.ndarray], list[str]]:

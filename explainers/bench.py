@@ -51,24 +51,6 @@ def seconds(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def floor_passes(method: str, params: dict, images: int) -> list[tuple[bool, int, int]]:
-    """The passes a method cannot avoid, as (backward?, batch size, count) groups."""
-    full = (images, 1)
-    if method in ("smoothgrad", "integrated_gradients"):
-        per_image = params["samples" if method == "smoothgrad" else "steps"]
-        batches, rest = divmod(per_image, DEFAULT_BATCH_SIZE)
-        groups = [(True, DEFAULT_BATCH_SIZE, batches * images)] + ([(True, rest, images)] if rest else [])
-        return groups + [(False, *full)]  # plus one forward to find each image's top class
-    if method == "guided_gradcam":
-        return [(True, images, 2)]
-    if method == "cam":
-        return [(False, *full)]
-    if method == "scorecam":
-        batches, rest = divmod(params["max_n"], DEFAULT_BATCH_SIZE)
-        return [(False, *full), (False, DEFAULT_BATCH_SIZE, batches * images)] + ([(False, rest, images)] if rest else [])
-    return [(True, *full)]
-
-
 PAGE_METHODS = ["saliency", "smoothgrad", "scorecam"]
 
 
@@ -183,7 +165,8 @@ def main() -> None:
         for _ in range(args.repeats):
             took = seconds(lambda: attribute(model, images, name))
             floor = seconds(lambda: model.preprocess(images)) + sum(
-                count * one_pass(backward, batch) for backward, batch, count in floor_passes(name, method.defaults, len(images))
+                count * one_pass(backward, batch)
+                for backward, batch, count in method.cost(method.defaults, len(images), DEFAULT_BATCH_SIZE)
             )
             times.append(took)
             floors.append(floor)

@@ -11,7 +11,7 @@ is only what makes it different. The CAM family shares one formula,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,28 +49,119 @@ class Job:
 
 MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray]]
 CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# The passes a method cannot avoid for ``images`` images at ``batch_size``, as groups of
+# (backward?, images per pass, number of passes): what the benchmark's floor is made of.
+PassGroup = tuple[bool, int, int]
+Cost = Callable[[dict[str, Any], int, int], list[PassGroup]]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a method: enough for a widget, a link, a command-line option and a check.
+
+    The type is the default's. ``low``/``high`` bound numbers (``step`` is the
+    widget's increment); ``choices`` lists every allowed value instead;
+    ``presets`` are the values a widget offers when the allowed range is wider.
+    """
+
+    name: str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    presets: tuple = ()
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def check(self, value: Any, label: str) -> Any:
+        """``value`` converted to this parameter's type; InputError with one sentence when it is not allowed."""
+        try:
+            converted = self.kind(value) if not isinstance(value, bool) or self.kind is bool else None
+        except (TypeError, ValueError):
+            converted = None
+        if self.kind in (int, float) and isinstance(converted, float) and not np.isfinite(converted):
+            converted = None
+        if self.kind is int and converted is not None and converted != value and not isinstance(value, str):
+            converted = None  # 2.5 is no number of samples
+        if converted is None:
+            raise self._refusal(value, label)
+        if (self.choices and converted not in self.choices) or (self.low is not None and converted < self.low) or (
+                self.high is not None and converted > self.high):
+            raise self._refusal(value, label)
+        return converted
+
+    def _refusal(self, value: Any, label: str) -> InputError:
+        return InputError(f"The {self.name} of {label} must be {self.describe()}; got {value!r}.")
+
+    def describe(self) -> str:
+        """The allowed values in words: ``an integer from 1 to 200``, ``black or blurred``."""
+        if self.choices:
+            return " or ".join(str(c) for c in self.choices)
+        noun = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
+        if self.low is not None and self.high is not None:
+            return f"{noun} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{noun} of at least {self.low:g}"
+        return noun
+
+
+def one_pass(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+    """One backward pass over the images: what input-gradient methods and gradient CAMs need."""
+    return [(True, images, 1)]
 
 
 @dataclass(frozen=True)
 class Method:
+    """A method's description: from it come the pages' widgets, link keys, CLI options and benchmark floor."""
+
     name: str
     label: str
     reference: str
     run: MethodFn
-    defaults: dict[str, Any] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
     needs_layer: bool = False
     cam_weights: CamWeights | None = None  # set for gradient CAMs: they can fill a layer grid in one pass
+    cost: Cost = one_pass
+    requires: Callable[[Any], str | None] | None = None  # model -> why it cannot run there, beyond needing a layer
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def unavailable(self, model: Any) -> str | None:
+        """Why this method cannot run on ``model`` (a LoadedModel), or None when it can."""
+        if self.needs_layer and model.cam_unavailable:
+            return model.cam_unavailable
+        return self.requires(model) if self.requires else None
 
 
 REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, label: str, reference: str, *, needs_layer: bool = False, cam_weights=None, **defaults):
+def register(name: str, label: str, reference: str, *, params: tuple[Param, ...] = (), needs_layer: bool = False,
+             cam_weights: CamWeights | None = None, cost: Cost = one_pass,
+             requires: Callable[[Any], str | None] | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Decorate a method's function to add it, described, to the registry (and so to every page, link and CLI)."""
+
     def add(fn: MethodFn) -> MethodFn:
-        REGISTRY[name] = Method(name, label, reference, fn, defaults, needs_layer, cam_weights)
+        REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires)
         return fn
 
     return add
+
+
+def _per_image_samples(param: str) -> Cost:
+    """Cost of averaging gradients over ``params[param]`` points per image, in batches, plus one forward pass."""
+
+    def cost(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+        batches, rest = divmod(int(params[param]), batch_size)
+        return [(True, batch_size, batches * images)] + ([(True, rest, images)] if rest else []) + [(False, images, 1)]
+
+    return cost
 
 
 # ---- input-gradient methods -------------------------------------------------------------
@@ -100,11 +191,12 @@ def _averaged_gradients(job: Job, classes: np.ndarray, points: Callable[[int], n
     return out
 
 
-@register("smoothgrad", "SmoothGrad", "Smilkov et al. 2017, arXiv:1706.03825", samples=25, noise=0.15, seed=0)
+@register("smoothgrad", "SmoothGrad", "Smilkov et al. 2017, arXiv:1706.03825", cost=_per_image_samples("samples"),
+          params=(Param("samples", 25, "noisy copies of each image whose gradients are averaged", 1, 200, 1),
+                  Param("noise", 0.15, "noise level, as a share of the input's value range", 0.0, 1.0, 0.05),
+                  Param("seed", 0, "seed of the noise (each image also seeds by its content)", 0, 2**31 - 1)))
 def smoothgrad(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    samples, noise, seed = int(params["samples"]), float(params["noise"]), int(params["seed"])
-    if samples < 1 or noise < 0:
-        raise InputError("SmoothGrad needs at least 1 sample and a noise level of 0 or more.")
+    samples, noise, seed = params["samples"], params["noise"], params["seed"]
     classes = job.top_classes()
 
     def noisy(i: int) -> np.ndarray:
@@ -116,21 +208,24 @@ def smoothgrad(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     return _channel_max_abs(_averaged_gradients(job, classes, noisy, None, absolute=True)), classes
 
 
-def _baseline(job: Job, kind: str, blur_radius: float) -> np.ndarray:
+def baseline_input(job: Job, kind: str, blur_radius: float) -> np.ndarray:
+    """The reference input a path method starts from: a black image, or each image blurred."""
     if kind == "black":
         return job.to_input(np.zeros_like(job.pixels))
-    if kind == "blurred":
-        return job.to_input(blur(job.pixels, blur_radius))
-    raise InputError(f"'{kind}' is not an Integrated Gradients baseline; use 'black' or 'blurred'.")
+    return job.to_input(blur(job.pixels, blur_radius))
+
+
+BASELINE_PARAMS = (Param("baseline", "black", "the reference image: black, or the image blurred", choices=("black", "blurred")),
+                   Param("blur_radius", 20.0, "blur radius in pixels of the blurred baseline", 1.0, 100.0, 1.0))
 
 
 @register("integrated_gradients", "Integrated Gradients", "Sundararajan et al. 2017, arXiv:1703.01365",
-          steps=32, baseline="black", blur_radius=20.0)
+          cost=_per_image_samples("steps"),
+          params=(Param("steps", 32, "points on the path from the baseline, Gauss-Legendre nodes", 1, 256, 1),
+                  *BASELINE_PARAMS))
 def integrated_gradients(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    steps = int(params["steps"])
-    if steps < 1:
-        raise InputError("Integrated Gradients needs at least 1 step.")
-    baseline = _baseline(job, params["baseline"], float(params["blur_radius"]))
+    steps = params["steps"]
+    baseline = baseline_input(job, params["baseline"], params["blur_radius"])
     classes = job.top_classes()
     # Gauss-Legendre nodes on [0, 1]: on the embedded model's rough path integrand the
     # completeness error at 64 steps is 5% against the trapezoidal rule's 13%.
@@ -204,18 +299,27 @@ register_gradient_cam("gradcam_plus_plus", "Grad-CAM++", "Chattopadhyay et al. 2
 register_gradient_cam("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30", layercam_weights)
 
 
-@register("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True)
+@register("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True,
+          cost=lambda params, images, batch_size: [(True, images, 2)])
 def guided_gradcam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     cam, classes = _gradient_cam(gradcam_weights)(job, params)
     guided = job.runtime.gradients(job.x, classes, wrt_input=True, guided=True, batch_size=job.batch_size)
     return _channel_max_abs(guided.input_gradients * cam[..., None]), classes
 
 
-@register("cam", "CAM", "Zhou et al. 2016, arXiv:1512.04150")
+_CAM_ENDING = "CAM needs a model ending in global average pooling then a dense layer; use Grad-CAM instead."
+
+
+def _cam_requirement(model: Any) -> str | None:
+    return model.cam_unavailable or (None if cam_head(model.model) is not None else _CAM_ENDING)
+
+
+@register("cam", "CAM", "Zhou et al. 2016, arXiv:1512.04150", requires=_cam_requirement,
+          cost=lambda params, images, batch_size: [(False, images, 1)])
 def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     head = cam_head(job.runtime.model)
     if head is None:
-        raise InputError("CAM needs a model ending in global average pooling then a dense layer; use Grad-CAM instead.")
+        raise InputError(_CAM_ENDING)
     layer, dense = head
     result = job.runtime.forward(job.x, job.targets, (layer,), batch_size=job.batch_size)
     kernel = np.asarray(dense.get_weights()[0])  # (K, classes)
@@ -226,8 +330,17 @@ def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     return combine_cam(result.activations[0], class_weights[:, None, None, :], job.size), result.classes
 
 
+def _scorecam_cost(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+    # A forward pass for the activations, then one per masked copy (with max_n 0, every channel:
+    # unknown here, so the floor counts 256).
+    batches, rest = divmod(params["max_n"] or 256, batch_size)
+    return [(False, images, 1), (False, batch_size, batches * images)] + ([(False, rest, images)] if rest else [])
+
+
 @register("scorecam", "Score-CAM", "Wang et al. 2020, arXiv:1910.01279; Faster Score-CAM channel selection",
-          needs_layer=True, max_n=64)
+          needs_layer=True, cost=_scorecam_cost,
+          params=(Param("max_n", 64, "channels scored, those varying most over the image (0: every channel)",
+                        0, 4096, presets=(16, 32, 64, 128, 256)),))
 def scorecam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     max_n = params["max_n"]
     forward = job.runtime.forward(job.x, job.targets, (job.layer,), batch_size=job.batch_size)
@@ -261,8 +374,11 @@ def get_method(name: str) -> Method:
 
 
 def resolve_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - set(method.defaults)
+    """Every parameter of ``method``: ``params`` checked and converted, defaults for the rest."""
+    known = {p.name: p for p in method.params}
+    unknown = set(params) - set(known)
     if unknown:
-        takes = ", ".join(method.defaults) or "no parameters"
+        takes = ", ".join(known) or "no parameters"
         raise InputError(f"'{sorted(unknown)[0]}' is not a parameter of {method.name}; it takes {takes}.")
-    return {**method.defaults, **params}
+    return {name: known[name].check(params[name], method.label) if name in params else known[name].default
+            for name in known}

@@ -135,13 +135,17 @@ def test_default_layer_is_the_last_spatial_non_pooling_layer(embedded_model):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"method": "deeplift"}, "'deeplift' is not an attribution method"),
+        ({"method": "magic"}, "'magic' is not an attribution method"),
         ({"method": "smoothgrad", "steps": 3}, "'steps' is not a parameter of smoothgrad; it takes samples, noise, seed"),
         ({"method": "gradcam", "layer": "nope"}, "'nope' is not a layer with a spatial output"),
         ({"method": "gradcam", "targets": 1000}, "Target class 1000 is outside the model's 1000 classes"),
         ({"method": "gradcam", "targets": [1, 2, 3]}, "Got 3 targets for 1 images"),
         ({"method": "gradcam", "targets": "unicorn"}, "'unicorn' is not one of the model's class names"),
-        ({"method": "integrated_gradients", "baseline": "white"}, "'white' is not an Integrated Gradients baseline"),
+        ({"method": "integrated_gradients", "baseline": "white"},
+         "The baseline of Integrated Gradients must be black or blurred; got 'white'"),
+        ({"method": "smoothgrad", "samples": 2.5}, "The samples of SmoothGrad must be an integer from 1 to 200; got 2.5"),
+        ({"method": "smoothgrad", "samples": 0}, "The samples of SmoothGrad must be an integer from 1 to 200; got 0"),
+        ({"method": "smoothgrad", "noise": "loud"}, "The noise of SmoothGrad must be a number from 0 to 1; got 'loud'"),
     ],
 )
 def test_user_errors_are_one_sentence(embedded_model, kwargs, message):

@@ -70,10 +70,10 @@ def test_integrated_gradients_is_complete_on_a_nonlinear_model(baseline):
     image = random_images(1, seed=7)[0]
     result = ex.attribute(m, [image], "integrated_gradients", targets=2, steps=64, baseline=baseline)
     job_pixels = m.resize([image])
-    from explainers.methods import Job, _baseline
+    from explainers.methods import Job, baseline_input
 
     job = Job(m.runtime, job_pixels.astype(np.float32), job_pixels, m.to_input, np.array([2], np.int32), None, [0], 16)
-    base = _baseline(job, baseline, 20.0)
+    base = baseline_input(job, baseline, 20.0)
     logits = m.model.predict(np.concatenate([job.x, base]), verbose=0)[:, 2]
     difference = logits[0] - logits[1]
     assert abs(result.raw.sum() - difference) <= 0.01 * abs(difference)
@@ -105,7 +105,7 @@ def test_scorecam_on_a_sigmoid_unit_weights_channels_by_the_class_probability():
         masked_pooled = acts_model(image[None].astype(np.float32) * masks[..., None])[1].numpy()
         weights = 1 / (1 + np.exp(-sign * (masked_pooled @ kernel[:, 0] + bias[0])))
         expected = tf.image.resize(np.maximum((acts[0] * weights).sum(-1), 0)[None, ..., None], (16, 16)).numpy()[0, ..., 0]
-        result = ex.attribute(m, [image], "scorecam", targets=target, layer="conv_b", max_n=None)
+        result = ex.attribute(m, [image], "scorecam", targets=target, layer="conv_b", max_n=0)
         np.testing.assert_allclose(result.raw[0], expected, rtol=1e-4, atol=1e-6)
         assert weights.std() > 0  # not the constant weights a softmax over one unit gives
 

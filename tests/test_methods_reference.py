@@ -99,7 +99,7 @@ def test_scorecam_with_every_channel_agrees_with_tf_keras_vis(embedded_model, ba
 
     images, x = batch
     layer = "block_5_project"  # 40 channels at 28x28: every channel is affordable in a test
-    ours = ex.attribute(embedded_model, images[:1], "scorecam", layer=layer, max_n=None)
+    ours = ex.attribute(embedded_model, images[:1], "scorecam", layer=layer, max_n=0)
     theirs = Scorecam(embedded_model.model, model_modifier=ReplaceToLinear(), clone=True)(
         CategoricalScore(list(ours.classes)), x[:1], penultimate_layer=layer, max_N=-1, expand_cam=False,
         normalize_cam=False,
