@@ -28,9 +28,12 @@ from .models import DEFAULT_MODEL, DIGITS_MODEL, LoadedModel, available_models, 
 from .preprocessing import PRESETS
 from .methods import REGISTRY, method_names as methods
 from .samples import sample_images
+from .targets import LEAST, TOP1
 
 __all__ = [
     "REGISTRY",
+    "LEAST",
+    "TOP1",
     "RESULTS",
     "Attribution",
     "attribute",

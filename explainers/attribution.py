@@ -21,7 +21,7 @@ from .memo import ResultCache, SingleFlight
 from .methods import REGISTRY, Job, combine_cam, get_method, resolve_params
 from .models import LoadedModel
 from .runtime import DEFAULT_BATCH_SIZE
-from .targets import TOP1, Targets, resolve_targets
+from .targets import Targets, resolve_targets
 
 RESULTS = ResultCache()
 IN_FLIGHT = SingleFlight()
@@ -42,9 +42,9 @@ class Attribution:
 
 
 def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int]) -> None:
-    """Cache a map under the class asked for and, when that was TOP1, under the class it resolved to."""
+    """Cache a map under the class asked for and, when that was TOP1 or LEAST, under the class it resolved to."""
     RESULTS.put((*context, digest, int(wanted)), hit, hit[0])
-    if wanted == TOP1:  # the same map also answers a request naming that class
+    if wanted < 0:  # TOP1 or LEAST: the same map also answers a request naming that class
         RESULTS.put((*context, digest, hit[1]), hit, hit[0])
 
 

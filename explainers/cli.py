@@ -100,17 +100,18 @@ def run_gradcam(args: argparse.Namespace) -> None:
     ranked = np.argsort(-probabilities, axis=1)[:, : args.top]
     written = 0
     for i in _progress(range(len(images)), "Grad-CAM"):
-        targets = ranked[i].tolist()
+        targets = ranked[i].tolist() + ([int(probabilities[i].argmin())] if args.least else [])
+        ranks = [f"top{rank}" for rank in range(1, args.top + 1)] + (["least"] if args.least else [])
         grids = layer_grid(model, [images[i]] * len(targets), layers, targets, args.method)  # one pass
         folder = _out_dir(out / names[i])
         rows, labels = [], []
-        for rank, (target, maps) in enumerate(zip(targets, grids), 1):
+        for rank, target, maps in zip(ranks, targets, grids):
             cells = [overlay(images[i], m) for m in maps]
             for layer, cell in zip(layers, cells):
-                _write_png(folder / f"{safe_stem(layer)}__top{rank}_{safe_stem(model.class_names[target])}.png", cell)
+                _write_png(folder / f"{safe_stem(layer)}__{rank}_{safe_stem(model.class_names[target])}.png", cell)
             written += len(cells)
             rows.append([images[i]] + cells)
-            labels.append(f"top-{rank}: {model.class_names[target]} ({probabilities[i, target]:.2f})")
+            labels.append(f"{rank.replace('top', 'top-')}: {model.class_names[target]} ({probabilities[i, target]:.2f})")
         _write_png(out / f"{names[i]}_grid.png", compose_grid(rows, labels, ["image"] + layers))
     print(f"wrote {written} overlays and {len(images)} grids to {out}", file=sys.stderr)
 
@@ -126,7 +127,8 @@ def run_compare(args: argparse.Namespace) -> None:
     out = _out_dir(args.out)
     results, curves = {}, {}
     for method in _progress(list(args.methods), "Methods"):
-        results[method] = attribute(model, images, method)
+        results[method] = attribute(model, images, method, targets=_target(args.target, len(images)),
+                                    **_method_params(args, method))
         curves[method] = deletion_insertion(model, images, results[method], steps=args.steps)
     scores = scores_table(results, curves, names, model.class_names)
     scores.to_csv(out / "scores.csv", index=False)
@@ -174,6 +176,54 @@ def run_evaluate(args: argparse.Namespace) -> None:
           f"{len(evaluation.skipped)} skipped; results in {out}", file=sys.stderr)
 
 
+def _option(method: str, param: str) -> str:
+    return f"--{method}-{param}".replace("_", "-")
+
+
+def _dest(method: str, param: str) -> str:
+    return f"param__{method}__{param}"
+
+
+def _method_params(args: argparse.Namespace, method: str) -> dict:
+    """The parameters given on the command line for ``method`` (the rest keep their defaults)."""
+    from .methods import REGISTRY
+
+    given = {p.name: getattr(args, _dest(method, p.name), None) for p in REGISTRY[method].params}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    """``--<method>-<parameter>`` for every registered method's parameters, from their registrations."""
+    from .methods import REGISTRY
+
+    for name, method in REGISTRY.items():
+        if not method.params:
+            continue
+        group = parser.add_argument_group(f"{method.label} parameters")
+        for param in method.params:
+            kind = (lambda text: text.lower() in ("1", "true", "yes", "on")) if param.kind is bool else param.kind
+            group.add_argument(_option(name, param.name), dest=_dest(name, param.name), type=kind,
+                               choices=list(param.choices) or None, metavar=None if param.choices else param.kind.__name__.upper(),
+                               help=f"{param.help} ({param.describe()}; default {param.default})")
+
+
+def _target(text: str, count: int):
+    """``top`` -> each image's top class, ``least`` -> its least likely class, else a class name or index."""
+    from .targets import LEAST, TOP1
+
+    if text == "top":
+        return TOP1
+    if text == "least":
+        return LEAST
+    return int(text) if text.isdigit() else text
+
+
+def run_methods(args: argparse.Namespace) -> None:
+    from .methods import markdown_table
+
+    print(markdown_table())
+
+
 def _parser() -> argparse.ArgumentParser:
     from .methods import REGISTRY
     from .models import DEFAULT_MODEL
@@ -190,11 +240,15 @@ def _parser() -> argparse.ArgumentParser:
     layers = commands.add_parser("layers", parents=[model], help="list the layers a CAM method can use, in order")
     layers.set_defaults(run=run_layers)
 
+    listing = commands.add_parser("methods", help="the registered methods and their parameters, as a Markdown table")
+    listing.set_defaults(run=run_methods)
+
     gradcam = commands.add_parser("gradcam", parents=[model], help="a Grad-CAM overlay per image x layer x class")
     gradcam.add_argument("--images", type=Path, required=True, help="folder of images")
     gradcam.add_argument("--layers", nargs="+", help="layer names, as `layers` prints them (default: three spread over depth)")
     gradcam.add_argument("--top", type=int, default=1, help="explain the top N predicted classes (default %(default)s)")
-    gradcam.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam_plus_plus", "layercam"])
+    gradcam.add_argument("--method", default="gradcam", choices=[n for n, m in REGISTRY.items() if m.cam_weights])
+    gradcam.add_argument("--least", action="store_true", help="also explain each image's least likely class")
     gradcam.add_argument("--out", type=Path, required=True, help="output folder")
     gradcam.set_defaults(run=run_gradcam)
 
@@ -202,7 +256,10 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--images", type=Path, required=True, help="folder of images")
     compare.add_argument("--methods", nargs="+", default=["saliency", "smoothgrad", "scorecam"], choices=list(REGISTRY))
     compare.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default %(default)s)")
+    compare.add_argument("--target", default="top",
+                         help="the class to explain: top (each image's own), least (its least likely), a name or an index")
     compare.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_method_options(compare)
     compare.set_defaults(run=run_compare)
 
     evaluate = commands.add_parser("evaluate", parents=[model], help="predictions, confusion matrix, metrics, class attention")

@@ -72,6 +72,7 @@ class Param:
     step: float | None = None
     choices: tuple = ()
     presets: tuple = ()
+    label: str = ""  # for widgets; the name, capitalised, when empty
 
     @property
     def kind(self) -> type:
@@ -102,10 +103,11 @@ class Param:
         if self.choices:
             return " or ".join(str(c) for c in self.choices)
         noun = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
+        number = (lambda v: f"{int(v):,}") if self.kind is int else (lambda v: f"{v:g}")
         if self.low is not None and self.high is not None:
-            return f"{noun} from {self.low:g} to {self.high:g}"
+            return f"{noun} from {number(self.low)} to {number(self.high)}"
         if self.low is not None:
-            return f"{noun} of at least {self.low:g}"
+            return f"{noun} of at least {number(self.low)}"
         return noun
 
 
@@ -193,7 +195,8 @@ def _averaged_gradients(job: Job, classes: np.ndarray, points: Callable[[int], n
 
 @register("smoothgrad", "SmoothGrad", "Smilkov et al. 2017, arXiv:1706.03825", cost=_per_image_samples("samples"),
           params=(Param("samples", 25, "noisy copies of each image whose gradients are averaged", 1, 200, 1),
-                  Param("noise", 0.15, "noise level, as a share of the input's value range", 0.0, 1.0, 0.05),
+                  Param("noise", 0.15, "noise level, as a share of the input's value range", 0.0, 1.0, 0.05,
+                        label="Noise (share of the value range)"),
                   Param("seed", 0, "seed of the noise (each image also seeds by its content)", 0, 2**31 - 1)))
 def smoothgrad(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     samples, noise, seed = params["samples"], params["noise"], params["seed"]
@@ -340,7 +343,7 @@ def _scorecam_cost(params: dict, images: int, batch_size: int) -> list[PassGroup
 @register("scorecam", "Score-CAM", "Wang et al. 2020, arXiv:1910.01279; Faster Score-CAM channel selection",
           needs_layer=True, cost=_scorecam_cost,
           params=(Param("max_n", 64, "channels scored, those varying most over the image (0: every channel)",
-                        0, 4096, presets=(16, 32, 64, 128, 256)),))
+                        0, 4096, presets=(16, 32, 64, 128, 256), label="Channels (Faster Score-CAM)"),))
 def scorecam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     max_n = params["max_n"]
     forward = job.runtime.forward(job.x, job.targets, (job.layer,), batch_size=job.batch_size)
@@ -360,6 +363,19 @@ def scorecam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
                                                              batch_size=job.batch_size)
         maps[i] = combine_cam(acts[None], weights, job.size)[0]
     return maps, classes
+
+
+def markdown_table() -> str:
+    """The registered methods as the README's Markdown table: name, call name, parameters, reference."""
+
+    def parameters(method: Method) -> str:
+        given = ([] if not method.needs_layer else ["`layer`"]) + [
+            f"`{p.name}={p.default!r}` ({p.describe()})" for p in method.params]
+        return ", ".join(given)
+
+    rows = ["| method | name | parameters (default, allowed) | reference |", "| --- | --- | --- | --- |"]
+    rows += [f"| {m.label} | `{m.name}` | {parameters(m)} | {m.reference} |" for m in REGISTRY.values()]
+    return "\n".join(rows)
 
 
 def method_names() -> list[str]:

@@ -16,11 +16,12 @@ from .errors import InputError
 from .probe import SIGMOID
 
 TOP1 = -1  # "each image's own top-1 class", resolved inside the forward pass
+LEAST = -2  # "each image's least likely class", resolved the same way
 Targets = None | int | str | Sequence[int | str]
 
 
 def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) -> np.ndarray:
-    """``(count,)`` int32 class indices, TOP1 where the model's own top class is wanted."""
+    """``(count,)`` int32 class indices; TOP1 (or None) for each image's top class, LEAST for its least likely."""
     num_classes = max(len(class_names), 2)  # a one-unit binary head still has classes 0 and 1
     if targets is None:
         return np.full(count, TOP1, np.int32)
@@ -31,8 +32,8 @@ def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) ->
         raise InputError(f"Got {len(targets)} targets for {count} images; give one per image, or one for all.")
     resolved = []
     for target in targets:
-        if target is None:
-            resolved.append(TOP1)
+        if target is None or target in (TOP1, LEAST):
+            resolved.append(TOP1 if target is None else int(target))
             continue
         if isinstance(target, str):
             if target not in class_names:
@@ -45,12 +46,14 @@ def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) ->
 
 
 def choose_classes(logits: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    """Replace TOP1 entries by each row's predicted class."""
+    """Replace TOP1 entries by each row's predicted class, LEAST entries by its least likely one."""
     if logits.shape[-1] == 1:
         predicted = tf.cast(logits[:, 0] > 0, tf.int32)
+        least = 1 - predicted
     else:
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    return tf.where(targets < 0, predicted, targets)
+        least = tf.argmin(logits, axis=-1, output_type=tf.int32)  # softmax and sigmoid are monotonic
+    return tf.where(targets == TOP1, predicted, tf.where(targets == LEAST, least, targets))
 
 
 def class_scores(logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from explainers import REGISTRY, comparison, metrics, render, unavailable_methods
-from ui import cached
+from ui import cached, method_params
 from ui.selection import current
 
 DEFAULT_METHODS = ["saliency", "smoothgrad", "scorecam"]
@@ -55,16 +55,7 @@ with st.expander("Method parameters"):
     for index, name in enumerate(methods):
         column = columns[index % 3]
         column.markdown(f"**{REGISTRY[name].label}**")
-        params: dict = {}
-        if name == "smoothgrad":
-            params["samples"] = column.slider("Samples", 5, 100, 25, 5, key="cmp_sg_samples")
-            params["noise"] = column.slider("Noise (share of the value range)", 0.05, 0.5, 0.15, 0.05, key="cmp_sg_noise")
-        if name == "integrated_gradients":
-            params["steps"] = column.slider("Steps", 8, 128, 32, 8, key="cmp_ig_steps")
-            params["baseline"] = column.radio("Baseline", ["black", "blurred"], horizontal=True, key="cmp_ig_baseline")
-        if name == "scorecam":
-            params["max_n"] = column.select_slider("Channels (Faster Score-CAM)", [16, 32, 64, 128, 256], 64,
-                                                   key="cmp_sc_max_n")
+        params = method_params.draw(column, REGISTRY[name])
         layer = None
         if name in LAYER_METHODS:
             layer = column.selectbox("Layer", model.conv_layers, index=model.conv_layers.index(model.default_cam_layer),

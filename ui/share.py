@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from explainers import REGISTRY, InputError
+from explainers.methods import Param
+
+from . import method_params
+
 _RESTORED = "_share_restored"
 
 
@@ -33,9 +38,8 @@ PAGES = {
     "grid_method": _TEXT, "grid_class_mode": _TEXT, "grid_top_n": Shared(int, 1, 5), "grid_class": _INT,
     "grid_layer_mode": _TEXT, "grid_layers": _LIST, "grid_positions": _TEXT, "grid_opacity": _UNIT,
     "grid_colormap": _TEXT, "grid_mode": _TEXT,
-    "cmp_methods": _LIST, "cmp_class_mode": _TEXT, "cmp_class": _INT, "cmp_sg_samples": Shared(int, 5, 100),
-    "cmp_sg_noise": Shared(float, 0.05, 0.5), "cmp_ig_steps": Shared(int, 8, 128), "cmp_ig_baseline": _TEXT,
-    "cmp_sc_max_n": _INT, "cmp_opacity": _UNIT, "cmp_colormap": _TEXT, "cmp_clip": Shared(float), "cmp_steps": _INT,
+    "cmp_methods": _LIST, "cmp_class_mode": _TEXT, "cmp_class": _INT,
+    "cmp_opacity": _UNIT, "cmp_colormap": _TEXT, "cmp_clip": Shared(float), "cmp_steps": _INT,
     "ds_source": _TEXT, "ds_path": _TEXT, "ds_mapping": _TEXT, "ds_cam_layer": _TEXT, "ds_batch": _INT,
     "ds_cell_true": _TEXT, "ds_cell_predicted": _TEXT, "ds_normalized": _BOOL, "ds_errors_only": _BOOL,
     "ds_image_classes": _LIST, "ds_opacity": _UNIT, "ds_colormap": _TEXT,
@@ -43,14 +47,21 @@ PAGES = {
 _PREFIXED = {"cmp_layer_": _TEXT}  # one layer picker per CAM method
 
 
-def _spec(key: str) -> Shared | None:
+def _spec(key: str) -> Shared | Param | None:
     if key in SIDEBAR or key in PAGES:
         return SIDEBAR.get(key) or PAGES[key]
+    if key.startswith(method_params.PREFIX):  # read from the registry now: a method added later has its keys too
+        return method_params.params_by_key(REGISTRY).get(key)
     return next((spec for prefix, spec in _PREFIXED.items() if key.startswith(prefix)), None)
 
 
-def _parse(spec: Shared, values: list[str]):
+def _parse(spec: Shared | Param, values: list[str]):
     """The widget value a URL parameter stands for; ValueError when it cannot be one."""
+    if isinstance(spec, Param):  # a method's parameter: the registration says what it may be
+        try:
+            return spec.check(values[-1] if spec.kind is not bool else values[-1].lower() in ("1", "true"), spec.name)
+        except InputError:
+            raise ValueError(values[-1]) from None
     if spec.kind is list:
         return [v for v in values if v]
     text = values[-1]

@@ -1,0 +1,56 @@
+"""A method's parameter widgets, drawn from its registration: a new method needs no page edit to be tuned or shared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from explainers.methods import Method, Param
+
+PREFIX = "cmp_param_"  # widget keys: cmp_param_<method>__<parameter>; the comparison page's link carries them
+_SLIDER_STEPS = 400  # past this many positions a slider is too fine to drag: a number box instead
+
+
+def key(method: str, param: str) -> str:
+    return f"{PREFIX}{method}__{param}"
+
+
+def params_by_key(registry: dict[str, Method]) -> dict[str, Param]:
+    """Every registered method parameter by its widget key, for links."""
+    return {key(name, p.name): p for name, method in registry.items() for p in method.params}
+
+
+def label(param: Param) -> str:
+    return param.label or param.name.replace("_", " ").capitalize()
+
+
+def _widget(container, method: Method, param: Param) -> Any:
+    widget_key = key(method.name, param.name)
+    common = {"help": param.help, "key": widget_key}
+    if param.kind is bool:
+        return container.toggle(label(param), param.default, **common)
+    if param.choices:
+        if all(isinstance(c, str) for c in param.choices):
+            return container.radio(label(param), list(param.choices), list(param.choices).index(param.default),
+                                   horizontal=True, **common)
+        return container.select_slider(label(param), list(param.choices), param.default, **common)
+    if param.presets:
+        current = st.session_state.get(widget_key, param.default)
+        options = sorted({*param.presets, param.default, *([current] if isinstance(current, param.kind) else [])})
+        return container.select_slider(label(param), options, param.default, **common)
+    if param.kind in (int, float) and param.low is not None and param.high is not None:
+        step = param.step or (1 if param.kind is int else (param.high - param.low) / 100)
+        if (param.high - param.low) / step <= _SLIDER_STEPS:
+            return container.slider(label(param), param.kind(param.low), param.kind(param.high), param.default,
+                                    param.kind(step), **common)
+        return container.number_input(label(param), param.kind(param.low), param.kind(param.high), param.default,
+                                      param.kind(step), **common)
+    if param.kind in (int, float):
+        return container.number_input(label(param), value=param.default, **common)
+    return container.text_input(label(param), param.default, **common)
+
+
+def draw(container, method: Method) -> dict[str, Any]:
+    """The method's parameter widgets in ``container``; their values by parameter name."""
+    return {param.name: _widget(container, method, param) for param in method.params}
