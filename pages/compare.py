@@ -38,11 +38,14 @@ methods = top[0].multiselect("Methods", offered, default=[m for m in DEFAULT_MET
 for reason in dict.fromkeys(unavailable.values()):  # one line per reason, in registry order
     names = ", ".join(REGISTRY[name].label for name, why in unavailable.items() if why == reason)
     top[0].caption(f"Not available here: {names}. {reason}")
-class_mode = top[1].radio("Class", ["Each image's top class", "One class by name"], key="cmp_class_mode")
+class_mode = top[1].radio("Class", ["Each image's top class", "Each image's least likely class", "One class by name"],
+                          key="cmp_class_mode")
 if class_mode == "One class by name":
     chosen = top[1].selectbox("Class", range(len(model.class_names)), key="cmp_class",
                               index=int(selection.probabilities[0].argmax()), format_func=lambda c: model.class_names[c])
     targets = [chosen] * len(selection.names)
+elif class_mode == "Each image's least likely class":
+    targets = [int(p.argmin()) for p in selection.probabilities]
 else:
     targets = [int(p.argmax()) for p in selection.probabilities]
 if not methods:

@@ -33,11 +33,14 @@ convs = [info.path for info in model.layers if info.is_conv]
 left, middle, right = st.columns([1, 1, 2])
 method = left.selectbox("Method", GRID_METHODS, format_func=lambda m: REGISTRY[m].label, key="grid_method",
                         help="Layer-CAM keeps early layers sharper than Grad-CAM.")
-class_mode = middle.radio("Classes", ["Top predicted", "One class by name"], key="grid_class_mode")
+class_mode = middle.radio("Classes", ["Top predicted", "Least likely", "One class by name"], key="grid_class_mode",
+                          help="Least likely: each image's least probable class, a map of what speaks against it.")
 if class_mode == "Top predicted":
     top_n = int(middle.number_input("How many", 1, 5, 2, key="grid_top_n"))
     ranked = np.argsort(-selection.probabilities, axis=1)[:, :top_n]
     bands = [(f"Top-{r + 1} class", ranked[:, r]) for r in range(top_n)]
+elif class_mode == "Least likely":
+    bands = [("Least likely class", selection.probabilities.argmin(axis=1))]
 else:
     first_top = int(selection.probabilities[0].argmax())
     chosen = middle.selectbox("Class", range(len(model.class_names)), index=first_top,

@@ -117,3 +117,12 @@ def test_feature_maps_are_the_most_active_channels(embedded_model, sample):
     features = ex.feature_maps(embedded_model, sample("coffee"), "block_9_expand", 8)
     assert features.maps.shape == (8, 14, 14) and features.maps.max() == 1.0
     assert (np.diff(features.mean_activation) <= 0).all()  # most active first
+
+
+def test_least_likely_class_band_explains_each_images_least_probable_class(page, engine_calls):
+    page.radio(key="grid_class_mode").set_value("Least likely").run()
+    assert not page.exception, page.exception
+    assert [h.value for h in page.subheader] == ["Least likely class"]
+    model = ex.load_model()
+    probabilities = model.predict([ex.decode_image(ex.sample_images()[n]) for n in ("cat_chelsea", "coffee")])
+    assert engine_calls[-1]["targets"] == probabilities.argmin(axis=1).tolist()
