@@ -23,7 +23,7 @@ from .errors import InputError
 from .images import IMAGE_SUFFIXES, decode_image
 from .labels import imagenet_wordnet_ids
 from .memo import ResultCache
-from .methods import combine_cam, gradcam_weights
+from .methods import REGISTRY, combine_cam
 from .models import LoadedModel
 from .settings import SCAN_MAX_DEPTH_ENV, SCAN_MAX_ENTRIES_ENV
 from .targets import TOP1, probabilities_from_logits
@@ -140,7 +140,10 @@ def scan_folder(root: str | Path, *, roots: Sequence[Path] | None = None, max_en
     walker = _Walker(root, roots, max_entries or settings.scan_max_entries(), max_depth or settings.scan_max_depth(),
                      on_progress)
     subfolders, loose = walker.entries(root)
-    if len(subfolders) == 1 and not loose and walker.entries(subfolders[0])[0]:
+    if len(subfolders) == 1 and not loose:
+        holds_folders = bool(walker.entries(subfolders[0])[0])
+        walker.visited.discard(subfolders[0].resolve())  # only peeked into: it is listed again below
+    if len(subfolders) == 1 and not loose and holds_folders:
         return scan_folder(subfolders[0], roots=roots, max_entries=max(1, walker.max_entries - walker.seen),
                            max_depth=walker.max_depth, on_progress=on_progress)
     if not subfolders:
@@ -281,7 +284,7 @@ def _run_batch(model: LoadedModel, images: list[np.ndarray], cam_layer: str | No
     else:
         result = model.runtime.gradients(x, targets, (cam_layer,), batch_size=len(x))
         acts, grads = result.activations[0], result.layer_gradients[0]
-        cams = combine_cam(acts, gradcam_weights(acts, grads), acts.shape[1:3])
+        cams = combine_cam(acts, REGISTRY["gradcam"].cam_weights(acts, grads), acts.shape[1:3])  # at layer resolution
         peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
         cams = np.where(peak > 0, cams / np.where(peak > 0, peak, 1), 0).astype(np.float32)
         logits = result.logits

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import keras
@@ -139,7 +140,7 @@ def load_efficientnet_lite0() -> keras.Model:
     if target.exists():
         try:
             return keras.saving.load_model(target, compile=False, safe_mode=True)
-        except Exception:  # a truncated cache file (e.g. a killed process): rebuild it below
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile):  # a truncated cache file (a killed process): rebuild
             target.unlink(missing_ok=True)
     model = convert()
     target.parent.mkdir(parents=True, exist_ok=True)

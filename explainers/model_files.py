@@ -9,6 +9,7 @@ failure is an InputError with one sentence naming the file.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from .uploads import unpack_zip
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".json", ".zip")
 FORMATS_SENTENCE = "use a .keras file, a whole-model .h5, an architecture .json with its weights, or a SavedModel folder (or a ZIP of one)"
+# What Keras, h5py and TensorFlow raise for a file they cannot read as a model: a bad file, told to
+# the user in one sentence. Anything else is a bug of ours and must surface as one.
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError, ImportError, RuntimeError,
+               NotImplementedError, zipfile.BadZipFile, tf.errors.OpError)
+
 # Operations a SavedModel graph could use to touch the server's files or run Python.
 # A SavedModel carries no Python, but its graph runs as written, so these are refused.
 _UNSAFE_OPS = {
@@ -52,7 +58,7 @@ def _load_keras_file(path: Path) -> keras.Model:
         raise InputError(f"'{path.name}' holds only weights; give the whole model (.keras or .h5) or the architecture .json beside it.")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust_model_code())
-    except Exception as error:  # Keras raises many types for a bad file; all mean the same to a user
+    except _UNREADABLE as error:  # Keras raises many types for a bad file; all mean the same to a user
         raise _explain_keras_error(error, path.name) from None
 
 
@@ -79,12 +85,12 @@ def _load_json(path: Path) -> keras.Model:
         raise InputError(f"'{path.name}' is JSON but not a Keras architecture (no 'class_name'); save one with model.to_json().")
     try:
         model = keras.saving.deserialize_keras_object(config, safe_mode=not trust_model_code())
-    except Exception as error:
+    except _UNREADABLE as error:
         raise _explain_keras_error(error, path.name) from None
     weights = _weights_beside(path)
     try:
         model.load_weights(weights)
-    except Exception as error:
+    except _UNREADABLE as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"'{weights.name}' does not fit the architecture in '{path.name}' ({first[:200]}).") from None
     return model
@@ -145,7 +151,7 @@ def _load_saved_model(folder: Path, name: str, output: str | int | None) -> Mode
     """A SavedModel wrapped as a Keras model (no layer access)."""
     try:
         loaded = tf.saved_model.load(str(folder))
-    except Exception as error:
+    except _UNREADABLE as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"'{name}' could not be read as a SavedModel; it may be incomplete ({first[:200]}).") from None
     endpoint = next((e for e in ("serving_default", "serve") if e in loaded.signatures), None)

@@ -97,16 +97,18 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     Raises ValueError when the file is not a little-endian legacy torch file.
     """
     with open(path, "rb") as f:
-        if pickle.load(f) != _LEGACY_MAGIC:
+        # Every pickle in the file goes through the restricted unpickler, the small ones too:
+        # a plain pickle.load would run whatever a tampered file names.
+        if _RestrictedUnpickler(f).load() != _LEGACY_MAGIC:
             raise ValueError(f"{path} is not a legacy PyTorch file (bad magic number)")
-        if pickle.load(f) != _LEGACY_PROTOCOL:
+        if _RestrictedUnpickler(f).load() != _LEGACY_PROTOCOL:
             raise ValueError(f"{path} uses an unknown PyTorch protocol version")
-        sys_info = pickle.load(f)
-        if not sys_info.get("little_endian", False):
+        sys_info = _RestrictedUnpickler(f).load()
+        if not isinstance(sys_info, dict) or not sys_info.get("little_endian", False):
             raise ValueError(f"{path} was written on a big-endian machine")
         unpickler = _RestrictedUnpickler(f)
         state = unpickler.load()
-        storage_keys = pickle.load(f)
+        storage_keys = _RestrictedUnpickler(f).load()
         for key in storage_keys:
             storage = unpickler.storages[key]
             (count,) = struct.unpack("<q", f.read(8))

@@ -126,7 +126,7 @@ def fetch_weights(entry: ZooEntry, deadline: float = DOWNLOAD_DEADLINE_SECONDS) 
     pool.shutdown(wait=False)
     try:
         future.result(timeout=deadline)
-    except Exception as error:
+    except (OSError, ValueError, concurrent.futures.TimeoutError) as error:  # no network, a refused or broken download
         timed_out = isinstance(error, concurrent.futures.TimeoutError)
         reason = f"no answer within {deadline:.0f} s" if timed_out else str(getattr(error, "reason", error))
         raise ModelUnavailableError(

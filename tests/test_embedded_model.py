@@ -86,3 +86,14 @@ def test_class_names_are_unique_and_readable():
     assert len(names) == len(set(names)) == 1000
     assert names[967] == "espresso" and names[281] == "tabby cat"
     assert all(0 < len(name) <= 40 for name in names)
+
+
+def test_weights_reader_refuses_code_in_the_header_pickles_too(tmp_path):
+    crafted = tmp_path / "evil_header.pth"
+    marker = tmp_path / "ran"
+    with open(crafted, "wb") as f:  # the very first pickle, the magic number, runs a command
+        f.write(b"\x80\x02cos\nsystem\nX" + len(f"touch {marker}").to_bytes(4, "little") + f"touch {marker}".encode()
+                + b"q\x00\x85q\x01Rq\x02.")
+    with pytest.raises(pickle.UnpicklingError, match="os.system"):
+        read_legacy_state_dict(crafted)
+    assert not marker.exists()
