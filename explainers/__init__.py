@@ -27,6 +27,7 @@ from .layers import LayerInfo, conv_layer_names, spatial_layers
 from .models import DEFAULT_MODEL, DIGITS_MODEL, LoadedModel, available_models, load_model
 from .preprocessing import PRESETS
 from .methods import REGISTRY, method_names as methods
+from . import methods_propagation, methods_extra  # noqa: F401  (their registrations)
 from .samples import sample_images
 from .targets import LEAST, TOP1
 

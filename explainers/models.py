@@ -140,11 +140,25 @@ def weights_fingerprint(model: keras.Model, salt: str = "") -> str:
     """
     digest = hashlib.blake2b(digest_size=16)
     digest.update(salt.encode())
+    # The architecture too: two networks sharing weights but not activations must not share maps.
+    digest.update("|".join(_layer_signature(layer) for layer in _leaf_layers(model)).encode())
     for weight in model.weights:
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
         digest.update(f"{weight.path}:{value.shape}:{value.dtype}".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+_SHAPING_CONFIG = ("activation", "max_value", "negative_slope", "threshold", "axis", "strides", "padding", "pool_size")
+
+
+def _layer_signature(layer) -> str:
+    """A layer's kind and the settings that change what it computes, names left out (they vary between builds)."""
+    try:
+        config = layer.get_config()
+    except (NotImplementedError, TypeError, ValueError):  # a wrapped SavedModel function has no config
+        config = {}
+    return f"{type(layer).__name__}{[(k, config[k]) for k in _SHAPING_CONFIG if k in config]}"
 
 
 def available_models() -> dict[str, str]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from .probe import Probe, build_probe, output_kind
+from .probe import GUIDED, LRP_EPSILON, RESCALE, Probe, build_probe, output_kind
 from .targets import choose_classes, class_scores, probabilities_from_logits
 
 DEFAULT_BATCH_SIZE = 16
+MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs worth a few MB each
 
 
 @dataclass
@@ -22,7 +24,7 @@ class Gradients:
 
     activations: list[np.ndarray]  # per layer (N, h, w, K)
     layer_gradients: list[np.ndarray]  # per layer (N, h, w, K), d score / d activation
-    input_gradients: np.ndarray | None  # (N, H, W, C) d score / d input
+    input_gradients: np.ndarray | None  # (N, H, W, C) d score / d input (with a rule: the modified gradient)
     logits: np.ndarray  # (N, classes)
     classes: np.ndarray  # (N,) the explained class of each image (TOP1 resolved)
 
@@ -78,19 +80,31 @@ class _CompiledProbe:
         return list(outputs[:-1]), outputs[-1]
 
     def _run(self, x, targets, backward: bool, wrt_input: bool):
+        # The Rescale rule's batch is [inputs; baselines] with one target per input: every
+        # result is the inputs' half, and the score is taken on the inputs alone.
+        paired = self.probe.rule == RESCALE
+        n = tf.shape(targets)[0]
+
+        def inputs_half(tensors):
+            return [t[:n] for t in tensors] if paired else tensors
+
         if not backward:
             activations, logits = self._outputs(x)
-            return activations, [], x[:0], logits, choose_classes(logits, targets)
+            logits = logits[:n] if paired else logits
+            return inputs_half(activations), [], x[:0], logits, choose_classes(logits, targets)
         with tf.GradientTape() as tape:
             tape.watch(x)
             activations, logits = self._outputs(x)
+            logits = logits[:n] if paired else logits
             classes = choose_classes(logits, targets)
             scores = class_scores(logits, classes)
         # Each image's score depends only on its own input (inference mode), so the
         # gradient of the batch sum gives every image its own gradient in one pass.
+        # (The Rescale rule pairs row i with row n + i, and zeroes the baselines' rows.)
         sources = activations + ([x] if wrt_input else [])
-        grads = tape.gradient(scores, sources)
-        return activations, grads[: len(activations)], grads[-1] if wrt_input else x[:0], logits, classes
+        grads = inputs_half(tape.gradient(scores, sources))
+        input_grads = grads[-1] if wrt_input else x[:0]
+        return inputs_half(activations), grads[: len(activations)], input_grads, logits, classes
 
 
 class Runtime:
@@ -106,14 +120,18 @@ class Runtime:
         # so the caller can say what its output was; otherwise the graph tells.
         self.output_kind = kind or output_kind(model)
         self.passes_run = 0
-        self._compiled: dict[tuple, _CompiledProbe] = {}
+        self._compiled: OrderedDict[tuple, _CompiledProbe] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _probe(self, layers: tuple[str, ...], guided: bool) -> _CompiledProbe:
-        key = (layers, guided)
+    def _probe(self, layers: tuple[str, ...], rule: str | None, epsilon: float | None) -> _CompiledProbe:
+        key = (layers, rule, epsilon)  # each rule (and each epsilon) is its own graph, traced once
         with self._lock:  # concurrent sessions must not build the same probe twice
             if key not in self._compiled:
-                self._compiled[key] = _CompiledProbe(build_probe(self.model, layers, guided))
+                self._compiled[key] = _CompiledProbe(build_probe(self.model, layers, rule, epsilon))
+                # Visitors choose layer sets and epsilons freely: keep the most recently used graphs only.
+                while len(self._compiled) > MAX_COMPILED_PROBES:
+                    self._compiled.popitem(last=False)
+            self._compiled.move_to_end(key)
             return self._compiled[key]
 
     def gradients(
@@ -125,17 +143,37 @@ class Runtime:
         wrt_input: bool = False,
         backward: bool = True,
         guided: bool = False,
+        rule: str | None = None,
+        epsilon: float | None = None,
+        baselines: np.ndarray | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Gradients:
-        """Activations of ``layers``, gradients of each image's class score, logits, in batches."""
-        compiled = self._probe(tuple(layers), guided)
+        """Activations of ``layers``, gradients of each image's class score, logits, in batches.
+
+        ``x`` is ``(N, H, W, C)``, ``targets`` ``(N,)`` (TOP1 resolved in the pass).
+        ``rule`` replaces the gradient at the nonlinearities (``probe.RULES``;
+        ``guided=True`` is short for ``rule="guided"``), ``epsilon`` is
+        ``lrp_epsilon``'s. ``rule="rescale"`` needs ``baselines`` like ``x``: each
+        image runs beside its baseline in the same pass, so a pass holds
+        ``max(1, batch_size // 2)`` images (``2 *`` that many rows), and the input
+        gradients are DeepLIFT's multipliers. Every result is the images' own.
+        """
+        rule = GUIDED if guided else rule
+        paired = rule == RESCALE
+        if paired != (baselines is not None):
+            raise ValueError("baselines go with the rescale rule, and only with it")
+        compiled = self._probe(tuple(layers), rule, epsilon if rule == LRP_EPSILON else None)
+        per_pass = max(1, batch_size // 2) if paired else batch_size
         parts = []
-        for start in range(0, len(x), batch_size):
+        for start in range(0, len(x), per_pass):
             with self._lock:  # sessions run passes from several threads at once
                 self.passes_run += 1
+            batch = x[start : start + per_pass]
+            if paired:
+                batch = np.concatenate([batch, baselines[start : start + per_pass]])
             acts, grads, input_grads, logits, classes = compiled.run(
-                tf.convert_to_tensor(x[start : start + batch_size], tf.float32),
-                tf.convert_to_tensor(targets[start : start + batch_size], tf.int32),
+                tf.convert_to_tensor(batch, tf.float32),
+                tf.convert_to_tensor(targets[start : start + per_pass], tf.int32),
                 backward,
                 wrt_input,
             )

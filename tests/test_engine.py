@@ -16,8 +16,8 @@ def empty_cache():
 def test_every_registered_method_returns_maps_in_0_1_at_image_resolution(embedded_model, sample):
     images = [sample("cat_chelsea"), sample("coffee")]  # 451x300 and 600x400
     for method in ex.methods():
-        params = {"samples": 4} if method == "smoothgrad" else {"steps": 4} if method == "integrated_gradients" else {}
-        params |= {"max_n": 8} if method == "scorecam" else {}
+        params = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 4}, "scorecam": {"max_n": 8},
+                  "rise": {"masks": 32}, "occlusion": {"patch": 64, "stride": 64}}.get(method, {})
         maps = ex.explain(embedded_model, images, method, **params)
         assert [m.shape for m in maps] == [(300, 451), (400, 600)], method
         for m in maps:

@@ -1,0 +1,78 @@
+"""The propagation-rule family: DeepLIFT (Rescale), epsilon-LRP and DeconvNet, one backward pass per batch each.
+
+Each method is the gradient pass with a different rule at the network's
+nonlinearities (``probe.RULES``): the forward values are the model's own, and
+only what flows back through each activation changes. Linear operations keep
+their gradient, so a BatchNorm in inference counts as folded into the
+convolution before it, and a residual add splits the signal as the gradient
+does. Max pooling and other nonlinear operations that are not elementwise
+activations (a squeeze-excite product) also keep their gradient: on such
+networks DeepLIFT's sum is no longer exactly the change of the logit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .methods import BASELINE_PARAMS, Job, Param, PassGroup, baseline_input, register
+from .probe import DECONVNET, LRP_EPSILON, RESCALE
+
+
+def _in_batches(images: int, per_pass: int, rows_per_image: int) -> list[PassGroup]:
+    """Backward passes over ``images`` images, ``per_pass`` at a time, each image taking ``rows_per_image`` rows."""
+    full, rest = divmod(images, per_pass)
+    groups = ((True, per_pass * rows_per_image, full), (True, rest * rows_per_image, 1))
+    return [group for group in groups if group[1] and group[2]]
+
+
+def _one_pass_per_batch(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+    return _in_batches(images, batch_size, 1)
+
+
+def _paired_passes(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+    # Each image runs beside its baseline, so a pass of at most batch_size rows holds half as many images.
+    return _in_batches(images, max(1, batch_size // 2), 2)
+
+
+@register("deeplift", "DeepLIFT (Rescale)", "Shrikumar et al. 2017, arXiv:1704.02685", params=BASELINE_PARAMS,
+          cost=_paired_passes)
+def deeplift(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Signed contributions ``(N, H, W)``: (x - x0) times DeepLIFT's multipliers, summed over channels.
+
+    With the Rescale rule at every activation, a network of linear operations and
+    elementwise activations (ReLU, ReLU6...) has contributions summing exactly to
+    logit(x) - logit(x0) for the explained class; max pooling breaks that.
+    """
+    baseline = baseline_input(job, params["baseline"], params["blur_radius"])
+    result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=RESCALE, baselines=baseline,
+                                   batch_size=job.batch_size)
+    return ((job.x - baseline) * result.input_gradients).sum(axis=-1), result.classes
+
+
+# 1e-2 by default: pre-activations after a BatchNorm are of order 1, so epsilon changes little
+# for clearly active units while bounding the ratio f(z) / (z + epsilon) of weak ones (near 0 it
+# would amplify noise), which is what the stabiliser is for; 1e-9 is the plain epsilon -> 0 rule.
+# The damping compounds over depth: on the embedded model's 33 ReLU6 layers, 1e-2 keeps the map
+# (r = 0.92-0.97 with 1e-9), 0.1 reshapes it (r ~ 0.7) and 1 shrinks it ten-thousandfold.
+@register("lrp_epsilon", "ε-LRP", "Bach et al. 2015, PLoS ONE 10(7); gradient formulation of Ancona et al. 2018",
+          cost=_one_pass_per_batch,
+          params=(Param("epsilon", 1e-2, "stabiliser of each activation's ratio f(z) / (z + ε·sign z); larger "
+                        "absorbs the relevance of weak activations", low=1e-9, high=10.0,
+                        presets=(1e-6, 1e-3, 1e-2, 0.1, 1.0)),))
+def lrp_epsilon(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Relevance ``(N, H, W)``: input times the epsilon-rule gradient, summed over channels (signed).
+
+    Each elementwise activation y = f(z) passes back upstream * f(z) / (z + ε·sign z),
+    and linear layers their gradient: the epsilon rule of Bach et al. applied to the
+    whole affine chain before each activation (a BatchNorm folded into its convolution).
+    """
+    result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=LRP_EPSILON, epsilon=params["epsilon"],
+                                   batch_size=job.batch_size)
+    return (job.x * result.input_gradients).sum(axis=-1), result.classes
+
+
+@register("deconvnet", "DeconvNet", "Zeiler & Fergus 2014, arXiv:1311.2901", cost=_one_pass_per_batch)
+def deconvnet(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, H, W)`` max over channels of |the DeconvNet signal|: relu(upstream) at every ReLU, like Guided Backprop."""
+    result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=DECONVNET, batch_size=job.batch_size)
+    return np.abs(result.input_gradients).max(axis=-1), result.classes
