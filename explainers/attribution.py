@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .images import ImageLike, as_rgb_array, content_digest
-from .maps import normalize, to_sizes
-from .memo import ResultCache, SingleFlight
-from .methods import REGISTRY, Job, combine_cam, get_method, resolve_params
-from .models import LoadedModel
-from .runtime import DEFAULT_BATCH_SIZE
-from .targets import Targets, resolve_targets
+from explainers.errors import InputError
+from explainers.inputs.images import ImageLike, as_rgb_array, content_digest
+from explainers.methods.cams import combine_cam
+from explainers.methods.maps import normalize, to_sizes
+from explainers.methods.registry import REGISTRY, Job, get_method, resolve_params
+from explainers.models.loading import LoadedModel
+from explainers.runtime.cache import ResultCache, SingleFlight
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE
+from explainers.runtime.targets import Targets, resolve_targets
 
 RESULTS = ResultCache()
 IN_FLIGHT = SingleFlight()

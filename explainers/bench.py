@@ -34,10 +34,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import RESULTS, attribute, decode_image, layer_grid, load_model, sample_images
-from .attribution import INPUTS
-from .methods import REGISTRY
-from .runtime import DEFAULT_BATCH_SIZE
+from explainers import RESULTS, attribute, decode_image, layer_grid, load_model, sample_images
+from explainers.attribution import INPUTS
+from explainers.methods.registry import REGISTRY
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE
 
 GRID_LAYERS = ["block_2_expand", "block_5_expand", "block_9_expand", "block_12_expand", "block_15_expand", "head_conv"]
 SAMPLES = ["cat_chelsea", "coffee", "astronaut", "rocket", "china_temple", "flower", "grace_hopper"]
@@ -55,7 +55,7 @@ PAGE_METHODS = ["saliency", "smoothgrad", "scorecam"]
 
 
 def page_work(model, images) -> None:
-    from .metrics import deletion_insertion
+    from explainers.scores.faithfulness import deletion_insertion
 
     for name in PAGE_METHODS:
         deletion_insertion(model, images, attribute(model, images, name), steps=16)
@@ -80,10 +80,10 @@ def bench_page(repeats: int) -> None:
 
 
 def bench_dataset(repeats: int, batch_size: int = 64) -> None:
-    from . import datasets
-    from .datasets import _run_batch
-    from .models import DIGITS_MODEL
-    from .samples import DIGITS_TEST_FOLDER
+    from explainers import datasets
+    from explainers.datasets.evaluate import _run_batch
+    from explainers.inputs.samples import DIGITS_TEST_FOLDER
+    from explainers.models.loading import DIGITS_MODEL
 
     model = load_model(DIGITS_MODEL)
     scan = datasets.scan_folder(DIGITS_TEST_FOLDER)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .images import IMAGE_SUFFIXES
-from .preprocessing import PRESETS
+from explainers.errors import InputError
+from explainers.inputs.images import IMAGE_SUFFIXES
+from explainers.models.preprocessing import PRESETS
 
 EXIT_BAD_INPUT = 2
 
@@ -42,13 +42,13 @@ def _warn(message: str) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from .models import load_model
+    from explainers.models.loading import load_model
 
     return load_model(args.model, args.preprocess, args.labels, args.output)
 
 
 def _read_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
-    from .images import decode_image
+    from explainers.inputs.images import decode_image
 
     if not folder.is_dir():
         raise InputError(f"'{folder}' is not a folder.")
@@ -74,7 +74,7 @@ def _out_dir(path: Path) -> Path:
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    from .render import png_bytes
+    from explainers.reports.render import png_bytes
 
     path.write_bytes(png_bytes(image))
 
@@ -89,8 +89,8 @@ def run_layers(args: argparse.Namespace) -> None:
 
 
 def run_gradcam(args: argparse.Namespace) -> None:
-    from .attribution import layer_grid
-    from .render import compose_grid, overlay, safe_stem
+    from explainers.attribution import layer_grid
+    from explainers.reports.render import compose_grid, overlay, safe_stem
 
     model = _load(args)
     layers = args.layers or list(model.default_layers)
@@ -117,10 +117,10 @@ def run_gradcam(args: argparse.Namespace) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from .attribution import attribute
-    from .comparison import comparison_grid, method_summary, scores_table
-    from .metrics import deletion_insertion
-    from .render import png_bytes
+    from explainers.attribution import attribute
+    from explainers.reports.comparison import comparison_grid, method_summary, scores_table
+    from explainers.reports.render import png_bytes
+    from explainers.scores.faithfulness import deletion_insertion
 
     model = _load(args)
     names, images = _read_images(args.images)
@@ -141,9 +141,11 @@ def run_compare(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from . import dataset_report as report
-    from .datasets import Evaluation, evaluate_iter, map_classes, scan_folder
-    from .render import png_bytes
+    from explainers.datasets import report as report
+    from explainers.datasets.evaluate import Evaluation, evaluate_iter
+    from explainers.datasets.mapping import map_classes
+    from explainers.datasets.scan import scan_folder
+    from explainers.reports.render import png_bytes
 
     model = _load(args)
     scan = scan_folder(args.data)
@@ -186,7 +188,7 @@ def _dest(method: str, param: str) -> str:
 
 def _method_params(args: argparse.Namespace, method: str) -> dict:
     """The parameters given on the command line for ``method`` (the rest keep their defaults)."""
-    from .methods import REGISTRY
+    from explainers.methods.registry import REGISTRY
 
     given = {p.name: getattr(args, _dest(method, p.name), None) for p in REGISTRY[method].params}
     return {name: value for name, value in given.items() if value is not None}
@@ -194,7 +196,7 @@ def _method_params(args: argparse.Namespace, method: str) -> dict:
 
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
     """``--<method>-<parameter>`` for every registered method's parameters, from their registrations."""
-    from .methods import REGISTRY
+    from explainers.methods.registry import REGISTRY
 
     for name, method in REGISTRY.items():
         if not method.params:
@@ -209,7 +211,7 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
 
 def _target(text: str, count: int):
     """``top`` -> each image's top class, ``least`` -> its least likely class, else a class name or index."""
-    from .targets import LEAST, TOP1
+    from explainers.runtime.targets import LEAST, TOP1
 
     if text == "top":
         return TOP1
@@ -219,14 +221,14 @@ def _target(text: str, count: int):
 
 
 def run_methods(args: argparse.Namespace) -> None:
-    from .methods import markdown_table
+    from explainers.methods.registry import markdown_table
 
     print(markdown_table())
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .methods import REGISTRY
-    from .models import DEFAULT_MODEL
+    from explainers.methods.registry import REGISTRY
+    from explainers.models.loading import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .images import ImageLike, as_rgb_array
-from .maps import rescale
-from .models import LoadedModel
-from .targets import TOP1
+from explainers.errors import InputError
+from explainers.inputs.images import ImageLike, as_rgb_array
+from explainers.methods.maps import rescale
+from explainers.models.loading import LoadedModel
+from explainers.runtime.targets import TOP1
 
 
 @dataclass

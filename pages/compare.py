@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainers import REGISTRY, comparison, metrics, render, unavailable_methods
+from explainers import REGISTRY, scores, unavailable_methods
+from explainers.reports import comparison, render
 from ui import cached, method_params
 from ui.selection import current
 
@@ -105,14 +106,14 @@ steps = st.select_slider("Deletion / insertion steps", [8, 16, 32, 64], 16, key=
 curves = {}
 with st.spinner("Scoring deletion and insertion…"):
     for name in methods:
-        curves[name] = metrics.deletion_insertion(model, selection.images, results[name], steps=steps)
+        curves[name] = scores.deletion_insertion(model, selection.images, results[name], steps=steps)
 names, agreement = cached.agreement(results)
 
 per_image_scores = comparison.scores_table(results, curves, selection.names, model.class_names)
-scores = comparison.method_summary(per_image_scores)
+summary = comparison.method_summary(per_image_scores)
 tabs = st.tabs(["Deletion and insertion", "Sanity check", "Agreement", "Runtime"])
 with tabs[0]:
-    st.dataframe(scores[["method", "deletion AUC", "insertion AUC"]], hide_index=True, column_config={
+    st.dataframe(summary[["method", "deletion AUC", "insertion AUC"]], hide_index=True, column_config={
         "deletion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["deletion"]),
         "insertion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["insertion"]),
     })

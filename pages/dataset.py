@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 import explainers as ex
-from explainers import dataset_report as report
-from explainers import render
-from explainers.datasets import BY_NAME, BY_POSITION, BY_WORDNET_ID, Evaluation, Progress
+from explainers.datasets import report as report
+from explainers.datasets.evaluate import Evaluation, Progress
+from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
+from explainers.reports import render
 from ui import cached
 from ui.selection import current
 
@@ -208,7 +209,7 @@ with matrix_tab:
     for slot, index in enumerate(members[:GALLERY_LIMIT]):
         image = cached.dataset_image(str(evaluation.root / evaluation.files[index]), model.input_size)
         overlay = image if evaluation.cams.size == 0 else render.overlay(
-            image, ex.maps.rescale(ex.maps.upsample(evaluation.cams[index][None], image.shape[:2]))[0])
+            image, ex.methods.maps.rescale(ex.methods.maps.upsample(evaluation.cams[index][None], image.shape[:2]))[0])
         top = np.argsort(-evaluation.probabilities[index])[:3]
         gallery[slot % 6].image(overlay, width="stretch", caption=evaluation.files[index])
         gallery[slot % 6].caption(" · ".join(f"{evaluation.class_names[c]} {evaluation.probabilities[index][c]:.2f}" for c in top))

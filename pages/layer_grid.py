@@ -5,7 +5,8 @@ import re
 import numpy as np
 import streamlit as st
 
-from explainers import REGISTRY, render
+from explainers import REGISTRY
+from explainers.reports import render
 from ui import cached
 from ui.selection import current
 

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from explainers import PRESETS, render
+from explainers import PRESETS
+from explainers.reports import render
 from ui import cached
 from ui.selection import current
 from ui.widgets import top_k_table

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PROJECT_ROOT
 from PIL import Image
 
 import explainers as ex
-from conftest import PROJECT_ROOT
 from explainers.cli import main
-from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.inputs.samples import DIGITS_TEST_FOLDER
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_gradcam_writes_an_overlay_per_image_layer_and_class_and_a_grid_each(pho
         image = ex.decode_image(ex.sample_images()[name])
         top2 = np.argsort(-model.predict([image])[0])[:2]
         overlays = sorted(p.name for p in (tmp_path / name).glob("*.png"))
-        assert len(overlays) == 4 and any(ex.render.safe_stem(model.class_names[top2[1]]) in o for o in overlays)
+        assert len(overlays) == 4 and any(ex.reports.render.safe_stem(model.class_names[top2[1]]) in o for o in overlays)
         assert Image.open(tmp_path / name / overlays[0]).size == (image.shape[1], image.shape[0])
         assert (tmp_path / f"{name}_grid.png").exists()
 
@@ -54,7 +54,7 @@ def test_compare_writes_grids_and_scores_matching_the_engine(photos, tmp_path, c
     model = ex.load_model()
     images = [ex.decode_image(ex.sample_images()[n]) for n in ("cat_chelsea", "coffee")]
     result = ex.attribute(model, images, "gradcam")
-    curves = ex.metrics.deletion_insertion(model, images, result, steps=8)
+    curves = ex.scores.deletion_insertion(model, images, result, steps=8)
     row = scores[scores["method"] == "Grad-CAM"].set_index("image")
     np.testing.assert_allclose(row.loc[["cat_chelsea", "coffee"], "deletion AUC"], curves.deletion_auc, rtol=1e-5)
     assert row.loc["coffee", "class"] == "espresso"

@@ -11,8 +11,9 @@ from conftest import PROJECT_ROOT
 from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
-from explainers import comparison, dataset_report, render
-from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.datasets import report as dataset_report
+from explainers.inputs.samples import DIGITS_TEST_FOLDER
+from explainers.reports import comparison, render
 
 THREADS = 8
 
@@ -23,7 +24,7 @@ def outputs():
     model = wrap(gap_dense_model(size=32))
     images = random_images(3, 32, seed=11)
     results = {m: ex.attribute(model, images, m) for m in ("saliency", "gradcam", "layercam")}
-    curves = {m: ex.metrics.deletion_insertion(model, images, r, steps=4) for m, r in results.items()}
+    curves = {m: ex.scores.deletion_insertion(model, images, r, steps=4) for m, r in results.items()}
     names = ["a", "b", "c"]
     scores = comparison.scores_table(results, curves, names, model.class_names)
     digits = ex.load_model(ex.DIGITS_MODEL)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from explainers import data_roots
-from explainers.datasets import scan_folder
+from explainers.datasets.scan import scan_folder
 from explainers.errors import InputError
-from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.inputs import data_roots
+from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.settings import DATA_ROOTS_ENV
 
 

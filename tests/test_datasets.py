@@ -9,9 +9,11 @@ import pytest
 from PIL import Image
 
 import explainers as ex
-from explainers import dataset_report as report
-from explainers.datasets import BY_NAME, BY_POSITION, BY_WORDNET_ID, PER_FILE, evaluate, evaluate_iter, scan_folder
-from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.datasets import report as report
+from explainers.datasets.evaluate import PER_FILE, evaluate, evaluate_iter
+from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
+from explainers.datasets.scan import scan_folder
+from explainers.inputs.samples import DIGITS_TEST_FOLDER
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_class_attention_splits_each_class_into_right_and_wrong(demo):
 def test_grad_cam_of_the_dataset_pass_matches_the_engines_grad_cam(digits, demo):
     image = ex.decode_image(demo.root / demo.files[3])
     reference = ex.attribute(digits, [image], "gradcam", layer=demo.cam_layer).raw[0]  # at 28x28
-    small = ex.maps.upsample(demo.cams[3][None], reference.shape)[0]
+    small = ex.methods.maps.upsample(demo.cams[3][None], reference.shape)[0]
     assert np.corrcoef(small.ravel(), reference.ravel())[0, 1] > 0.999
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import explainers as ex
-from explainers import efficientnet_lite
-from explainers.pth_reader import read_legacy_state_dict
+from explainers.models import efficientnet_lite
+from explainers.models.pth_reader import read_legacy_state_dict
 
 CAT_CLASSES = {"tabby cat", "tiger cat", "Persian cat", "Siamese cat", "Egyptian Mau", "cougar", "lynx"}
 
@@ -82,7 +82,7 @@ def test_weights_reader_refuses_code_in_a_pickle(tmp_path):
 
 
 def test_class_names_are_unique_and_readable():
-    names = ex.models.imagenet_class_names()
+    names = ex.models.labels.imagenet_class_names()
     assert len(names) == len(set(names)) == 1000
     assert names[967] == "espresso" and names[281] == "tabby cat"
     assert all(0 < len(name) <= 40 for name in names)

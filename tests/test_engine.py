@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
-from helpers import gap_dense_model, random_images, wrap
 
 
 @pytest.fixture(autouse=True)
@@ -15,7 +15,7 @@ def empty_cache():
 
 def test_every_registered_method_returns_maps_in_0_1_at_image_resolution(embedded_model, sample):
     images = [sample("cat_chelsea"), sample("coffee")]  # 451x300 and 600x400
-    for method in ex.methods():
+    for method in ex.method_names():
         params = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 4}, "scorecam": {"max_n": 8},
                   "rise": {"masks": 32}, "occlusion": {"patch": 64, "stride": 64}}.get(method, {})
         maps = ex.explain(embedded_model, images, method, **params)

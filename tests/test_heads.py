@@ -7,7 +7,7 @@ import tensorflow as tf
 from helpers import random_images, small_base, wrap
 
 import explainers as ex
-from explainers.probe import SIGMOID, SOFTMAX, output_kind
+from explainers.runtime.probe import SIGMOID, SOFTMAX, output_kind
 
 SIZE, CLASSES = 16, 4
 

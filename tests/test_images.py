@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import explainers as ex
-from explainers import images
+from explainers.inputs import images
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:

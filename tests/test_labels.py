@@ -3,7 +3,7 @@
 import pytest
 
 from explainers.errors import InputError
-from explainers.labels import parse_labels
+from explainers.models.labels import parse_labels
 
 
 @pytest.mark.parametrize(

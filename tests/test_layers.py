@@ -4,8 +4,8 @@ import keras
 import pytest
 
 import explainers as ex
-from explainers.layers import find_layer, spread_over_depth
-from explainers.zoo import ZOO
+from explainers.models.layers import find_layer, spread_over_depth
+from explainers.models.zoo import ZOO
 
 
 def small_base() -> keras.Model:

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
-from conftest import PROJECT_ROOT
 from explainers import cli
-from explainers.methods import REGISTRY, Param, markdown_table, register
-from explainers.samples import SAMPLES_DIR
+from explainers.inputs.samples import SAMPLES_DIR
+from explainers.methods.registry import REGISTRY, Param, markdown_table, register
 
 
 @pytest.fixture

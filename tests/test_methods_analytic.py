@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
-from helpers import gap_dense_model, random_images, wrap
 
 
 def test_saliency_of_a_linear_model_is_the_absolute_weights():
@@ -70,7 +70,8 @@ def test_integrated_gradients_is_complete_on_a_nonlinear_model(baseline):
     image = random_images(1, seed=7)[0]
     result = ex.attribute(m, [image], "integrated_gradients", targets=2, steps=64, baseline=baseline)
     job_pixels = m.resize([image])
-    from explainers.methods import Job, baseline_input
+    from explainers.methods.gradients import baseline_input
+    from explainers.methods.registry import Job
 
     job = Job(m.runtime, job_pixels.astype(np.float32), job_pixels, m.to_input, np.array([2], np.int32), None, [0], 16)
     base = baseline_input(job, baseline, 20.0)
@@ -83,8 +84,8 @@ def test_integrated_gradients_is_nearly_complete_on_the_embedded_model(embedded_
     # ReLU6 kinks make this path integrand rough: measured errors are 5% at 64 steps, 2.6% at 128.
     result = ex.attribute(embedded_model, [sample("coffee")], "integrated_gradients", targets=967, steps=128)
     x = embedded_model.preprocess([sample("coffee")])
-    black = ex.preprocessing.preprocess(np.zeros((1, 224, 224, 3), np.uint8), "efficientnet_lite")
-    probe = ex.probe.build_probe(embedded_model.model)
+    black = ex.models.preprocessing.preprocess(np.zeros((1, 224, 224, 3), np.uint8), "efficientnet_lite")
+    probe = ex.runtime.probe.build_probe(embedded_model.model)
     logits = probe.model(np.concatenate([x, black])).numpy()[:, 967]
     difference = logits[0] - logits[1]
     assert abs(result.raw.sum() - difference) <= 0.05 * abs(difference)

@@ -1,5 +1,6 @@
 """Occlusion, RISE, HiResCAM, XGrad-CAM and Eigen-CAM, each against a plain computation of its own definition."""
 
+import explainers.methods_extra
 import keras
 import numpy as np
 import pytest
@@ -8,9 +9,8 @@ from helpers import gap_dense_model, random_images, square_images, trained_binar
 from PIL import Image, ImageFilter
 
 import explainers as ex
-import explainers.methods_extra
 from explainers.attribution import INPUTS
-from explainers.methods_extra import rise_masks
+from explainers.methods.perturbation import rise_masks
 
 NEW_METHODS = ["occlusion", "rise", "hirescam", "xgradcam", "eigencam"]
 CAMS = ["hirescam", "xgradcam", "eigencam"]

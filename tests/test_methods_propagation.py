@@ -1,5 +1,6 @@
 """DeepLIFT (Rescale), epsilon-LRP and DeconvNet against what each rule must give in closed form."""
 
+import explainers.methods_propagation  # registers deeplift, lrp_epsilon and deconvnet
 import keras
 import numpy as np
 import pytest
@@ -7,9 +8,9 @@ from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
 import explainers.attribution
-import explainers.methods_propagation  # registers deeplift, lrp_epsilon and deconvnet
-from explainers.methods import Job, baseline_input
-from explainers.runtime import _CompiledProbe
+from explainers.methods.gradients import baseline_input
+from explainers.methods.registry import Job
+from explainers.runtime.passes import _CompiledProbe
 
 SIZE = 16
 
@@ -132,8 +133,8 @@ def test_deeplift_is_complete_on_the_embedded_model(embedded_model, sample):
     images = [sample("coffee")]
     result = ex.attribute(embedded_model, images, "deeplift", targets=967)
     x = embedded_model.preprocess(images)
-    black = ex.preprocessing.preprocess(np.zeros((1, 224, 224, 3), np.uint8), "efficientnet_lite")
-    logits = ex.probe.build_probe(embedded_model.model).model(np.concatenate([x, black])).numpy()[:, 967]
+    black = ex.models.preprocessing.preprocess(np.zeros((1, 224, 224, 3), np.uint8), "efficientnet_lite")
+    logits = ex.runtime.probe.build_probe(embedded_model.model).model(np.concatenate([x, black])).numpy()[:, 967]
     assert_complete(result.raw.sum(axis=(1, 2)), logits[:1] - logits[1:])
 
 

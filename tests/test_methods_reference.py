@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import pearson
 from scipy.stats import spearmanr
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
@@ -13,8 +14,7 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 import explainers as ex
-from explainers.sanity import randomize_top_layers, weighted_layers_from_top
-from helpers import pearson
+from explainers.scores.sanity import randomize_top_layers, weighted_layers_from_top
 
 LAYER = "block_9_expand"
 NAMES = ["cat_chelsea", "coffee"]

@@ -1,15 +1,14 @@
 """Faithfulness scores on constructed cases whose right answer is known."""
 
-import dataclasses
 
 import keras
 import numpy as np
 import pytest
+from helpers import wrap
 
 import explainers as ex
-from explainers import metrics
+from explainers import scores
 from explainers.methods import REGISTRY, Method
-from helpers import wrap
 
 SIZE = 16
 
@@ -46,18 +45,18 @@ def test_ranking_the_region_first_wins_deletion_and_insertion():
     right[:, :8, :8] = 1.0
     right += np.random.default_rng(1).random((2, SIZE, SIZE)) * 0.01  # break ties inside and outside
     random = np.random.default_rng(2).random((2, SIZE, SIZE))
-    scores = {}
+    aucs = {}
     for name, raw in {"right": right, "random": random, "reverse": -right}.items():
-        curves = metrics.deletion_insertion(m, images, attribution_with(raw, [0, 0]), steps=16)
-        scores[name] = (curves.deletion_auc.mean(), curves.insertion_auc.mean())
-    assert scores["right"][0] < scores["random"][0] and scores["right"][0] < scores["reverse"][0]
-    assert scores["right"][1] > scores["random"][1] and scores["right"][1] > scores["reverse"][1]
+        curves = scores.deletion_insertion(m, images, attribution_with(raw, [0, 0]), steps=16)
+        aucs[name] = (curves.deletion_auc.mean(), curves.insertion_auc.mean())
+    assert aucs["right"][0] < aucs["random"][0] and aucs["right"][0] < aucs["reverse"][0]
+    assert aucs["right"][1] > aucs["random"][1] and aucs["right"][1] > aucs["reverse"][1]
 
 
 def test_curves_start_and_end_where_they_must():
     m = wrap(region_model())
     images = bright_region_images(1)
-    curves = metrics.deletion_insertion(m, images, attribution_with(np.random.default_rng(0).random((1, SIZE, SIZE)), [0]), steps=8)
+    curves = scores.deletion_insertion(m, images, attribution_with(np.random.default_rng(0).random((1, SIZE, SIZE)), [0]), steps=8)
     full = float(m.predict(images)[0, 0])
     black = float(m.predict([np.zeros_like(images[0])])[0, 0])
     assert curves.fractions.tolist() == pytest.approx(np.linspace(0, 1, 9).tolist())
@@ -74,16 +73,16 @@ def edge_detector(job, params):
 
 def test_a_method_that_ignores_the_weights_is_flagged(embedded_model, sample, monkeypatch):
     monkeypatch.setitem(REGISTRY, "edges", Method("edges", "Edge detector", "none", edge_detector))
-    check = metrics.sanity_check(embedded_model, [sample("coffee")], "edges", stages=(1, 8))
+    check = scores.sanity_check(embedded_model, [sample("coffee")], "edges", stages=(1, 8))
     assert check.correlations.min() > 0.99 and check.flagged
 
 
 def test_gradcam_passes_the_sanity_check_and_the_original_model_is_untouched(embedded_model, sample):
     before = embedded_model.model.get_weights()[-1].copy()
-    check = metrics.sanity_check(embedded_model, [sample("coffee")], "gradcam", layer="block_9_expand", stages=(2, 8, 32))
+    check = scores.sanity_check(embedded_model, [sample("coffee")], "gradcam", layer="block_9_expand", stages=(2, 8, 32))
     assert check.layers_randomized == [2, 8, 32]
     assert check.deepest_layer[0] == "head_conv_bn"
-    assert not check.flagged and check.correlations[-1].mean() < metrics.SANITY_THRESHOLD
+    assert not check.flagged and check.correlations[-1].mean() < scores.sanity.SANITY_THRESHOLD
     np.testing.assert_array_equal(embedded_model.model.get_weights()[-1], before)
 
 
@@ -95,7 +94,7 @@ def test_agreement_is_symmetric_with_a_unit_diagonal():
         "same order": attribution_with(base * 3 + 1, [0, 0]),
         "reversed": attribution_with(-base, [0, 0]),
     }
-    names, matrix = metrics.agreement(results)
+    names, matrix = scores.agreement(results)
     assert names == ["a", "same order", "reversed"]
     np.testing.assert_allclose(matrix, matrix.T)
     np.testing.assert_allclose(np.diag(matrix), 1.0)
@@ -106,11 +105,11 @@ def test_curves_are_cached_by_the_maps_content():
     m = wrap(region_model())
     images = bright_region_images(1)
     raw = np.random.default_rng(5).random((1, SIZE, SIZE))
-    metrics.deletion_insertion(m, images, attribution_with(raw, [0]), steps=8)
+    scores.deletion_insertion(m, images, attribution_with(raw, [0]), steps=8)
     passes = m.runtime.passes_run
-    metrics.deletion_insertion(m, images, attribution_with(raw.copy(), [0]), steps=8)
+    scores.deletion_insertion(m, images, attribution_with(raw.copy(), [0]), steps=8)
     assert m.runtime.passes_run == passes
     nudged = raw.copy()
     nudged[0, 0, 0] += 1e-6  # a different map, however slightly, is computed anew
-    metrics.deletion_insertion(m, images, attribution_with(nudged, [0]), steps=8)
+    scores.deletion_insertion(m, images, attribution_with(nudged, [0]), steps=8)
     assert m.runtime.passes_run > passes

@@ -6,12 +6,12 @@ import shutil
 import zipfile
 
 import pytest
+from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
-from conftest import PROJECT_ROOT
-from explainers import dataset_report as report
-from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.datasets import report as report
+from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.settings import DATA_ROOTS_ENV
 
 PAGE = "pages/dataset.py"

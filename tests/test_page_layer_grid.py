@@ -6,12 +6,12 @@ import zipfile
 import numpy as np
 import pytest
 import streamlit as st
+from conftest import PROJECT_ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
-from conftest import PROJECT_ROOT
-from explainers import render
+from explainers.reports import render
 
 
 @pytest.fixture

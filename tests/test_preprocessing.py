@@ -5,8 +5,8 @@ import pytest
 from keras.applications import efficientnet, imagenet_utils, inception_v3, mobilenet_v2, resnet50, vgg16
 
 import explainers as ex
-from explainers.preprocessing import preprocess
-from explainers.zoo import ZOO
+from explainers.models.preprocessing import preprocess
+from explainers.models.zoo import ZOO
 
 PIXELS = np.random.default_rng(0).integers(0, 256, size=(2, 8, 8, 3), dtype=np.uint8)
 

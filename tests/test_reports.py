@@ -3,8 +3,9 @@
 import re
 
 import explainers as ex
-from explainers import comparison, dataset_report
-from explainers.samples import DIGITS_TEST_FOLDER
+from explainers.datasets import report as dataset_report
+from explainers.inputs.samples import DIGITS_TEST_FOLDER
+from explainers.reports import comparison
 
 
 def _assert_self_contained(html: str, images: int) -> None:
@@ -16,7 +17,7 @@ def _assert_self_contained(html: str, images: int) -> None:
 def test_comparison_report_embeds_its_pictures_and_scores(embedded_model, sample):
     images = [sample("cat_chelsea"), sample("coffee")]
     results = {m: ex.attribute(embedded_model, images, m) for m in ("saliency", "gradcam")}
-    curves = {m: ex.metrics.deletion_insertion(embedded_model, images, r, steps=4) for m, r in results.items()}
+    curves = {m: ex.scores.deletion_insertion(embedded_model, images, r, steps=4) for m, r in results.items()}
     scores = comparison.scores_table(results, curves, ["cat <b>", "coffee"], embedded_model.class_names)
     html = comparison.report_html("EfficientNet-Lite0", images, ["cat <b>", "coffee"], results, curves, scores)
     _assert_self_contained(html, images=2)  # the grid and the curves

@@ -1,9 +1,8 @@
 """A copied link reopens the same view: widget values travel in the URL's query parameters."""
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import PROJECT_ROOT
+from streamlit.testing.v1 import AppTest
 
 
 def _open(params: dict, page: str) -> AppTest:

@@ -17,8 +17,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, wait_until_idle
 from ui.auth import ALLOWLIST_ENV
 
@@ -42,7 +42,6 @@ MODEL_TRACES = ("EfficientNet", "Top-5", "cat_chelsea", "coffee", "rocket", "Dev
 @pytest.fixture(scope="module")
 def provider():
     """oidc-provider-mock on a free 127.0.0.1 port; yields its base URL."""
-    import authlib.deprecate  # turns its own warnings on when imported: before the filter below
 
     with warnings.catch_warnings():  # the mock imports Authlib's deprecated modules
         warnings.simplefilter("ignore", DeprecationWarning)

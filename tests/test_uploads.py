@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from explainers import uploads
 from explainers.errors import InputError
+from explainers.inputs import uploads
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import explainers as ex
-from explainers import zoo
+from explainers.models import zoo
 
 
 def test_missing_weights_offline_fail_fast_naming_file_and_folder(monkeypatch, tmp_path):

@@ -110,12 +110,12 @@ def attribute(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _sanity(_model: ex.LoadedModel, fingerprint: str, digests: tuple[str, ...], _images: Sequence[np.ndarray],
-            method: str, targets: tuple[int, ...], layer: str | None, params: tuple) -> ex.metrics.SanityCheck:
-    return ex.metrics.sanity_check(_model, _images, method, list(targets), layer, **dict(params))
+            method: str, targets: tuple[int, ...], layer: str | None, params: tuple) -> ex.scores.SanityCheck:
+    return ex.scores.sanity_check(_model, _images, method, list(targets), layer, **dict(params))
 
 
 def sanity_check(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, targets: Sequence[int],
-                 layer: str | None, params: dict) -> ex.metrics.SanityCheck:
+                 layer: str | None, params: dict) -> ex.scores.SanityCheck:
     """Costly (a copy of the model and one map per stage), so kept across reruns and sessions."""
     digests = tuple(ex.content_digest([image]) for image in images)
     return _sanity(model, model.fingerprint, digests, images, method, tuple(int(t) for t in targets), layer,
@@ -125,7 +125,7 @@ def sanity_check(model: ex.LoadedModel, images: Sequence[np.ndarray], method: st
 @st.cache_data(show_spinner=False, max_entries=32)
 def _agreement(names: tuple[str, ...], raws: tuple[np.ndarray, ...]) -> np.ndarray:
     attributions = {n: ex.Attribution(n, None, {}, raw, np.zeros(len(raw), np.int32), 0.0, 0) for n, raw in zip(names, raws)}
-    return ex.metrics.agreement(attributions)[1]
+    return ex.scores.agreement(attributions)[1]
 
 
 def agreement(results: dict[str, ex.Attribution]) -> tuple[list[str], np.ndarray]:

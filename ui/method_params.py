@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from explainers.methods import Method, Param
+from explainers.methods.registry import Method, Param
 
 PREFIX = "cmp_param_"  # widget keys: cmp_param_<method>__<parameter>; the comparison page's link carries them
 _SLIDER_STEPS = 400  # past this many positions a slider is too fine to drag: a number box instead

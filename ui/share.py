@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from explainers import REGISTRY, InputError
-from explainers.methods import Param
+from explainers.methods.registry import Param
 
 from . import method_params
 

@@ -17,7 +17,7 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 def _load_own(request: own_model.OwnModelRequest) -> ex.LoadedModel:
     # A retrained model saved over the same path must not be served from the cache.
-    model = cached.load_model(request.path, request.output, ex.model_files.file_version(request.path))
+    model = cached.load_model(request.path, request.output, ex.models.files.file_version(request.path))
     preprocessing = None if request.preprocessing == own_model.AUTO else request.preprocessing
     try:
         return cached.model_variant(model, request.labels, request.labels_source, preprocessing)

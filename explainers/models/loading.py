@@ -12,17 +12,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import efficientnet_lite, zoo
-from .errors import InputError
-from .images import ImageLike, resize_batch
-from .labels import check_label_count, imagenet_class_names, read_labels
-from .layers import LayerInfo, spatial_layers, spread_over_depth
-from .model_files import read_model
-from .preprocessing import PRESETS, preprocess
-from .probe import output_kind
-from .runtime import Runtime
-from .samples import DIGITS_MODEL_FILE
-from .targets import TOP1, probabilities_from_logits
+from explainers.errors import InputError
+from explainers.inputs.images import ImageLike, resize_batch
+from explainers.inputs.samples import DIGITS_MODEL_FILE
+from explainers.models import efficientnet_lite, zoo
+from explainers.models.files import read_model
+from explainers.models.labels import check_label_count, imagenet_class_names, read_labels
+from explainers.models.layers import LayerInfo, spatial_layers, spread_over_depth
+from explainers.models.preprocessing import PRESETS, preprocess
+from explainers.runtime.passes import Runtime
+from explainers.runtime.probe import output_kind
+from explainers.runtime.targets import TOP1, probabilities_from_logits
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DIGITS_MODEL = "digits_cnn"

@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import InputError
-from .settings import DATA_ROOTS_ENV
+from explainers.errors import InputError
+from explainers.settings import DATA_ROOTS_ENV
 
 # Entries looked at when checking that a model folder holds no link leading outside.
 _MAX_MODEL_TREE_ENTRIES = 10_000

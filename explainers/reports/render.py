@@ -103,7 +103,7 @@ def display_map(raw: np.ndarray, size: tuple[int, int], clip_percentile: float =
     Gradient maps are dominated by a few spikes; clipping at the 99th percentile
     shows their structure. Display only: the raw map is unchanged.
     """
-    from .maps import upsample
+    from explainers.methods.maps import upsample
 
     magnitude = np.abs(raw).astype(np.float32)
     top = float(np.percentile(magnitude, clip_percentile)) or 1.0

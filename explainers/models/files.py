@@ -17,9 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .errors import InputError
-from .settings import TRUST_MODEL_CODE_ENV, trust_model_code
-from .uploads import unpack_zip
+from explainers.errors import InputError
+from explainers.inputs.uploads import unpack_zip
+from explainers.settings import TRUST_MODEL_CODE_ENV, trust_model_code
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".json", ".zip")
 FORMATS_SENTENCE = "use a .keras file, a whole-model .h5, an architecture .json with its weights, or a SavedModel folder (or a ZIP of one)"

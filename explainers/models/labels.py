@@ -9,7 +9,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputError
+from explainers.errors import InputError
 
 # Curated names that read as a description rather than a label are replaced by
 # the first WordNet synonym; past this length a name no longer fits a table cell.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from .errors import ModelUnavailableError
+from explainers.errors import ModelUnavailableError
 
 DOWNLOAD_DEADLINE_SECONDS = 60.0
 _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"

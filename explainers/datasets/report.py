@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .datasets import Evaluation
-from .maps import upsample
+from explainers.datasets.evaluate import Evaluation
+from explainers.methods.maps import upsample
 
 FULL_MATRIX_LIMIT = 30  # up to this many outputs the matrix shows every class; past it, the classes present
 OTHER = "(other classes)"
@@ -150,7 +150,7 @@ def class_attention(ev: Evaluation) -> list[ClassAttention]:
 
 def confusion_png(matrix: Confusion, normalize: bool = False) -> bytes:
     """The confusion matrix as a labelled PNG (matplotlib), for reports and downloads."""
-    from .figures import figure_png, new_figure
+    from explainers.reports.figures import figure_png, new_figure
 
     frame = matrix.frame(normalize)
     side = max(4.0, 0.45 * len(frame.columns) + 2)
@@ -170,7 +170,7 @@ def confusion_png(matrix: Confusion, normalize: bool = False) -> bytes:
 
 def attention_grid(attention: list[ClassAttention], colormap: str = "jet", opacity: float = 0.5, cell: int = 96) -> np.ndarray:
     """Classes as rows; columns: mean image, attention when right, attention when wrong (blank when none)."""
-    from .render import compose_grid
+    from explainers.reports.render import compose_grid
 
     cells = [_panels(item, colormap, opacity) for item in attention]
     labels = [f"{item.name} ({item.correct}/{item.correct + item.wrong})" for item in attention]
@@ -178,7 +178,7 @@ def attention_grid(attention: list[ClassAttention], colormap: str = "jet", opaci
 
 
 def _panels(item: ClassAttention, colormap: str, opacity: float) -> list[np.ndarray]:
-    from .render import overlay
+    from explainers.reports.render import overlay
 
     def panel(map_: np.ndarray | None) -> np.ndarray:
         return np.full_like(item.mean_image, 255) if map_ is None else overlay(item.mean_image, map_, opacity, colormap)
@@ -195,8 +195,8 @@ def attention_strip(item: ClassAttention, colormap: str = "jet", opacity: float 
 
 def report_html(ev: Evaluation, model_name: str, colormap: str = "jet", opacity: float = 0.5) -> str:
     """The dataset view as one offline HTML file: scores, confusion matrix, confusions, attention, skipped files."""
-    from .html_report import Section, html_report
-    from .render import png_bytes
+    from explainers.reports.html import Section, html_report
+    from explainers.reports.render import png_bytes
 
     totals = summary(ev)
     overview = pd.DataFrame([{"images": totals["images"], "accuracy": totals["accuracy"], "macro F1": totals["macro_f1"],

@@ -18,8 +18,8 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from .cache import cache_dir
-from .errors import InputError
+from explainers.errors import InputError
+from explainers.runtime.cache import cache_dir
 
 # What one unpacked ZIP may hold: a ZIP bomb (a small file inflating to terabytes)
 # or millions of entries must fail with a sentence, not fill the disk.

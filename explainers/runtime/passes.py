@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .probe import GUIDED, LRP_EPSILON, RESCALE, Probe, build_probe, output_kind
-from .targets import choose_classes, class_scores, probabilities_from_logits
+from explainers.runtime.probe import GUIDED, LRP_EPSILON, RESCALE, Probe, build_probe, output_kind
+from explainers.runtime.targets import choose_classes, class_scores, probabilities_from_logits
 
 DEFAULT_BATCH_SIZE = 16
 MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs worth a few MB each

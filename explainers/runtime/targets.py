@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from .errors import InputError
-from .probe import SIGMOID
+from explainers.errors import InputError
+from explainers.runtime.probe import SIGMOID
 
 TOP1 = -1  # "each image's own top-1 class", resolved inside the forward pass
 LEAST = -2  # "each image's least likely class", resolved the same way

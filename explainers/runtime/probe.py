@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from .layers import PATH_SEPARATOR
+from explainers.models.layers import PATH_SEPARATOR
 
 # How the model's final layer turns scores into its output; decides how a class is scored.
 SOFTMAX, SIGMOID, LINEAR = "softmax", "sigmoid", "linear"

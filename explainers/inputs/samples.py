@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .images import IMAGE_SUFFIXES
+from explainers.inputs.images import IMAGE_SUFFIXES
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 
 
 def sample_images() -> dict[str, Path]:

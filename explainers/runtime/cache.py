@@ -1,13 +1,17 @@
-"""A bounded, thread-safe in-memory cache of per-image results, keyed by content."""
+"""Where the engine keeps what it computed: bounded, thread-safe in-memory caches keyed by content, one
+computation per key across sessions, and the folder for files it derives (converted models, uploads)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 
 
 class ResultCache:
@@ -74,3 +78,12 @@ class SingleFlight:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self._locks[key]
+
+
+CACHE_ENV = "ATTRIBUTION_DASHBOARD_CACHE"
+
+
+def cache_dir() -> Path:
+    """The per-user cache folder; ``$ATTRIBUTION_DASHBOARD_CACHE`` overrides it."""
+    override = os.environ.get(CACHE_ENV)
+    return Path(override) if override else Path(platformdirs.user_cache_dir("attribution-dashboard"))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .methods import BASELINE_PARAMS, Job, Param, PassGroup, baseline_input, register
-from .probe import DECONVNET, LRP_EPSILON, RESCALE
+from explainers.methods.gradients import BASELINE_PARAMS, baseline_input
+from explainers.methods.registry import Job, Param, PassGroup, register
+from explainers.runtime.probe import DECONVNET, LRP_EPSILON, RESCALE
 
 
 def _in_batches(images: int, per_pass: int, rows_per_image: int) -> list[PassGroup]:
@@ -54,6 +55,8 @@ def deeplift(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
 # would amplify noise), which is what the stabiliser is for; 1e-9 is the plain epsilon -> 0 rule.
 # The damping compounds over depth: on the embedded model's 33 ReLU6 layers, 1e-2 keeps the map
 # (r = 0.92-0.97 with 1e-9), 0.1 reshapes it (r ~ 0.7) and 1 shrinks it ten-thousandfold.
+
+
 @register("lrp_epsilon", "ε-LRP", "Bach et al. 2015, PLoS ONE 10(7); gradient formulation of Ancona et al. 2018",
           cost=_one_pass_per_batch,
           params=(Param("epsilon", 1e-2, "stabiliser of each activation's ratio f(z) / (z + ε·sign z); larger "

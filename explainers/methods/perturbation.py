@@ -1,12 +1,4 @@
-"""More methods for the registry: two perturbation methods (Occlusion, RISE) and three cheap CAM variants.
-
-Occlusion and RISE only run the model forward: they ask how the class
-probability changes when parts of the image are hidden. Their masked copies go
-through the model in batches of ``job.batch_size``, one image at a time, so
-memory stays bounded whatever the number of patches or masks. The CAM variants
-are each one weights function on the shared gradient-CAM pass, so they also
-fill a layer grid in one pass.
-"""
+"""Methods that perturb the input and watch the class probability: Occlusion and RISE."""
 
 from __future__ import annotations
 
@@ -14,10 +6,13 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from .methods import Job, Param, PassGroup, baseline_input, register, register_gradient_cam
-from .targets import probabilities_from_logits
+from explainers.methods.gradients import baseline_input
+from explainers.methods.registry import Job, Param, PassGroup, register
+from explainers.runtime.targets import probabilities_from_logits
 
 # The embedded model's input: what a cost is counted at when the caller does not say.
+
+
 _COST_SIZE = (224, 224)
 
 
@@ -30,9 +25,6 @@ def _batches(count: int, batch_size: int, repeat: int) -> list[PassGroup]:
     """Forward passes for ``count`` inputs in batches of ``batch_size``, done ``repeat`` times."""
     full, rest = divmod(count, batch_size)
     return [group for group in ((False, batch_size, full * repeat), (False, rest, repeat)) if group[2] and group[1]]
-
-
-# ---- Occlusion -----------------------------------------------------------------------------
 
 
 def _starts(length: int, patch: int, stride: int) -> list[int]:
@@ -103,9 +95,6 @@ def occlusion(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
             for drop, (top, left) in zip(drops, chunk):
                 maps[i, top : top + patch_height, left : left + patch_width] += drop
     return maps / coverage, classes
-
-
-# ---- RISE ----------------------------------------------------------------------------------
 
 
 def _bilinear_rows(cells: int, cell: int) -> np.ndarray:
@@ -179,41 +168,3 @@ def rise(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
             saliency += np.tensordot(probabilities, masks, axes=1)
         maps[i] = saliency / (count * keep)
     return maps, classes
-
-
-# ---- CAM variants: each only its weights ------------------------------------------------------
-
-
-def hirescam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """The gradients themselves, per pixel: ``relu(sum_k dS/dA_k * A_k)`` stays faithful to the score."""
-    return grads
-
-
-def xgradcam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """``w_k = sum_ij (A_kij / sum_ij A_kij) dS/dA_kij``: ``(N, 1, 1, K)``; a channel summing to 0 weighs 0."""
-    sums = activations.sum(axis=(1, 2), keepdims=True)
-    shares = np.where(sums != 0, activations / np.where(sums != 0, sums, 1.0), 0.0)
-    return (shares * grads).sum(axis=(1, 2), keepdims=True)
-
-
-def eigencam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """Each image's first right singular vector of its ``(h*w, K)`` activations: ``(N, 1, 1, K)``.
-
-    Class-agnostic (the gradients are ignored). The singular vector's sign is
-    arbitrary, so it is chosen to make the projection rise with the channel sum.
-    """
-    n, h, w, k = activations.shape
-    weights = np.empty((n, k), np.float32)
-    for i, acts in enumerate(activations.reshape(n, h * w, k).astype(np.float64)):
-        vector = np.linalg.svd(acts, full_matrices=False)[2][0]
-        projection, total = acts @ vector, acts.sum(axis=1)
-        agreement = np.dot(projection - projection.mean(), total - total.mean())
-        if agreement < 0 or (agreement == 0 and projection @ total < 0):  # 1x1 maps have no spread to compare
-            vector = -vector
-        weights[i] = vector
-    return weights[:, None, None, :]
-
-
-register_gradient_cam("hirescam", "HiResCAM", "Draelos & Carin 2020, arXiv:2011.08891", hirescam_weights)
-register_gradient_cam("xgradcam", "XGrad-CAM", "Fu et al. 2020, arXiv:2008.02312", xgradcam_weights)
-register_gradient_cam("eigencam", "Eigen-CAM", "Muhammad & Yeasin 2020, arXiv:2008.00299", eigencam_weights)

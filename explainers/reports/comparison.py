@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .attribution import Attribution
-from .methods import REGISTRY
-from .metrics import Curves
-from .render import compose_grid, display_map, overlay, thumbnail
+from explainers.attribution import Attribution
+from explainers.methods.registry import REGISTRY
+from explainers.reports.render import compose_grid, display_map, overlay, thumbnail
+from explainers.scores.faithfulness import Curves
 
 
 def scores_table(results: Mapping[str, Attribution], curves: Mapping[str, Curves], image_names: Sequence[str],
@@ -50,7 +50,7 @@ def comparison_grid(images: Sequence[np.ndarray], row_labels: Sequence[str], res
 
 def curves_png(curves: Mapping[str, Curves]) -> bytes:
     """Mean deletion (solid) and insertion (dashed) curves per method, as a PNG for reports."""
-    from .figures import figure_png, new_figure
+    from explainers.reports.figures import figure_png, new_figure
 
     figure, axes = new_figure(7, 4)
     for index, (name, curve) in enumerate(curves.items()):
@@ -69,8 +69,8 @@ def report_html(model_name: str, images: Sequence[np.ndarray], row_labels: Seque
                 agreement: np.ndarray | None = None, clip: float = 99.0, opacity: float = 0.5,
                 colormap: str = "jet") -> str:
     """The comparison as one offline HTML file: grid, faithfulness scores and curves, agreement, settings."""
-    from .html_report import Section, html_report
-    from .render import png_bytes
+    from explainers.reports.html import Section, html_report
+    from explainers.reports.render import png_bytes
 
     labels = [REGISTRY[n].label for n in results]
     settings = pd.DataFrame([{"method": REGISTRY[n].label, "layer": r.layer or "", "parameters": ", ".join(

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from explainers.errors import InputError
 
 # Large enough for any camera (a 100 MP frame), small enough that a crafted header
 # cannot make us allocate gigabytes (a decompression bomb).

@@ -21,8 +21,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .cache import cache_dir
-from .pth_reader import read_legacy_state_dict
+from explainers.models.pth_reader import read_legacy_state_dict
+from explainers.runtime.cache import cache_dir
 
 # Bump when the architecture or the weight mapping changes: it invalidates cached conversions.
 CONVERTER_VERSION = 1

@@ -1,0 +1,1 @@
+"""What visitors and users hand the engine: images, uploads, server paths inside the data roots, samples."""

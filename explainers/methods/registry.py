@@ -1,0 +1,186 @@
+"""How a method describes itself (parameters, availability, cost) and the registry of them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from explainers.errors import InputError
+from explainers.runtime.passes import Runtime
+
+
+@dataclass
+class Job:
+    """One batch to explain, prepared once and shared by every method."""
+
+    runtime: Runtime
+    x: np.ndarray  # (N, H, W, C) preprocessed model input
+    pixels: np.ndarray  # (N, H, W, 3) uint8, the same images before preprocessing
+    to_input: Callable[[np.ndarray], np.ndarray]  # pixels like ``pixels`` to model input like ``x``
+    targets: np.ndarray  # (N,) int32 class per image, TOP1 = the model's own top class
+    layer: str | None
+    seeds: list[int]  # one per image, from its content, so random draws don't depend on the batch
+    batch_size: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.x.shape[1:3]
+
+    def top_classes(self) -> np.ndarray:
+        """Targets with TOP1 resolved; costs one forward pass only if any is TOP1."""
+        if (self.targets >= 0).all():
+            return self.targets
+        return self.runtime.forward(self.x, self.targets, batch_size=self.batch_size).classes
+
+
+MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray]]
+
+
+CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# The passes a method cannot avoid for ``images`` images at ``batch_size``, as groups of
+# (backward?, images per pass, number of passes): what the benchmark's floor is made of.
+
+
+PassGroup = tuple[bool, int, int]
+
+
+Cost = Callable[[dict[str, Any], int, int], list[PassGroup]]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a method: enough for a widget, a link, a command-line option and a check.
+
+    The type is the default's. ``low``/``high`` bound numbers (``step`` is the
+    widget's increment); ``choices`` lists every allowed value instead;
+    ``presets`` are the values a widget offers when the allowed range is wider.
+    """
+
+    name: str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    presets: tuple = ()
+    label: str = ""  # for widgets; the name, capitalised, when empty
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+    def check(self, value: Any, label: str) -> Any:
+        """``value`` converted to this parameter's type; InputError with one sentence when it is not allowed."""
+        try:
+            converted = self.kind(value) if not isinstance(value, bool) or self.kind is bool else None
+        except (TypeError, ValueError):
+            converted = None
+        if self.kind in (int, float) and isinstance(converted, float) and not np.isfinite(converted):
+            converted = None
+        if self.kind is int and converted is not None and converted != value and not isinstance(value, str):
+            converted = None  # 2.5 is no number of samples
+        if converted is None:
+            raise self._refusal(value, label)
+        if (self.choices and converted not in self.choices) or (self.low is not None and converted < self.low) or (
+                self.high is not None and converted > self.high):
+            raise self._refusal(value, label)
+        return converted
+
+    def _refusal(self, value: Any, label: str) -> InputError:
+        return InputError(f"The {self.name} of {label} must be {self.describe()}; got {value!r}.")
+
+    def describe(self) -> str:
+        """The allowed values in words: ``an integer from 1 to 200``, ``black or blurred``."""
+        if self.choices:
+            return " or ".join(str(c) for c in self.choices)
+        noun = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
+        number = (lambda v: f"{int(v):,}") if self.kind is int else (lambda v: f"{v:g}")
+        if self.low is not None and self.high is not None:
+            return f"{noun} from {number(self.low)} to {number(self.high)}"
+        if self.low is not None:
+            return f"{noun} of at least {number(self.low)}"
+        return noun
+
+
+def one_pass(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+    """One backward pass over the images: what input-gradient methods and gradient CAMs need."""
+    return [(True, images, 1)]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method's description: from it come the pages' widgets, link keys, CLI options and benchmark floor."""
+
+    name: str
+    label: str
+    reference: str
+    run: MethodFn
+    params: tuple[Param, ...] = ()
+    needs_layer: bool = False
+    cam_weights: CamWeights | None = None  # set for gradient CAMs: they can fill a layer grid in one pass
+    cost: Cost = one_pass
+    requires: Callable[[Any], str | None] | None = None  # model -> why it cannot run there, beyond needing a layer
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def unavailable(self, model: Any) -> str | None:
+        """Why this method cannot run on ``model`` (a LoadedModel), or None when it can."""
+        if self.needs_layer and model.cam_unavailable:
+            return model.cam_unavailable
+        return self.requires(model) if self.requires else None
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(name: str, label: str, reference: str, *, params: tuple[Param, ...] = (), needs_layer: bool = False,
+             cam_weights: CamWeights | None = None, cost: Cost = one_pass,
+             requires: Callable[[Any], str | None] | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Decorate a method's function to add it, described, to the registry (and so to every page, link and CLI)."""
+
+    def add(fn: MethodFn) -> MethodFn:
+        REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires)
+        return fn
+
+    return add
+
+
+def markdown_table() -> str:
+    """The registered methods as the README's Markdown table: name, call name, parameters, reference."""
+
+    def parameters(method: Method) -> str:
+        given = ([] if not method.needs_layer else ["`layer`"]) + [
+            f"`{p.name}={p.default!r}` ({p.describe()})" for p in method.params]
+        return ", ".join(given)
+
+    rows = ["| method | name | parameters (default, allowed) | reference |", "| --- | --- | --- | --- |"]
+    rows += [f"| {m.label} | `{m.name}` | {parameters(m)} | {m.reference} |" for m in REGISTRY.values()]
+    return "\n".join(rows)
+
+
+def method_names() -> list[str]:
+    """Names of the registered methods, in registration order."""
+    return list(REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    if name not in REGISTRY:
+        raise InputError(f"'{name}' is not an attribution method; choose one of {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def resolve_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of ``method``: ``params`` checked and converted, defaults for the rest."""
+    known = {p.name: p for p in method.params}
+    unknown = set(params) - set(known)
+    if unknown:
+        takes = ", ".join(known) or "no parameters"
+        raise InputError(f"'{sorted(unknown)[0]}' is not a parameter of {method.name}; it takes {takes}.")
+    return {name: known[name].check(params[name], method.label) if name in params else known[name].default
+            for name in known}

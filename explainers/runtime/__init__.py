@@ -1,0 +1,1 @@
+"""Running a model: compiled passes over probes, class targets, caches, the device."""

@@ -1,0 +1,28 @@
+"""Agreement between methods: rank correlation of their maps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from explainers.attribution import Attribution
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two maps' pixels (0 when either map is constant)."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(np.ravel(a), np.ravel(b)).statistic)
+
+
+def agreement(attributions: Mapping[str, Attribution]) -> tuple[list[str], np.ndarray]:
+    """Method names and the ``(M, M)`` mean rank correlation between their maps of the same images."""
+    names = list(attributions)
+    matrix = np.eye(len(names))
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            pairs = zip(attributions[names[a]].raw, attributions[names[b]].raw)
+            matrix[a, b] = matrix[b, a] = np.mean([rank_correlation(x, y) for x, y in pairs])
+    return names, matrix

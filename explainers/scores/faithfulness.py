@@ -1,0 +1,86 @@
+"""Deletion and insertion curves (Petsiuk et al. 2018): is a map faithful to the model?"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from explainers.attribution import IN_FLIGHT, RESULTS, Attribution, model_inputs, prepare_images
+from explainers.inputs.images import ImageLike, blur
+from explainers.models.loading import LoadedModel
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE
+
+INSERTION_BLUR_RADIUS = 10.0
+
+
+@dataclass
+class Curves:
+    """Class probability after each step of deletion and of insertion, per image."""
+
+    fractions: np.ndarray  # (S + 1,) share of pixels removed (deletion) or revealed (insertion)
+    deletion: np.ndarray  # (N, S + 1)
+    insertion: np.ndarray  # (N, S + 1)
+
+    @property
+    def deletion_auc(self) -> np.ndarray:
+        return np.trapezoid(self.deletion, self.fractions, axis=1)
+
+    @property
+    def insertion_auc(self) -> np.ndarray:
+        return np.trapezoid(self.insertion, self.fractions, axis=1)
+
+
+def _map_digest(raw: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(raw, np.float32).tobytes(), digest_size=16).hexdigest()
+
+
+def deletion_insertion(
+    model: LoadedModel,
+    images: Sequence[ImageLike],
+    attribution: Attribution,
+    steps: int = 16,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Curves:
+    """Deletion (towards black) and insertion (from a blurred copy) curves for ``attribution``'s maps.
+
+    Pixels are ranked by the raw map, most positive first, at the model's input
+    resolution. Each image needs ``2 * (steps + 1)`` forward passes, sent in batches.
+    """
+    arrays, digests = prepare_images(model, images)
+    pixels, _ = model_inputs(model, arrays, digests)
+    height, width = pixels.shape[1:3]
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.rint(fractions * height * width).astype(int)
+    deletion, insertion = [], []
+    for i, raw in enumerate(attribution.raw):
+        # Keyed by the map's own bytes, so any map (a method's, or one built by hand) is safe to cache.
+        key = ("curves", model.fingerprint, model.preprocessing, digests[i], _map_digest(raw),
+               int(attribution.classes[i]), steps)
+        with IN_FLIGHT.hold(key):  # another session scoring the same map waits, then reads the cache
+            hit = RESULTS.get(key) or _curves(model, pixels[i], raw, int(attribution.classes[i]), counts, batch_size, key)
+        deletion.append(hit[0])
+        insertion.append(hit[1])
+    return Curves(fractions, np.array(deletion), np.array(insertion))
+
+
+def _curves(model: LoadedModel, pixels: np.ndarray, raw: np.ndarray, target: int, counts: np.ndarray,
+            batch_size: int, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """One image's deletion and insertion probabilities, stored under ``key``."""
+    height, width = pixels.shape[:2]
+    steps = len(counts) - 1
+    black = np.zeros_like(pixels)
+    rank = np.empty(height * width, np.int64)
+    rank[np.argsort(-raw.ravel(), kind="stable")] = np.arange(height * width)
+    chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
+    deleted = np.where(chosen, black, pixels)
+    inserted = np.where(chosen, pixels, blur(pixels[None], INSERTION_BLUR_RADIUS)[0])
+    x = model.to_input(np.concatenate([deleted, inserted]))
+    classes = np.full(len(x), target, np.int32)
+    # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
+    probabilities = model.runtime.class_probabilities(x, classes, max(batch_size, len(x)))
+    hit = (probabilities[: steps + 1], probabilities[steps + 1 :])
+    RESULTS.put(key, hit, probabilities)
+    return hit
