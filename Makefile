@@ -14,6 +14,7 @@ run: $(VENV)/.runtime-installed
 		$(BIN)/streamlit run dashboard.py --server.address 127.0.0.1
 
 test: $(VENV)/.test-installed
+	$(BIN)/python -m ruff check .
 	tools/ensure_chromium.sh
 	$(BIN)/python -m pytest
 

@@ -170,12 +170,12 @@ def _fill_grid(model: LoadedModel, spec, arrays, digests, wanted, layers, contex
         return
     job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], None, batch_size)
     result = model.runtime.gradients(job.x, job.targets, tuple(layers), batch_size=batch_size)
-    for l, context in enumerate(contexts):
-        acts, grads = result.activations[l], result.layer_gradients[l]
+    for index, context in enumerate(contexts):
+        acts, grads = result.activations[index], result.layer_gradients[index]
         cams = combine_cam(acts, spec.cam_weights(acts, grads), job.size)
         for j, i in enumerate(missing):
-            found[i][l] = (cams[j], int(result.classes[j]))
-            _store(context, digests[i], wanted[i], found[i][l])
+            found[i][index] = (cams[j], int(result.classes[j]))
+            _store(context, digests[i], wanted[i], found[i][index])
 
 
 def layer_grid(

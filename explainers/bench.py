@@ -66,13 +66,13 @@ def bench_page(repeats: int) -> None:
     cold, traced, warm = [], [], []
     for _ in range(repeats):
         model = load_model()  # a new model object: nothing traced, nothing cached under its runtime
-        cold.append(seconds(lambda: page_work(model, image)))
+        cold.append(seconds(lambda model=model: page_work(model, image)))
         start = time.perf_counter()
         page_work(model, image)
         warm.append(time.perf_counter() - start)
         model = load_model()
         model.runtime.warm_up(model.default_cam_layer)  # what the dashboard does in the background on load
-        traced.append(seconds(lambda: page_work(model, image)))
+        traced.append(seconds(lambda model=model: page_work(model, image)))
     print(f"comparison page, default work on one 224 px image (medians of {repeats}):")
     print(f"  cold (fresh model, untraced passes, empty caches)   {statistics.median(cold):6.2f} s")
     print(f"  cold after the dashboard's start-up warm-up         {statistics.median(traced):6.2f} s")
@@ -163,7 +163,7 @@ def main() -> None:
     for name, method in REGISTRY.items():
         times, ratios, floors = [], [], []
         for _ in range(args.repeats):
-            took = seconds(lambda: attribute(model, images, name))
+            took = seconds(lambda name=name: attribute(model, images, name))
             floor = seconds(lambda: model.preprocess(images)) + sum(
                 count * one_pass(backward, batch)
                 for backward, batch, count in method.cost(method.defaults, len(images), DEFAULT_BATCH_SIZE)

@@ -1,8 +1,9 @@
 """The dashboard runs end to end in Streamlit's AppTest on the embedded model."""
 
 import pytest
-from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT_ROOT
 
 ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
 PAGE_FILES = sorted(p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "pages").glob("*.py"))

@@ -9,11 +9,11 @@ import threading
 
 import pytest
 import streamlit as st
-from conftest import PROJECT_ROOT
 from streamlit.runtime.secrets import Secrets
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
+from conftest import PROJECT_ROOT
 from ui import auth
 from ui.auth import Access, config_problem, decide, display_name, email_allowed, refusal
 

@@ -9,12 +9,19 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT
 from PIL import Image
 
 import explainers as ex
+from conftest import PROJECT_ROOT
+from explainers.attribution import INPUTS
 from explainers.cli import main
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
+
+
+def _forget_results() -> None:
+    ex.RESULTS.clear()
+    INPUTS.clear()
+    ex.datasets.PER_FILE.clear()
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +60,7 @@ def test_compare_writes_grids_and_scores_matching_the_engine(photos, tmp_path, c
     assert len(scores) == 4 and set(scores["method"]) == {"Saliency", "Grad-CAM"}
     model = ex.load_model()
     images = [ex.decode_image(ex.sample_images()[n]) for n in ("cat_chelsea", "coffee")]
+    _forget_results()  # a fresh computation, not the cache the CLI just filled
     result = ex.attribute(model, images, "gradcam")
     curves = ex.scores.deletion_insertion(model, images, result, steps=8)
     row = scores[scores["method"] == "Grad-CAM"].set_index("image")
@@ -64,6 +72,7 @@ def test_compare_writes_grids_and_scores_matching_the_engine(photos, tmp_path, c
 def test_evaluate_on_the_digits_demo_writes_consistent_files(tmp_path):
     assert main(["evaluate", "--model", ex.DIGITS_MODEL, "--data", str(DIGITS_TEST_FOLDER), "--out", str(tmp_path)]) == 0
     predictions = pd.read_csv(tmp_path / "predictions.csv", dtype={"true_class": str, "predicted_class": str})
+    _forget_results()
     engine = ex.datasets.evaluate(ex.load_model(ex.DIGITS_MODEL), DIGITS_TEST_FOLDER)
     assert predictions["file"].tolist() == engine.files
     assert predictions["predicted_class"].tolist() == [engine.class_names[p] for p in engine.predicted]

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
-from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
+from conftest import PROJECT_ROOT
 from explainers.datasets import report as dataset_report
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.reports import comparison, render
+from helpers import gap_dense_model, random_images, wrap
 
 THREADS = 8
 
@@ -33,7 +33,10 @@ def outputs():
     scan.files, scan.folder_of_file = [f for f, k in zip(scan.files, keep) if k], scan.folder_of_file[keep]
     evaluation = list(ex.datasets.evaluate_iter(digits, scan))[-1]
     attention = dataset_report.class_attention(evaluation)
-    undated = lambda html: re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d", "", html).encode()
+
+    def undated(html: str) -> bytes:
+        return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d", "", html).encode()
+
     return {
         "comparison grid": lambda: render.png_bytes(comparison.comparison_grid(images, names, results, colormap="magma")),
         "curves": lambda: comparison.curves_png(curves),

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
+from helpers import gap_dense_model, random_images, wrap
 
 
 @pytest.fixture(autouse=True)
@@ -86,10 +86,10 @@ def test_layer_grid_computes_all_layers_in_one_pass_and_matches_single_layer_cal
     assert embedded_model.runtime.passes_run == passes + 1
     assert [g.shape for g in grid] == [(4, 300, 451), (4, 400, 600), (4, 427, 640)]
     ex.RESULTS.clear()
-    for l, layer in enumerate(layers):
+    for index, layer in enumerate(layers):
         single = ex.explain(embedded_model, images, "gradcam", layer=layer)
         for g, s in zip(grid, single):
-            np.testing.assert_allclose(g[l], s, atol=1e-5)
+            np.testing.assert_allclose(g[index], s, atol=1e-5)
 
 
 def test_layer_grid_fills_the_single_layer_cache(embedded_model, sample):

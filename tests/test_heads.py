@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_images, small_base, wrap
 
 import explainers as ex
 from explainers.runtime.probe import SIGMOID, SOFTMAX, output_kind
+from helpers import random_images, small_base, wrap
 
 SIZE, CLASSES = 16, 4
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
+from conftest import PROJECT_ROOT
 from explainers import cli
 from explainers.inputs.samples import SAMPLES_DIR
 from explainers.methods.registry import REGISTRY, Param, markdown_table, register

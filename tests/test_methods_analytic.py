@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
+from helpers import gap_dense_model, random_images, wrap
 
 
 def test_saliency_of_a_linear_model_is_the_absolute_weights():

@@ -1,16 +1,15 @@
 """Occlusion, RISE, HiResCAM, XGrad-CAM and Eigen-CAM, each against a plain computation of its own definition."""
 
-import explainers.methods_extra
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import gap_dense_model, random_images, square_images, trained_binary_model, transfer_model, wrap
 from PIL import Image, ImageFilter
 
 import explainers as ex
 from explainers.attribution import INPUTS
 from explainers.methods.perturbation import rise_masks
+from helpers import gap_dense_model, random_images, square_images, trained_binary_model, transfer_model, wrap
 
 NEW_METHODS = ["occlusion", "rise", "hirescam", "xgradcam", "eigencam"]
 CAMS = ["hirescam", "xgradcam", "eigencam"]

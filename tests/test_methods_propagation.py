@@ -1,16 +1,15 @@
 """DeepLIFT (Rescale), epsilon-LRP and DeconvNet against what each rule must give in closed form."""
 
-import explainers.methods_propagation  # registers deeplift, lrp_epsilon and deconvnet
 import keras
 import numpy as np
 import pytest
-from helpers import gap_dense_model, random_images, wrap
 
 import explainers as ex
 import explainers.attribution
 from explainers.methods.gradients import baseline_input
 from explainers.methods.registry import Job
 from explainers.runtime.passes import _CompiledProbe
+from helpers import gap_dense_model, random_images, wrap
 
 SIZE = 16
 

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import pearson
 from scipy.stats import spearmanr
 from tf_keras_vis.gradcam import Gradcam
 from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
@@ -15,6 +14,7 @@ from tf_keras_vis.utils.scores import CategoricalScore
 
 import explainers as ex
 from explainers.scores.sanity import randomize_top_layers, weighted_layers_from_top
+from helpers import pearson
 
 LAYER = "block_9_expand"
 NAMES = ["cat_chelsea", "coffee"]

@@ -4,11 +4,11 @@
 import keras
 import numpy as np
 import pytest
-from helpers import wrap
 
 import explainers as ex
 from explainers import scores
 from explainers.methods import REGISTRY, Method
+from helpers import wrap
 
 SIZE = 16
 

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_images, square_images, trained_binary_model, transfer_model
 
 import explainers as ex
 from explainers.settings import TRUST_MODEL_CODE_ENV
+from helpers import random_images, square_images, trained_binary_model, transfer_model
 
 IMAGES = random_images(2, 40)
 

@@ -1,10 +1,10 @@
 """The comparison page renders its defaults and its scores, and display settings cost no computation."""
 
 import pytest
-from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
+from conftest import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

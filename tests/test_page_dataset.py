@@ -6,10 +6,10 @@ import shutil
 import zipfile
 
 import pytest
-from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
+from conftest import PROJECT_ROOT
 from explainers.datasets import report as report
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.settings import DATA_ROOTS_ENV

@@ -6,11 +6,11 @@ import zipfile
 import numpy as np
 import pytest
 import streamlit as st
-from conftest import PROJECT_ROOT
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
+from conftest import PROJECT_ROOT
 from explainers.reports import render
 
 

@@ -2,11 +2,11 @@
 
 import keras
 import pytest
-from conftest import PROJECT_ROOT
-from helpers import transfer_model
 from streamlit.testing.v1 import AppTest
 
+from conftest import PROJECT_ROOT
 from explainers.settings import DATA_ROOTS_ENV, TRUST_MODEL_CODE_ENV
+from helpers import transfer_model
 
 ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
 

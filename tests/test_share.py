@@ -1,8 +1,9 @@
 """A copied link reopens the same view: widget values travel in the URL's query parameters."""
 
 import pytest
-from conftest import PROJECT_ROOT
 from streamlit.testing.v1 import AppTest
+
+from conftest import PROJECT_ROOT
 
 
 def _open(params: dict, page: str) -> AppTest:

@@ -17,8 +17,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT
 
+from conftest import PROJECT_ROOT
 from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, wait_until_idle
 from ui.auth import ALLOWLIST_ENV
 

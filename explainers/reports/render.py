@@ -84,6 +84,17 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_bytes(image: np.ndarray, quality: int = 100) -> bytes:
+    """A ``(H, W, 3)`` uint8 RGB image as JPEG: at quality 100, the bytes Streamlit's ``st.image`` makes of the array."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def zip_of_pngs(files: dict[str, np.ndarray]) -> bytes:
     """A ZIP archive holding each image as ``<name>.png``."""
     import io
