@@ -194,7 +194,8 @@ def layer_grid(
     """
     spec = get_method(method)
     if spec.cam_weights is None:
-        raise InputError(f"A layer grid takes Grad-CAM, Grad-CAM++ or Layer-CAM, not {spec.label}.")
+        takes = ", ".join(m.label for m in REGISTRY.values() if m.cam_weights)
+        raise InputError(f"A layer grid takes a gradient CAM ({takes}), not {spec.label}.")
     layers = [_layer_for(model, spec.label, layer, True) for layer in layers]
     if not layers:
         raise InputError("Choose at least one layer for the grid.")

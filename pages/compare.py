@@ -9,6 +9,7 @@ from explainers import REGISTRY, scores, unavailable_methods
 from explainers.reports import comparison, render
 from ui import cached, method_params
 from ui.selection import current
+from ui.widgets import photo
 
 DEFAULT_METHODS = ["saliency", "smoothgrad", "scorecam"]
 LAYER_METHODS = [name for name, m in REGISTRY.items() if m.needs_layer]
@@ -83,9 +84,15 @@ for index, name in enumerate(methods):
 progress.empty()
 
 
-def cell(image_index: int, name: str, height: int) -> np.ndarray:
-    return comparison.comparison_cell(selection.images[image_index], results[name].raw[image_index], height, clip,
-                                      opacity, colormap)
+def cell(image_index: int, name: str, height: int) -> bytes:
+    """One method's map over one image as JPEG bytes, recoloured and encoded once per map and display setting."""
+    raw = results[name].raw[image_index]
+    key = ("compare_cell", digests[image_index], cached.digest(raw), height, clip, opacity, colormap)
+    return cached.picture(key, lambda: comparison.comparison_cell(selection.images[image_index], raw, height, clip,
+                                                                  opacity, colormap))
+
+
+digests = [cached.digest(image) for image in selection.images]
 
 
 header = st.columns([1] + [1] * len(methods))
@@ -96,7 +103,7 @@ for column, name in zip(header[1:], methods):
     column.markdown(f"**{REGISTRY[name].label}**  \n{timing}", help=REGISTRY[name].reference)
 for i, image_name in enumerate(selection.names):
     row = st.columns([1] + [1] * len(methods))
-    row[0].image(render.thumbnail(selection.images[i], THUMB),
+    row[0].image(photo(selection.images[i], THUMB, digests[i]),
                  caption=f"{image_name}: {model.class_names[targets[i]]} ({selection.probabilities[i][targets[i]]:.2f})")
     for column, name in zip(row[1:], methods):
         column.image(cell(i, name, THUMB))
@@ -117,16 +124,22 @@ with tabs[0]:
         "deletion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["deletion"]),
         "insertion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["insertion"]),
     })
-    long = pd.concat([
-        pd.DataFrame({"method": REGISTRY[n].label, "curve": curve, "fraction of pixels": curves[n].fractions,
-                      "class probability": getattr(curves[n], curve).mean(axis=0)})
-        for n in methods for curve in ("deletion", "insertion")
-    ])
-    chart = alt.Chart(long).mark_line(point=True).encode(
-        x="fraction of pixels:Q", y="class probability:Q", color="method:N",
-        strokeDash="curve:N", tooltip=["method", "curve", "fraction of pixels", "class probability"],
-    )
-    st.altair_chart(chart, width="stretch")
+    labels = tuple(REGISTRY[n].label for n in methods)
+    means = {(n, curve): getattr(curves[n], curve).mean(axis=0) for n in methods for curve in ("deletion", "insertion")}
+
+    def curves_chart() -> alt.Chart:
+        long = pd.concat([
+            pd.DataFrame({"method": REGISTRY[n].label, "curve": curve, "fraction of pixels": curves[n].fractions,
+                          "class probability": means[n, curve]})
+            for n in methods for curve in ("deletion", "insertion")
+        ])
+        return alt.Chart(long).mark_line(point=True).encode(
+            x="fraction of pixels:Q", y="class probability:Q", color="method:N",
+            strokeDash="curve:N", tooltip=["method", "curve", "fraction of pixels", "class probability"],
+        )
+
+    plotted = np.stack([np.stack([curves[n].fractions, means[n, "deletion"], means[n, "insertion"]]) for n in methods])
+    st.altair_chart(cached.chart(("cmp_curves", labels, cached.digest(plotted)), curves_chart), width="stretch")
     st.caption(f"Mean over the {len(selection.names)} images. {SCORE_HELP['deletion']} {SCORE_HELP['insertion']}")
 with tabs[1]:
     st.caption(SCORE_HELP["sanity"])
@@ -154,14 +167,17 @@ with tabs[1]:
             st.success("Every method's map changes when the model's weights are destroyed.")
 with tabs[2]:
     st.caption(SCORE_HELP["agreement"])
-    cells = pd.DataFrame([{"a": REGISTRY[a].label, "b": REGISTRY[b].label, "spearman": agreement[i, j]}
-                          for i, a in enumerate(names) for j, b in enumerate(names)])
-    base = alt.Chart(cells).encode(x=alt.X("a:N", title=None, axis=alt.Axis(labelAngle=0)), y=alt.Y("b:N", title=None))
-    st.altair_chart(
-        base.mark_rect().encode(color=alt.Color("spearman:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue")))
-        + base.mark_text().encode(text=alt.Text("spearman:Q", format=".2f")),
-        width="stretch", height=60 * len(names) + 40,
-    )
+
+    def agreement_chart() -> alt.LayerChart:
+        cells = pd.DataFrame([{"a": REGISTRY[a].label, "b": REGISTRY[b].label, "spearman": agreement[i, j]}
+                              for i, a in enumerate(names) for j, b in enumerate(names)])
+        base = alt.Chart(cells).encode(x=alt.X("a:N", title=None, axis=alt.Axis(labelAngle=0)),
+                                       y=alt.Y("b:N", title=None))
+        return (base.mark_rect().encode(color=alt.Color("spearman:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue")))
+                + base.mark_text().encode(text=alt.Text("spearman:Q", format=".2f")))
+
+    st.altair_chart(cached.chart(("cmp_agreement", tuple(names), cached.digest(agreement)), agreement_chart),
+                    width="stretch", height=60 * len(names) + 40)
 with tabs[3]:
     st.dataframe(pd.DataFrame({
         "method": [REGISTRY[n].label for n in methods],
@@ -180,8 +196,8 @@ def grid_png() -> bytes:
 downloads = st.columns(4)
 downloads[0].download_button("Comparison grid (PNG)", grid_png, "comparison.png", "image/png", on_click="ignore",
                              key="cmp_png")
-downloads[1].download_button("Scores per image (CSV)", per_image_scores.to_csv(index=False).encode(), "scores.csv", "text/csv",
-                             on_click="ignore", key="cmp_csv")
+downloads[1].download_button("Scores per image (CSV)", lambda: per_image_scores.to_csv(index=False).encode(),
+                             "scores.csv", "text/csv", on_click="ignore", key="cmp_csv")
 
 
 def report() -> str:

@@ -12,6 +12,7 @@ from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
 from explainers.reports import render
 from ui import cached
 from ui.selection import current
+from ui.widgets import photo
 
 DEMO, SERVER_FOLDER, ZIP_UPLOAD = "Digits demo (bundled)", "A folder on the server", "A ZIP upload"
 MAPPINGS = {"auto": "Automatic", BY_POSITION: "Sorted folders = outputs 0, 1, 2…", BY_NAME: "Folder name = class name",
@@ -117,6 +118,13 @@ def _run(cached_only: bool) -> Evaluation:
     raise AssertionError("evaluate_iter ends with an Evaluation")
 
 
+def _scored_before() -> Evaluation | None:
+    """The evaluation when every image was scored before (by any session): gathered from the cache, nothing drawn."""
+    steps = ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=True)
+    found = next(step for step in steps if isinstance(step, Evaluation))
+    return found if found.complete else None
+
+
 evaluation = results.get(key)
 if evaluation is None:
     if st.session_state.get(_STOPPED) == key:
@@ -125,6 +133,9 @@ if evaluation is None:
         if st.button("Resume", key="ds_resume"):
             st.session_state.pop(_STOPPED)
             st.rerun()
+    elif (evaluation := _scored_before()) is not None:  # no run to stop, so no Stop button and no rerun to drop it
+        results.clear()
+        results[key] = evaluation
     else:
         st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
                   help="Finished images stay cached; Resume continues from there.")
@@ -155,6 +166,19 @@ if evaluation.skipped:
 if not evaluation.files:
     st.stop()
 
+
+def _gallery_picture(image: np.ndarray, cam: np.ndarray | None) -> bytes:
+    """One image of a confusion cell with its Grad-CAM over it, as JPEG bytes made once per image and map."""
+    if cam is None:
+        return photo(image)
+
+    def draw() -> np.ndarray:
+        return render.overlay(image, ex.methods.maps.rescale(ex.methods.maps.upsample(cam[None], image.shape[:2]))[0])
+
+    return cached.picture(("ds_gallery", cached.digest(image), cached.digest(cam)), draw)
+
+
+evaluation_key = cached.evaluation_digest(evaluation)  # names the content, for views shared between sessions
 matrix = report.confusion(evaluation)
 confusions = report.top_confusions(evaluation)
 predictions = report.predictions_table(evaluation)
@@ -162,31 +186,37 @@ matrix_tab, class_tab, image_tab, attention_tab = st.tabs(["Confusion matrix", "
 
 with matrix_tab:
     normalized = st.toggle("Row-normalised (share of each true class)", key="ds_normalized")
-    frame = matrix.frame(normalized)
-    long = frame.rename_axis("true").reset_index().melt(id_vars="true", var_name="predicted", value_name="value")
-    counts = matrix.frame().rename_axis("true").reset_index().melt(id_vars="true", var_name="predicted", value_name="count")
-    long["count"] = counts["count"].to_numpy()  # both melted the same way, so rows line up
     if len(evaluation.class_names) > report.FULL_MATRIX_LIMIT:
         st.caption(f"The model has {len(evaluation.class_names):,} classes; the matrix shows the {len(matrix.rows)} "
                    f"present in the folder, with every other prediction in '{report.OTHER}'.")
     order = [matrix.label(c) for c in matrix.columns]
-    cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
-    width, height = (max(240, min(720, 80 + 34 * count)) for count in (len(order), len(matrix.rows)))
-    base = alt.Chart(long).encode(
-        x=alt.X("predicted:N", sort=order, title="predicted class"),
-        y=alt.Y("true:N", sort=order[: len(matrix.rows)], title="true class"),
-    )
-    heat = base.mark_rect().encode(
-        color=alt.Color("value:Q", scale=alt.Scale(scheme="blues"), title="share" if normalized else "images"),
-        opacity=alt.condition(cell, alt.value(1.0), alt.value(0.55)),
-        tooltip=["true", "predicted", "count", alt.Tooltip("value:Q", format=".2f" if normalized else "d")],
-    ).add_params(cell)
-    labels = base.mark_text(fontSize=10).encode(
-        text=alt.Text("value:Q", format=".2f" if normalized else "d"),
-        color=alt.condition(alt.datum.value > float(frame.to_numpy().max()) / 2, alt.value("white"), alt.value("black")),
-    ).transform_filter(alt.datum.count > 0)
-    event = st.altair_chart((heat + labels).properties(width=width, height=height), key="ds_matrix", on_select="rerun",
-                            selection_mode="cell")
+
+    def matrix_chart() -> alt.LayerChart:
+        frame = matrix.frame(normalized)
+        long = frame.rename_axis("true").reset_index().melt(id_vars="true", var_name="predicted", value_name="value")
+        counts = matrix.frame().rename_axis("true").reset_index().melt(id_vars="true", var_name="predicted",
+                                                                       value_name="count")
+        long["count"] = counts["count"].to_numpy()  # both melted the same way, so rows line up
+        cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
+        width, height = (max(240, min(720, 80 + 34 * count)) for count in (len(order), len(matrix.rows)))
+        base = alt.Chart(long).encode(
+            x=alt.X("predicted:N", sort=order, title="predicted class"),
+            y=alt.Y("true:N", sort=order[: len(matrix.rows)], title="true class"),
+        )
+        heat = base.mark_rect().encode(
+            color=alt.Color("value:Q", scale=alt.Scale(scheme="blues"), title="share" if normalized else "images"),
+            opacity=alt.condition(cell, alt.value(1.0), alt.value(0.55)),
+            tooltip=["true", "predicted", "count", alt.Tooltip("value:Q", format=".2f" if normalized else "d")],
+        ).add_params(cell)
+        labels = base.mark_text(fontSize=10).encode(
+            text=alt.Text("value:Q", format=".2f" if normalized else "d"),
+            color=alt.condition(alt.datum.value > float(frame.to_numpy().max()) / 2, alt.value("white"),
+                                alt.value("black")),
+        ).transform_filter(alt.datum.count > 0)
+        return (heat + labels).properties(width=width, height=height)
+
+    event = st.altair_chart(cached.chart(("ds_matrix", evaluation_key, normalized), matrix_chart), key="ds_matrix",
+                            on_select="rerun", selection_mode="cell")
     clicked = (event.selection.get("cell") or [None])[0] if event else None
 
     # Clicking a cell and choosing it below are the same selection; a new click wins.
@@ -208,10 +238,9 @@ with matrix_tab:
     gallery = st.columns(6)
     for slot, index in enumerate(members[:GALLERY_LIMIT]):
         image = cached.dataset_image(str(evaluation.root / evaluation.files[index]), model.input_size)
-        overlay = image if evaluation.cams.size == 0 else render.overlay(
-            image, ex.methods.maps.rescale(ex.methods.maps.upsample(evaluation.cams[index][None], image.shape[:2]))[0])
         top = np.argsort(-evaluation.probabilities[index])[:3]
-        gallery[slot % 6].image(overlay, width="stretch", caption=evaluation.files[index])
+        gallery[slot % 6].image(_gallery_picture(image, evaluation.cams[index] if evaluation.cams.size else None),
+                                width="stretch", caption=evaluation.files[index])
         gallery[slot % 6].caption(" · ".join(f"{evaluation.class_names[c]} {evaluation.probabilities[index][c]:.2f}" for c in top))
     st.markdown("**Top confusions**")
     st.dataframe(confusions, hide_index=True, width="stretch",
@@ -232,7 +261,7 @@ with image_tab:
     st.dataframe(shown, hide_index=True, width="stretch")
 
 with attention_tab:
-    attention = report.class_attention(evaluation)
+    attention = cached.class_attention(evaluation, evaluation_key)
     if not attention:
         st.info(f"Grad-CAM is unavailable for this model: {model.cam_unavailable}")
     else:
@@ -245,21 +274,23 @@ with attention_tab:
         for start in range(0, len(attention), per_row):
             for column, item in zip(st.columns(per_row), attention[start : start + per_row]):
                 column.markdown(f"**{item.name}** · {item.correct}/{item.correct + item.wrong} right")
-                column.image(report.attention_strip(item, colormap, opacity), width="stretch",
-                             caption="mean image · when right · when wrong")
-        attention_png = render.png_bytes(report.attention_grid(attention, colormap, opacity))
+                strip = cached.picture(("ds_attention", evaluation_key, item.name, colormap, opacity),
+                                       lambda item=item: report.attention_strip(item, colormap, opacity))
+                column.image(strip, width="stretch", caption="mean image · when right · when wrong")
 
 st.subheader("Export")
 exports = st.columns(5)
-exports[0].download_button("Predictions (CSV)", predictions.to_csv(index=False), "predictions.csv", "text/csv",
+# Files are made when asked for, not on every run.
+exports[0].download_button("Predictions (CSV)", lambda: predictions.to_csv(index=False), "predictions.csv", "text/csv",
                            on_click="ignore", key="ds_predictions_csv")
-exports[1].download_button("Confusion matrix (CSV)", matrix.frame().to_csv(), "confusion_matrix.csv", "text/csv",
-                           on_click="ignore", key="ds_confusion_csv")
+exports[1].download_button("Confusion matrix (CSV)", lambda: matrix.frame().to_csv(), "confusion_matrix.csv",
+                           "text/csv", on_click="ignore", key="ds_confusion_csv")
 exports[2].download_button("Confusion matrix (PNG)", lambda: report.confusion_png(matrix), "confusion_matrix.png",
                            "image/png", on_click="ignore", key="ds_confusion_png")
 if attention:
-    exports[3].download_button("Attention per class (PNG)", attention_png, "class_attention.png", "image/png",
-                               on_click="ignore", key="ds_attention_png")
+    exports[3].download_button("Attention per class (PNG)",
+                               lambda: render.png_bytes(report.attention_grid(attention, colormap, opacity)),
+                               "class_attention.png", "image/png", on_click="ignore", key="ds_attention_png")
 exports[4].download_button(
     "Export report (HTML)", lambda: report.report_html(evaluation, model.display_name), "dataset_report.html", "text/html",
     on_click="ignore", key="ds_report", help="One file with every picture inside; opens offline.")

@@ -9,8 +9,9 @@ from explainers import REGISTRY
 from explainers.reports import render
 from ui import cached
 from ui.selection import current
+from ui.widgets import photo
 
-GRID_METHODS = ["gradcam", "gradcam_plus_plus", "layercam"]
+GRID_METHODS = [name for name, method in REGISTRY.items() if method.cam_weights]  # one pass fills every layer
 THUMB = 200  # display height of a cell in pixels; downloads use full resolution
 
 selection = current()
@@ -86,6 +87,13 @@ def cell(image: np.ndarray, map_: np.ndarray, height: int | None) -> np.ndarray:
     return render.overlay(image, map_.astype(np.float32) / 255, opacity, colormap, mode)
 
 
+def cell_picture(image: int, map_: np.ndarray) -> bytes:
+    """A grid cell as JPEG bytes, recoloured and encoded once per map and display setting."""
+    key = ("grid_cell", digests[image], cached.digest(map_), THUMB, opacity, colormap, mode)
+    return cached.picture(key, lambda: cell(selection.images[image], map_, THUMB))
+
+
+digests = [cached.digest(image) for image in selection.images]
 column_labels = ["image"] + [f"{layer} · {infos[layer].resolution}" for layer in layers]
 weights = [1.0] + [1.0] * len(layers)
 for b, (title, classes) in enumerate(bands):
@@ -95,9 +103,9 @@ for b, (title, classes) in enumerate(bands):
     for i, name in enumerate(selection.names):
         grid = grids[b * len(selection.names) + i]
         columns = st.columns(weights)
-        columns[0].image(render.thumbnail(selection.images[i], THUMB), caption=f"{name}: {class_label(classes[i], i)}")
+        columns[0].image(photo(selection.images[i], THUMB, digests[i]), caption=f"{name}: {class_label(classes[i], i)}")
         for column, map_ in zip(columns[1:], grid):
-            column.image(cell(selection.images[i], map_, THUMB))
+            column.image(cell_picture(i, map_))
 
 
 def grid_png() -> bytes:
@@ -140,4 +148,6 @@ with st.expander("Feature maps: what a layer's most active channels respond to")
         row = st.columns(per_row)
         for column, channel, mean, map_ in zip(row, features.channels[start:], features.mean_activation[start:],
                                                features.maps[start:start + per_row]):
-            column.image(render.colorize(map_, colormap), caption=f"channel {channel} · {mean:.2f}", width="stretch")
+            picture = cached.picture(("feature_map", cached.digest(map_), colormap),
+                                     lambda map_=map_: render.colorize(map_, colormap))
+            column.image(picture, caption=f"channel {channel} · {mean:.2f}", width="stretch")

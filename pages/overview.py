@@ -1,5 +1,7 @@
 """Model and predictions: what the model is, which layers it offers, and what it sees in each image."""
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
@@ -7,7 +9,7 @@ from explainers import PRESETS
 from explainers.reports import render
 from ui import cached
 from ui.selection import current
-from ui.widgets import top_k_table
+from ui.widgets import photo, top_k_table
 
 
 def _parameters(count: int) -> str:
@@ -31,6 +33,7 @@ if model.labels_source:
 st.caption(" · ".join(details) + f" · weights fingerprint {model.fingerprint[:12]} (results are cached per model "
            "and image content)")
 
+digests = [cached.digest(image) for image in selection.images]  # picture keys: the pixels, not the arrays
 if not selection.names:
     st.info("Select or upload images in the sidebar to see the model's predictions.")
 else:
@@ -40,7 +43,8 @@ else:
         cells = st.columns(per_row)
         for cell, index in zip(cells, range(start, min(start + per_row, len(selection.names)))):
             with cell:
-                st.image(selection.images[index], caption=selection.names[index], width="stretch")
+                st.image(photo(selection.images[index], digest=digests[index]), caption=selection.names[index],
+                         width="stretch")
                 top_k_table(model, selection.probabilities[index])
 
 st.subheader("Inspect a layer")
@@ -58,11 +62,18 @@ else:
     info = infos[layer]
     st.caption(f"{info.class_name} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
     if selection.names:
-        maps = cached.explain(model, selection.images, "gradcam", layer=layer)
+
+        @functools.cache
+        def maps() -> list:  # one engine call for every image, made only when a picture is not cached yet
+            return cached.explain(model, selection.images, "gradcam", layer=layer)
+
         cells = st.columns(4)
-        for index, (image, map_) in enumerate(zip(selection.images, maps)):
+        for index, image in enumerate(selection.images):
             top_class = model.class_names[int(selection.probabilities[index].argmax())]
-            cells[index % len(cells)].image(render.overlay(image, map_), caption=f"{selection.names[index]}: {top_class}")
+            # The map is fixed by the weights, preprocessing, layer and pixels (the class is the top one).
+            key = ("overview_gradcam", model.fingerprint, model.preprocessing, layer, digests[index])
+            overlay = cached.picture(key, lambda index=index, image=image: render.overlay(image, maps()[index]))
+            cells[index % len(cells)].image(overlay, caption=f"{selection.names[index]}: {top_class}")
 
     with st.expander(f"Layers a CAM method can use ({len(model.layers)}, in graph order)"):
         st.caption(f"Defaults for a layer grid: {', '.join(model.default_layers)}.")

@@ -159,7 +159,7 @@ def test_class_names_work_as_targets(embedded_model, sample):
 
 
 def test_layer_grid_refuses_methods_that_need_a_pass_per_layer(embedded_model):
-    with pytest.raises(ex.InputError, match="A layer grid takes Grad-CAM, Grad-CAM\\+\\+ or Layer-CAM"):
+    with pytest.raises(ex.InputError, match="A layer grid takes a gradient CAM \\(Grad-CAM, Grad-CAM\\+\\+, Layer-CAM, HiResCAM"):
         ex.layer_grid(embedded_model, [np.zeros((30, 30, 3), np.uint8)], ["head_conv"], method="scorecam")
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import streamlit as st
 
 import explainers as ex
+from explainers.reports import render
 
 
 @st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…", max_entries=8)
@@ -20,8 +23,35 @@ def load_model(spec: str, output: str | None = None, version: str = "") -> ex.Lo
     model = ex.load_model(spec, output=output)
     # Tracing the compiled passes costs seconds each; doing it while the user reads the
     # first page spares the pages that compute maps most of their first-visit wait.
-    threading.Thread(target=model.runtime.warm_up, args=(model.default_cam_layer,), daemon=True).start()
+    threading.Thread(target=_warm_up, args=(model,), daemon=True).start()
     return model
+
+
+def _warm_up(model: ex.LoadedModel) -> None:
+    try:
+        model.runtime.warm_up(model.default_cam_layer)
+    finally:
+        settle_heap()
+
+
+_HEAP = threading.Lock()
+
+
+def settle_heap() -> None:
+    """Set what is alive now (TensorFlow, Keras, the loaded models and their traced passes) aside from
+    Python's cyclic garbage collector, which then walks only the objects made after.
+
+    After every script run Streamlit collects garbage twice (``runner.postScriptGC``, and the
+    ``keras.backend.clear_session()`` it calls whenever Keras is imported). Each is a full walk of
+    a heap of half a million objects here, about 0.25 s of CPU: two thirds of a warm page view.
+    Frozen objects are still freed by reference counting. Unfreezing first lets this collection
+    reclaim what became unreachable since the last call (a model evicted from the cache), so
+    what stays frozen is what is alive at the latest model load.
+    """
+    with _HEAP:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -46,9 +76,16 @@ def decode_upload(data: bytes, name: str) -> np.ndarray:
     return ex.decode_image(data, name)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def decode_sample(path: str) -> np.ndarray:
-    return ex.decode_image(path)
+    """A bundled photo, decoded once per server: one read-only array shared by every run and session.
+
+    The sidebar offers every sample on every run; a copy of each per run (what ``st.cache_data``
+    hands out) cost more than the page's own drawing.
+    """
+    image = ex.decode_image(path)
+    image.flags.writeable = False
+    return image
 
 
 @st.cache_resource(show_spinner=False)
@@ -123,18 +160,79 @@ def sanity_check(model: ex.LoadedModel, images: Sequence[np.ndarray], method: st
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _agreement(names: tuple[str, ...], raws: tuple[np.ndarray, ...]) -> np.ndarray:
-    attributions = {n: ex.Attribution(n, None, {}, raw, np.zeros(len(raw), np.int32), 0.0, 0) for n, raw in zip(names, raws)}
+def _agreement(names: tuple[str, ...], digests: tuple[str, ...], _raws: tuple[np.ndarray, ...]) -> np.ndarray:
+    attributions = {n: ex.Attribution(n, None, {}, raw, np.zeros(len(raw), np.int32), 0.0, 0) for n, raw in zip(names, _raws)}
     return ex.scores.agreement(attributions)[1]
 
 
 def agreement(results: dict[str, ex.Attribution]) -> tuple[list[str], np.ndarray]:
-    """Rank correlations between methods, kept across display-only reruns (Streamlit hashes the maps)."""
+    """Rank correlations between methods, kept across display-only reruns and sessions (keyed by the maps' digests)."""
     names = tuple(results)
-    return list(names), _agreement(names, tuple(results[n].raw for n in names))
+    return list(names), _agreement(names, tuple(digest(results[n].raw) for n in names), tuple(results[n].raw for n in names))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def dataset_image(path: str, size: tuple[int, int]) -> np.ndarray:
     """A dataset file decoded and resized to the model's input, for the confusion-cell gallery."""
     return ex.images.resize_batch([ex.decode_image(path)], size)[0]
+
+
+def digest(array: np.ndarray) -> str:
+    """A short hash of an array's shape, type and values: a cache key for a map or a photo, in about a millisecond."""
+    hasher = hashlib.blake2b(f"{array.shape}{array.dtype}".encode(), digest_size=16)
+    hasher.update(np.ascontiguousarray(array).data)
+    return hasher.hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=1024, max_size="64MB")
+def _picture(key: tuple, _draw: Callable[[], np.ndarray]) -> bytes:
+    return render.jpeg_bytes(_draw())
+
+
+def picture(key: tuple, draw: Callable[[], np.ndarray]) -> bytes:
+    """JPEG bytes of the RGB image ``draw()`` returns, made once per ``key`` for the whole server.
+
+    They are the bytes ``st.image`` makes of the array itself, so the picture looks the same; a
+    rerun, or another session, showing it again sends the stored bytes instead of recolouring
+    and encoding. ``key`` must name everything the picture depends on: what it shows (its kind,
+    and content digests of the photo and map, never the arrays) and every display setting.
+    """
+    return _picture(key, draw)
+
+
+def evaluation_digest(evaluation: ex.datasets.Evaluation) -> str:
+    """A hash of what a dataset evaluation holds (files, classes, probabilities, Grad-CAMs, thumbnails).
+
+    Each session gathers its own Evaluation object; this names its content, so the views drawn from it
+    are shared between sessions.
+    """
+    hasher = hashlib.blake2b("\n".join([*evaluation.files, *evaluation.class_names, str(evaluation.cam_layer)]).encode(),
+                             digest_size=16)
+    for array in (evaluation.true, evaluation.probabilities, evaluation.cams, evaluation.thumbnails):
+        hasher.update(digest(array).encode())
+    return hasher.hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _class_attention(token: str, _evaluation: ex.datasets.Evaluation) -> list:
+    return ex.datasets.report.class_attention(_evaluation)
+
+
+def class_attention(evaluation: ex.datasets.Evaluation, token: str) -> list:
+    """Each class's mean image and mean Grad-CAMs (``report.class_attention``), once per evaluation content ``token``."""
+    return _class_attention(token, evaluation)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _chart(key: tuple, _build: Callable[[], object]) -> object:
+    return _build()
+
+
+def chart(key: tuple, build: Callable[[], object]) -> object:
+    """The Altair chart ``build()`` returns, built once per ``key`` for the whole server.
+
+    Building one costs 10 to 30 ms, as Altair checks each encoding against the Vega-Lite schema;
+    Streamlit only reads the chart (``to_dict``, under its own lock), so sessions share it. ``key``
+    must name the chart and digests of everything it plots.
+    """
+    return _chart(key, build)

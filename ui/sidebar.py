@@ -9,7 +9,7 @@ import explainers as ex
 
 from . import auth, cached, own_model, share
 from .selection import Selection, publish
-from .widgets import top_k_table
+from .widgets import photo, top_k_table
 
 DEFAULT_IMAGES = ("cat_chelsea", "coffee")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
@@ -101,7 +101,7 @@ def _top5(selection: Selection) -> None:
         return
     name = st.selectbox("Top-5 predictions for", selection.names, key="top5_image")
     index = selection.names.index(name)
-    st.image(selection.images[index], width="stretch")
+    st.image(photo(selection.images[index]), width="stretch")
     top_k_table(selection.model, selection.probabilities[index])
 
 
