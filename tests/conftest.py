@@ -16,6 +16,18 @@ import explainers as ex  # noqa: E402
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def require_chromium() -> None:
+    """At the top of a browser test module: fail in CI when Debian's Chromium is missing, skip (saying why) elsewhere."""
+    from tools.screenshot import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; the browser tests are required in CI (make test installs it).",
+                        pytrace=False)
+        pytest.skip(f"{CHROMIUM} is missing and `make test` could not install it (needs apt-get with root or sudo).",
+                    allow_module_level=True)
+
+
 @pytest.fixture(scope="session")
 def embedded_model() -> ex.LoadedModel:
     return ex.load_model(ex.DEFAULT_MODEL)

@@ -5,23 +5,16 @@ through Playwright. Screenshots go to ``artifacts/screenshots/``. In CI
 (``CI=true``) a missing browser fails; locally the tests skip and say why.
 """
 
-import os
 import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, require_chromium
 from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, wait_until_idle
 
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CHROMIUM} is missing; the browser tests are required in CI (make test installs it).",
-                    pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing and `make test` could not install it (needs apt-get with root or sudo).",
-                allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ the repository's ``.streamlit/`` is left alone. Screenshots go to
 fails; locally the tests skip and say why.
 """
 
-import os
 import re
 import secrets
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, require_chromium
 from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, wait_until_idle
 from ui.auth import ALLOWLIST_ENV
 
@@ -26,12 +25,7 @@ SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
 # In this process only the mock provider runs (the dashboard is a subprocess): its Authlib deprecations are not ours.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CHROMIUM} is missing; the browser tests are required in CI (make test installs it).",
-                    pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing and `make test` could not install it (needs apt-get with root or sudo).",
-                allow_module_level=True)
+require_chromium()
 
 ALLOWED = {"sub": "ana", "email": "ana@example.com", "email_verified": True, "name": "Ana Example"}
 OUTSIDER = {"sub": "mallory", "email": "mallory@evil-example.com", "email_verified": True, "name": "Mallory"}

@@ -9,7 +9,6 @@ memory.
 
 import asyncio
 import io
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, require_chromium
 from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server
 
 VIEWS, WARM_AFTER, TOLERANCE = 200, 20, 0.10
@@ -26,12 +25,7 @@ PAGES = ["", "layer_grid", "compare", "dataset"]
 SELECTIONS = ["cat_chelsea,coffee", "rocket", "astronaut,flower"]
 UPLOADS = 3  # distinct generated photos, each uploaded in some views
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CHROMIUM} is missing; the browser tests are required in CI (make test installs it).",
-                    pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing and `make test` could not install it (needs apt-get with root or sudo).",
-                allow_module_level=True)
+require_chromium()
 
 
 def _resident_mib(pid: int) -> float:
