@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # home folder (unless ATTRIBUTION_DASHBOARD_DATA_ROOTS says otherwise; set it empty for none).
 run: $(VENV)/.runtime-installed
 	ATTRIBUTION_DASHBOARD_DATA_ROOTS="$${ATTRIBUTION_DASHBOARD_DATA_ROOTS-$$HOME}" \
-		$(BIN)/streamlit run dashboard.py --server.address 127.0.0.1
+		$(BIN)/streamlit run serve.py --server.address 127.0.0.1
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .

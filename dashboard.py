@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from ui import auth, share, sidebar
+from ui import auth, frame
 
-sidebar.configure_page()
+frame.configure_page()
 
 PAGES = [
     st.Page("pages/overview.py", title="Model and predictions", icon=":material/image_search:", default=True),
@@ -21,8 +21,15 @@ URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_
 auth.gate(page.url_path for page in PAGES)
 
 navigation = st.navigation(PAGES)
-sidebar.render()
-try:
-    navigation.run()
-finally:  # also when a page stops early (st.stop): its link must still reflect what is shown
-    share.publish(URL_PREFIXES.get(navigation.url_path, "overview_"))
+# On a fresh server the engine (TensorFlow) is still loading: the title and the sidebar's
+# outline are drawn first, so the visitor sees the app while it does.
+with frame.outline_until_ready(navigation.title):
+    from ui import share, sidebar
+
+    sidebar.render()
+page_prefix = URL_PREFIXES.get(navigation.url_path, "overview_")
+# Before the page as well as after it: once a page calls st.stop, Streamlit sends nothing more in
+# that run (a `finally` runs, but its link update is dropped), so the link must already be out.
+share.publish(page_prefix)
+navigation.run()
+share.publish(page_prefix)  # values the page set itself (a default it chose, a clicked cell)

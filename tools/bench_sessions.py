@@ -2,7 +2,7 @@
 
     python tools/bench_sessions.py [--pages overview compare] [--sessions 1 8] [--repeat 3] [--cold]
 
-Starts ``streamlit run dashboard.py`` on a free port, visits every page twice so
+Starts ``streamlit run serve.py`` (as ``make run`` does) on a free port, visits every page twice so
 every map, model pass and cache is warm (and waits for the start-up warm-up
 thread to finish), then for each page and each N opens the page in N browser
 sessions at the same moment. A view is one session loading the page until
@@ -20,7 +20,8 @@ not the browsers. Two kinds of view are timed:
   immutable). The difference is what serving the frontend costs.
 
 Each session's wall time (median and slowest, new browser) is reported too; the
-browsers share the machine's cores with the server, so it includes their work.
+browsers share the machine's cores with the server, so it includes their work,
+which the last column gives (Chromium and Playwright's driver, CPU s per view).
 Rounds are repeated (``--repeat``) and medians reported. ``--cold`` first opens
 the first page with the largest N on the freshly started server (caches cold,
 as after a deploy) and reports that round's wall times. The server's peak
@@ -73,8 +74,12 @@ def _children(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid``, its live descendants, and the children it has waited for."""
-    total, pending, root = 0, [pid], True
+    """User + system CPU seconds of ``pid`` and all its descendants, live or ended.
+
+    Each live process counts its own time plus that of the children it has waited for
+    (``cutime``, ``cstime``); an ended child appears only there, so nothing counts twice.
+    """
+    total, pending = 0, [pid]
     while pending:
         current = pending.pop()
         try:
@@ -83,9 +88,7 @@ def cpu_seconds(pid: int) -> float:
             pending += _children(current)
         except OSError:  # a child that just ended
             continue
-        utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-        total += utime + stime + ((cutime + cstime) if root else 0)
-        root = False
+        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
     return total / TICK
 
 
@@ -158,7 +161,7 @@ def _measured_round(loop, browser, url: str, sessions: int, pid: int, returning:
     """
     contexts = loop.run_until_complete(_primed_contexts(browser, url, sessions)) if returning else []
     idle_rate = wait_until_quiet(pid)
-    before, start = cpu_seconds(pid), time.monotonic()
+    before, start, client = cpu_seconds(pid), time.monotonic(), _client_cpu()
     if returning:
         outcomes = loop.run_until_complete(_tabs(contexts, url))
     else:
@@ -166,9 +169,24 @@ def _measured_round(loop, browser, url: str, sessions: int, pid: int, returning:
     # Work the server does once the pages are drawn (closing the sessions) belongs to the views too.
     wait_until_quiet(pid)
     spent = cpu_seconds(pid) - before - idle_rate * (time.monotonic() - start)
+    browsers = _client_cpu() - client
     loop.run_until_complete(_close(contexts))
     times = [o["seconds"] for o in outcomes if not o["error"]]
-    return {"cpu": max(spent, 0.0) / sessions, "times": times, "errors": [o["error"] for o in outcomes if o["error"]]}
+    return {"cpu": max(spent, 0.0) / sessions, "browser": browsers / sessions, "times": times,
+            "errors": [o["error"] for o in outcomes if o["error"]]}
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process's other descendants: Playwright's driver and Chromium (the server excluded)."""
+    return cpu_seconds(os.getpid()) - cpu_seconds(_SERVER_PID[0]) - _own_cpu()
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+_SERVER_PID = [0]
 
 
 def main() -> None:
@@ -187,7 +205,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     rows, errors = [], []
     with dashboard_server(ROOT) as (url, process):
-        pid = process.pid
+        pid = _SERVER_PID[0] = process.pid
         idle_rss = _memory_kib(pid, "VmRSS")
 
         async def launch():
@@ -220,6 +238,7 @@ def main() -> None:
                         "cpu": statistics.median(m["cpu"] for m in measured),
                         "cpu_all": [m["cpu"] for m in measured],
                         "cpu_returning": statistics.median(m["cpu"] for m in returning) if returning else float("nan"),
+                        "browser": statistics.median(m["browser"] for m in measured),
                         "median": statistics.median(times) if times else float("nan"),
                         "slowest": statistics.median(max(m["times"]) for m in measured if m["times"])
                         if times else float("nan"),
@@ -234,12 +253,12 @@ def main() -> None:
     print(f"\nWarm server, medians of {args.repeat} rounds. A view = one browser session loading the page until idle "
           "with every image loaded; CPU = the server process's CPU seconds per view.\n")
     print("| page | viewers at once | server CPU s per view, new browser | (each round) | browser cache warm | "
-          "session wall s, median | slowest session | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "session wall s, median | slowest session | browsers' CPU s per view | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         spread = " ".join(f"{c:.2f}" for c in row["cpu_all"])
         print(f"| {row['page']} | {row['sessions']} | {row['cpu']:.2f} | {spread} | {row['cpu_returning']:.2f} | "
-              f"{row['median']:.1f} | {row['slowest']:.1f} | {row['errors']} |")
+              f"{row['median']:.1f} | {row['slowest']:.1f} | {row['browser']:.2f} | {row['errors']} |")
     if cold:
         page, sessions, times, wall = cold
         if times:

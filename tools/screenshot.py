@@ -51,14 +51,16 @@ def free_port() -> int:
 @contextlib.contextmanager
 def dashboard_server(root: Path, timeout: float = 120.0, args: Sequence[str] = (),
                      env: Mapping[str, str] | None = None):
-    """``streamlit run dashboard.py`` on a free localhost port; yields (url, process) once it answers its health check.
+    """``streamlit run serve.py`` (as ``make run`` starts it) on a free localhost port.
+
+    Yields (url, process) once the server answers its health check.
 
     ``args`` are more ``streamlit run`` options (``--secrets.files``, ...); ``env`` adds to the environment.
     """
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", *args],
             cwd=root, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )

@@ -44,7 +44,8 @@ def current() -> Selection:
             # so the first visitor of a deep link sees the app's own navigation.
             PagesManager.uses_pages_directory = False
             st.rerun()
-        from .sidebar import configure_page, render  # the sidebar imports this module
+        from .frame import configure_page
+        from .sidebar import render  # the sidebar imports this module
 
         configure_page()
         auth.gate()  # the entrypoint's gate did not run: a visitor who may not see the app gets only sign-in

@@ -8,10 +8,10 @@ import streamlit as st
 import explainers as ex
 
 from . import auth, cached, own_model, share
+from .frame import DEFAULT_IMAGES
 from .selection import Selection, publish
 from .widgets import photo, top_k_table
 
-DEFAULT_IMAGES = ("cat_chelsea", "coffee")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 
@@ -79,8 +79,13 @@ def _uploaded_images() -> dict[str, np.ndarray]:
     return decoded
 
 
+def sample_photo(name: str) -> np.ndarray:
+    """A bundled sample, decoded once per server."""
+    return cached.decode_sample(str(ex.sample_images()[name]))
+
+
 def _pick_images() -> tuple[list[str], list[np.ndarray]]:
-    available = {name: cached.decode_sample(str(path)) for name, path in ex.sample_images().items()}
+    available = {name: sample_photo(name) for name in ex.sample_images()}
     uploaded = _uploaded_images()
     available.update(uploaded)
     chosen_key = "image_names"
@@ -103,10 +108,6 @@ def _top5(selection: Selection) -> None:
     index = selection.names.index(name)
     st.image(photo(selection.images[index]), width="stretch")
     top_k_table(selection.model, selection.probabilities[index])
-
-
-def configure_page() -> None:
-    st.set_page_config(page_title="CNN Attribution Dashboard", page_icon=":material/visibility:", layout="wide")
 
 
 def render() -> Selection:
