@@ -38,7 +38,8 @@ def _folder() -> str | None:
                                   f"{roots[0]}.").strip()
         return str(ex.data_roots.resolve_inside(path, roots)) if path else None
     upload = st.file_uploader("ZIP of the class folders", type=["zip"], key="ds_zip",
-                              help="Inside: <class name>/<image> (one top folder is fine). Limit: server.maxUploadSize.")
+                              help=f"Inside: <class name>/<image> (one top folder is fine), images as "
+                                   f"{ex.images.FORMAT_NAMES}. Limit: server.maxUploadSize.")
     if upload is None:
         return None
     unpacked: dict = st.session_state.setdefault("ds_unpacked", {})
@@ -146,7 +147,7 @@ if evaluation is None:
 
 if len(evaluation.files) == 0:
     st.error("No image could be evaluated; see the skipped files below.")
-if source != DEMO and st.button("Rescan the folder", key="ds_rescan",
+if source == SERVER_FOLDER and st.button("Rescan the folder", key="ds_rescan",
                                 help="Files added, removed or changed since the run are read; unchanged ones come from the cache."):
     results.pop(key, None)
     scans.pop(folder, None)
@@ -158,10 +159,13 @@ metrics[0].metric("Accuracy", f"{summary['accuracy']:.1%}" if summary["images"] 
 metrics[1].metric("Macro F1", f"{summary['macro_f1']:.3f}" if summary["images"] else "n/a")
 metrics[2].metric("Images", f"{summary['images']:,}")
 metrics[3].metric("Classes", f"{len(set(evaluation.true.tolist()))}")
-metrics[4].metric("Skipped", f"{summary['skipped']:,}")
+# One count for every file left out, whether the scan found it unusable or the evaluation could not decode it.
+skipped_kinds = " · ".join(f"{kind}: {count:,}" for kind, count in report.skipped_breakdown(evaluation).items())
+metrics[4].metric("Skipped files", f"{summary['skipped_files']:,}",
+                  help="Files in the folder that were not evaluated" + (f"; {skipped_kinds}." if skipped_kinds else "."))
 
 if evaluation.skipped:
-    with st.expander(f"Skipped files ({len(evaluation.skipped):,}): unreadable, corrupt, not images or outside class folders"):
+    with st.expander(f"Skipped files ({len(evaluation.skipped):,}): {skipped_kinds}"):
         st.dataframe(pd.DataFrame(evaluation.skipped, columns=["file", "reason"]), hide_index=True, width="stretch")
 if not evaluation.files:
     st.stop()
@@ -224,10 +228,11 @@ with matrix_tab:
     if clicked and clicked != st.session_state.get("ds_last_click"):
         st.session_state["ds_last_click"] = clicked
         st.session_state["ds_cell_true"], st.session_state["ds_cell_predicted"] = clicked["true"], clicked["predicted"]
-    if "ds_cell_true" not in st.session_state or st.session_state["ds_cell_true"] not in names_rows:
-        worst = confusions.iloc[0] if len(confusions) else None
-        st.session_state["ds_cell_true"] = worst["true"] if worst is not None else names_rows[0]
-        st.session_state["ds_cell_predicted"] = worst["predicted"] if worst is not None else names_rows[0]
+    if st.session_state.get("ds_cell_true") not in names_rows or st.session_state.get("ds_cell_predicted") not in order:
+        # From the matrix, not the confusion list: a wide model's worst confusion can be a class with no column.
+        true_output, predicted_output = report.default_cell(matrix)
+        st.session_state["ds_cell_true"] = matrix.label(true_output)
+        st.session_state["ds_cell_predicted"] = matrix.label(predicted_output)
     picks = st.columns([1, 1, 2])
     true_name = picks[0].selectbox("True class", names_rows, key="ds_cell_true")
     predicted_name = picks[1].selectbox("Predicted class", order, key="ds_cell_predicted")
@@ -235,13 +240,14 @@ with matrix_tab:
                                   evaluation.class_names.index(predicted_name) if predicted_name in evaluation.class_names else -1)
     picks[2].markdown(f"**{len(members):,} image(s)** were true *{true_name}* and predicted *{predicted_name}*"
                       + (f"; the first {GALLERY_LIMIT} are shown." if len(members) > GALLERY_LIMIT else "."))
+    if len(members):
+        st.caption("Under each image: its file, then the model's three most probable classes with their probabilities.")
     gallery = st.columns(6)
     for slot, index in enumerate(members[:GALLERY_LIMIT]):
         image = cached.dataset_image(str(evaluation.root / evaluation.files[index]), model.input_size)
-        top = np.argsort(-evaluation.probabilities[index])[:3]
         gallery[slot % 6].image(_gallery_picture(image, evaluation.cams[index] if evaluation.cams.size else None),
                                 width="stretch", caption=evaluation.files[index])
-        gallery[slot % 6].caption(" · ".join(f"{evaluation.class_names[c]} {evaluation.probabilities[index][c]:.2f}" for c in top))
+        gallery[slot % 6].caption(report.top_classes_text(evaluation.probabilities[index], evaluation.class_names))
     st.markdown("**Top confusions**")
     st.dataframe(confusions, hide_index=True, width="stretch",
                  column_config={"share of true class": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)})

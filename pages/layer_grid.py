@@ -1,13 +1,11 @@
 """Layer-by-layer Grad-CAM: images as rows, layers as columns, one band per class."""
 
-import re
-
 import numpy as np
 import streamlit as st
 
 from explainers import REGISTRY
 from explainers.reports import render
-from ui import cached
+from ui import cached, layer_positions
 from ui.selection import current
 from ui.widgets import photo
 
@@ -30,7 +28,6 @@ if model.cam_unavailable:
     st.stop()
 
 infos = {info.path: info for info in model.layers}
-convs = [info.path for info in model.layers if info.is_conv]
 
 left, middle, right = st.columns([1, 1, 2])
 method = left.selectbox("Method", GRID_METHODS, format_func=lambda m: REGISTRY[m].label, key="grid_method",
@@ -55,13 +52,14 @@ if layer_mode == "By name":
                                key="grid_layers")
     layers = [path for path in model.conv_layers if path in layers]  # shallow to deep, whatever the click order
 else:
-    text = right.text_input(f"Positions from the end, 1 = last conv layer (of {len(convs)})", "1, 6, 20",
-                            key="grid_positions")
-    positions = [int(p) for p in re.findall(r"\d+", text)]
-    wrong = [p for p in positions if not 1 <= p <= len(convs)]
-    if wrong:
-        st.error(f"Position {wrong[0]} is outside 1 to {len(convs)}, the model's conv layers counted from the end.")
-    layers = [convs[-p] for p in sorted({p for p in positions if p not in wrong}, reverse=True)]
+    spatial = model.conv_layers  # the layers "By name" lists: every layer with a spatial output
+    text = right.text_input(f"{layer_positions.INPUT_NAME}, 1 = last spatial layer (of {len(spatial)})",
+                            layer_positions.positions_of(spatial, list(model.default_layers)), key="grid_positions",
+                            help=f"Whole numbers from 1 to {len(spatial)}, separated by commas.")
+    positions, problems = layer_positions.parse_positions(text, len(spatial))
+    for problem in problems:
+        st.error(problem)
+    layers = [spatial[-p] for p in sorted(positions, reverse=True)]  # shallow to deep
 if not layers:
     st.info("Choose at least one layer.")
     st.stop()

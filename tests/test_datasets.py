@@ -143,6 +143,33 @@ def test_bad_files_are_skipped_and_reported_and_odd_modes_are_converted(digits, 
     assert scan_folder(messy_folder).empty_folders == ["7"]
 
 
+def test_skipped_files_count_scan_and_evaluation_alike_and_only_unreadable_images_count_towards_done(digits, tmp_path):
+    root = tmp_path / "deep"
+    for digit in ("3", "5"):
+        (root / digit).mkdir(parents=True)
+        for path in sorted(DIGITS_TEST_FOLDER.glob(f"{digit}/*.png"))[:2]:
+            shutil.copy(path, root / digit / path.name)
+    (root / "3" / "a" / "b").mkdir(parents=True)
+    shutil.copy(next((root / "3").glob("*.png")), root / "3" / "a" / "b" / "too_deep.png")  # left out by the scan
+    scan = scan_folder(root, max_depth=2)
+    PER_FILE.clear()
+    steps = evaluate_iter(digits, scan, batch_size=3)
+    next(steps)  # three of the four images, then the user presses Stop
+    steps.close()
+    partial = list(evaluate_iter(digits, scan, cached_only=True))[-1]
+    assert len(partial.files) == 3 and partial.total == 4
+    assert not partial.complete  # the folder the scan left out is no image done
+    (root / "3" / "broken.png").write_bytes(b"\x89PNG truncated")  # left out while evaluating
+    (root / "5" / "notes.txt").write_text("not an image")  # left out by the scan
+    result = list(evaluate_iter(digits, scan_folder(root, max_depth=2)))[-1]
+    assert result.complete and len(result.files) == 4
+    assert [file for file, _ in result.skipped_images] == ["3/broken.png"]
+    assert report.summary(result)["skipped_files"] == len(result.skipped) == 3
+    assert report.skipped_breakdown(result) == {
+        "unreadable or corrupt images": 1, "not images (by their extension)": 1,
+        "links not followed, special files, unreadable or too deep folders": 1}
+
+
 def test_folders_the_model_does_not_know_are_reported(digits, messy_folder):
     (messy_folder / "cat").mkdir()
     shutil.copy(next((messy_folder / "3").glob("mnist*.png")), messy_folder / "cat" / "a.png")

@@ -5,6 +5,7 @@ import re
 import shutil
 import zipfile
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -38,7 +39,8 @@ def _cell_count(at: AppTest) -> int:
 def test_page_opens_on_the_digits_demo(demo_app):
     assert demo_app.radio(key="ds_source").value.startswith("Digits demo")
     assert float(_metric(demo_app, "Accuracy").rstrip("%")) > 95
-    assert _metric(demo_app, "Images") == "1,000" and _metric(demo_app, "Skipped") == "0"
+    assert _metric(demo_app, "Images") == "1,000" and _metric(demo_app, "Skipped files") == "0"
+    assert not [b for b in demo_app.button if b.key == "ds_rescan"]  # a bundled folder does not change
     keys = {button.key for button in demo_app.get("download_button")}
     assert {"ds_predictions_csv", "ds_confusion_csv", "ds_confusion_png", "ds_attention_png"} <= keys
 
@@ -52,8 +54,10 @@ def test_choosing_a_cell_lists_that_cells_images(demo_app):
         assert not demo_app.exception
         expected = matrix.counts[matrix.rows.index(int(true)), matrix.columns.index(int(predicted))]
         assert _cell_count(demo_app) == expected
-        shown = [c.value for c in demo_app.caption if re.fullmatch(r"(\d \d\.\d\d( · )?){3}", c.value)]
+        shown = [c.value for c in demo_app.caption if re.fullmatch(r"\d: (<1|>99|\d{1,3})%( · \d: (<1|>99|\d{1,3})%){2}", c.value)]
         assert len(shown) == min(expected, 24)
+        assert any(c.value.startswith("Under each image: its file, then the model's three most probable classes")
+                   for c in demo_app.caption)
 
 
 def test_errors_only_filter_keeps_the_misclassified_rows(demo_app):
@@ -77,16 +81,20 @@ def test_server_folder_with_bad_files_reports_them_and_still_scores(folder_app, 
     for digit in ("1", "8"):
         shutil.copytree(DIGITS_TEST_FOLDER / digit, tmp_path / "data" / digit)
     (tmp_path / "data" / "8" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (tmp_path / "data" / "8" / "notes.txt").write_text("found by the scan, never a candidate")
     (tmp_path / "data" / "4").mkdir()
     folder_app.radio(key="ds_source").set_value("A folder on the server").run()
     folder_app.text_input(key="ds_path").set_value(str(tmp_path / "data")).run()
     assert not folder_app.exception, folder_app.exception
-    assert _metric(folder_app, "Images") == "200" and _metric(folder_app, "Skipped") == "1"
+    # One count of every file left out, whether found by the scan (notes.txt) or while evaluating (broken.jpg).
+    assert _metric(folder_app, "Images") == "200" and _metric(folder_app, "Skipped files") == "2"
+    assert [e.label for e in folder_app.expander] == [
+        "Skipped files (2): unreadable or corrupt images: 1 · not images (by their extension): 1"]
     assert any("Empty class folder(s): 4" in w.value for w in folder_app.warning)
     victim = sorted((tmp_path / "data" / "1").glob("*.png"))[0]
     victim.write_bytes(victim.read_bytes()[:50])  # edited in place: the same path, now truncated
     folder_app.button(key="ds_rescan").click().run()
-    assert _metric(folder_app, "Images") == "199" and _metric(folder_app, "Skipped") == "2"
+    assert _metric(folder_app, "Images") == "199" and _metric(folder_app, "Skipped files") == "3"
     folder_app.text_input(key="ds_path").set_value(str(tmp_path / "nowhere")).run()
     assert not folder_app.exception and "is not a folder" in folder_app.error[0].value
     assert folder_app.sidebar.dataframe[0].value is not None  # the rest of the app still works
@@ -107,6 +115,7 @@ def test_zip_upload_is_evaluated_and_an_escaping_zip_is_refused(folder_app):
     folder_app.file_uploader(key="ds_zip").set_value([("digits.zip", _zip(files), "application/zip")]).run()
     assert not folder_app.exception, folder_app.exception
     assert _metric(folder_app, "Images") == "20"
+    assert not [b for b in folder_app.button if b.key == "ds_rescan"]  # an upload cannot change: nothing to rescan
     folder_app.file_uploader(key="ds_zip").set_value([("evil.zip", _zip({"../../x.png": b"1"}), "application/zip")]).run()
     assert not folder_app.exception and "points outside the archive" in folder_app.error[0].value
 
@@ -130,3 +139,38 @@ def test_without_data_roots_only_the_demo_and_uploads_are_offered(monkeypatch):
     at.run()
     at.switch_page(PAGE).run()
     assert at.radio(key="ds_source").options == ["Digits demo (bundled)", "A ZIP upload"]
+
+
+def test_a_wide_models_first_cell_is_one_the_matrix_shows_and_holds_images():
+    # The only mistake predicts espresso, a class with no folder: the condensed matrix puts it in "other classes".
+    samples = ex.sample_images()
+    files = {"photos/Egyptian Mau/cat.png": samples["cat_chelsea"].read_bytes(),
+             "photos/tabby cat/coffee.png": samples["coffee"].read_bytes()}
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    at.switch_page(PAGE).run()
+    at.radio(key="ds_source").set_value("A ZIP upload").run()
+    at.file_uploader(key="ds_zip").set_value([("photos.zip", _zip(files), "application/zip")]).run()
+    assert not at.exception, at.exception
+    assert len(ex.load_model().class_names) == 1000  # the sidebar's default model
+    assert at.selectbox(key="ds_cell_true").value == "tabby cat"
+    assert at.selectbox(key="ds_cell_predicted").value == report.OTHER
+    assert _cell_count(at) == 1
+
+
+def test_the_default_cell_is_the_largest_mistake_or_else_the_largest_cell():
+    names = [f"c{i}" for i in range(5)]
+    mistakes = report.Confusion(np.array([[5, 2, 0], [0, 9, 3]]), rows=[0, 1], columns=[0, 1, -1], names=names)
+    assert report.default_cell(mistakes) == (1, -1)
+    perfect = report.Confusion(np.array([[5, 0], [0, 9]]), rows=[0, 1], columns=[0, 1], names=names)
+    assert report.default_cell(perfect) == (1, 1)
+
+
+@pytest.mark.parametrize("probability, text", [(0.58, "58%"), (0.0, "<1%"), (0.004, "<1%"), (0.996, ">99%"),
+                                               (1.0, "100%"), (0.01, "1%")])
+def test_gallery_probabilities_are_whole_percentages_that_never_round_to_a_false_zero(probability, text):
+    assert report.percent_text(probability) == text
+
+
+def test_gallery_top_three_names_each_class_with_its_share():
+    assert report.top_classes_text(np.array([0.0, 0.0, 0.42, 0.58, 0.0, 0.0]), list("012345")) == "3: 58% · 2: 42% · 0: <1%"

@@ -79,11 +79,19 @@ def test_display_settings_never_call_the_engine(page, engine_calls):
 
 def test_layers_by_position_from_the_end(page, engine_calls):
     page.radio(key="grid_layer_mode").set_value("By position from the end").run()
-    page.text_input(key="grid_positions").input("1, 2, 99").run()
-    model = ex.load_model()
-    convs = [i.path for i in model.layers if i.is_conv]
-    assert engine_calls[-1]["layers"] == [convs[-2], convs[-1]]
-    assert "Position 99 is outside 1 to" in page.error[0].value
+    spatial = ex.load_model().conv_layers
+    # Opens on the same layers "By name" shows, written as positions.
+    assert engine_calls[-1]["layers"] == ["block_2_expand", "block_9_expand", "head_conv"] and not page.error
+    page.text_input(key="grid_positions").input("1, 2, 999").run()
+    assert engine_calls[-1]["layers"] == [spatial[-2], spatial[-1]]
+    assert [e.value for e in page.error] == [
+        f"Positions from the end: 999 is outside 1 to {len(spatial)}, this model's spatial layers counted from the end."]
+    page.text_input(key="grid_positions").input("0, abc, 3, 3").run()  # every bad token named, the good one used
+    assert engine_calls[-1]["layers"] == [spatial[-3]]
+    assert [e.value for e in page.error] == [
+        f"Positions from the end: 0 is outside 1 to {len(spatial)}, this model's spatial layers counted from the end.",
+        "Positions from the end: 'abc' is not a whole number.",
+        "Positions from the end: 3 is listed more than once; the layer is shown once."]
 
 
 def test_method_choice_reaches_the_engine(page, engine_calls):

@@ -44,3 +44,23 @@ def test_a_hand_edited_link_falls_back_instead_of_failing():
     assert at.number_input(key="grid_top_n").value == 5  # clamped to the widget's range
     assert at.selectbox(key="grid_method").value == "gradcam"
     assert at.sidebar.multiselect(key="image_names").value == ["coffee"]
+    assert [w.value for w in at.sidebar.warning] == [
+        "The link's image 'nope' is not among this app's images; the other images it names are shown."]
+
+
+def test_a_link_naming_no_known_image_shows_the_defaults_and_says_which_name_was_missing():
+    at = _open({"image_names": ["nope", "gone"]}, "pages/layer_grid.py")
+    assert at.sidebar.multiselect(key="image_names").value == ["cat_chelsea", "coffee"]
+    assert [w.value for w in at.sidebar.warning] == [
+        "The link's images 'nope' and 'gone' are not among this app's images; the default images are shown instead."]
+    assert at.subheader  # the page draws its grid for them rather than asking for images
+    at.run()
+    assert not at.sidebar.warning  # said once, for the link that was opened
+
+
+def test_the_link_follows_the_view_when_the_page_stops_early():
+    at = _open({}, "pages/dataset.py")
+    at.radio(key="ds_source").set_value("A ZIP upload").run()
+    assert not at.exception, at.exception
+    assert any("Give the folder" in info.value for info in at.info)  # the page stopped before its results
+    assert at.query_params["ds_source"] == "A ZIP upload"

@@ -47,3 +47,41 @@ def test_zip_bomb_is_stopped_by_the_inflated_size(monkeypatch):
 def test_not_a_zip_gets_one_sentence():
     with pytest.raises(InputError, match="'x.zip' is not a ZIP archive"):
         uploads.unpack_zip(b"PK\x03\x04 truncated", "x.zip")
+
+
+# PIL's name for each format the app says it reads; a format added to IMAGE_FORMATS without one fails here.
+_PIL_FORMAT = {"JPEG": "JPEG", "PNG": "PNG", "WebP": "WEBP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF"}
+
+
+def test_every_accepted_ending_decodes_and_the_refusal_names_exactly_those_formats(tmp_path):
+    from PIL import Image
+
+    from explainers.inputs import images
+
+    assert set(images.IMAGE_FORMATS) == set(_PIL_FORMAT)
+    for name, suffixes in images.IMAGE_FORMATS.items():
+        for suffix in suffixes:
+            path = tmp_path / f"red{suffix}"
+            Image.new("RGB", (6, 4), (255, 0, 0)).save(path, _PIL_FORMAT[name])
+            assert images.decode_image(path).shape == (4, 6, 3), path.name
+    with pytest.raises(InputError) as refused:
+        images.decode_image(b"neither a picture nor anything else", "notes.txt")
+    named = refused.value.args[0].split("(use ")[1].rstrip(").").replace(" or ", ", ").split(", ")
+    assert named == list(images.IMAGE_FORMATS)
+
+
+def test_upload_pickers_accept_and_name_the_same_formats(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import PROJECT_ROOT
+    from explainers.inputs import images
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    picker = at.sidebar.get("file_uploader")[0].proto
+    assert list(picker.type) == list(images.IMAGE_SUFFIXES)
+    assert picker.help.startswith(f"{images.FORMAT_NAMES};")
+    at.switch_page("pages/dataset.py").run()
+    at.radio(key="ds_source").set_value("A ZIP upload").run()
+    assert not at.exception, at.exception
+    assert images.FORMAT_NAMES in at.file_uploader(key="ds_zip").proto.help

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from explainers import REGISTRY, InputError
+from explainers import REGISTRY, InputError, sample_images
 from explainers.methods.registry import Param
 
 from . import method_params
@@ -83,19 +83,48 @@ def _encode(value) -> str | list[str]:
     return str(value)
 
 
-def restore() -> None:
-    """Seed widgets from the URL, once per session, before any widget is drawn."""
+def _known_images(names: list[str]) -> tuple[list[str], str | None]:
+    """The link's image names this app has, and a sentence naming those it has not (None when all are found).
+
+    Only the bundled samples can be in a link (uploads never travel), so those are the names to look for.
+    """
+    known = sample_images()
+    missing = [name for name in names if name not in known]
+    if not missing:
+        return names, None
+    found = [name for name in names if name in known]
+    quoted = " and ".join(f"'{name}'" for name in missing)
+    subject = f"The link's image {quoted} is" if len(missing) == 1 else f"The link's images {quoted} are"
+    instead = "the other images it names are shown" if found else "the default images are shown instead"
+    return found, f"{subject} not among this app's images; {instead}."
+
+
+def restore() -> list[str]:
+    """Seed widgets from the URL, once per session, before any widget is drawn.
+
+    Returns one sentence per link value the user should know was not used (an image name
+    not found); empty on every later run.
+    """
     if st.session_state.get(_RESTORED):
-        return
+        return []
     st.session_state[_RESTORED] = True
+    notes = []
     for key in st.query_params:
         spec = _spec(key)
         if spec is None or key in st.session_state:
             continue
         try:
-            st.session_state[key] = _parse(spec, st.query_params.get_all(key))
+            value = _parse(spec, st.query_params.get_all(key))
         except ValueError:
             continue  # a hand-edited or stale link: the widget keeps its default
+        if key == "image_names":
+            value, note = _known_images(value)
+            if note:
+                notes.append(note)
+                if not value:
+                    continue  # none found: the sidebar's default images, rather than an empty page
+        st.session_state[key] = value
+    return notes
 
 
 def publish(page_prefix: str = "") -> None:

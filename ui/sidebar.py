@@ -12,7 +12,7 @@ from .frame import DEFAULT_IMAGES
 from .selection import Selection, publish
 from .widgets import photo, top_k_table
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in ex.images.IMAGE_SUFFIXES]  # the formats the decoder reads
 
 
 def _load_own(request: own_model.OwnModelRequest) -> ex.LoadedModel:
@@ -68,7 +68,7 @@ def _pick_model() -> ex.LoadedModel:
 def _uploaded_images() -> dict[str, np.ndarray]:
     uploads = st.file_uploader(
         "Add your own images", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads",
-        help="JPEG, PNG, WebP, BMP, GIF or TIFF; any colour mode; EXIF rotation is honoured.",
+        help=f"{ex.images.FORMAT_NAMES}; any colour mode; EXIF rotation is honoured.",
     )
     decoded: dict[str, np.ndarray] = {}
     for upload in uploads or []:
@@ -112,11 +112,13 @@ def _top5(selection: Selection) -> None:
 
 def render() -> Selection:
     """Draw the sidebar and publish the selection for the page."""
-    share.restore()  # a shared link's selections, before any widget is drawn
+    link_notes = share.restore()  # a shared link's selections, before any widget is drawn
     with st.sidebar:
         auth.signed_in_line()  # who is signed in, and sign-out (only with [auth] in the secrets)
         model = _pick_model()
         names, images = _pick_images()
+        for note in link_notes:  # a link value that could not be used, said once, beside what replaced it
+            st.warning(note)
         probabilities = cached.predict(model, images) if images else np.zeros((0, len(model.class_names)), np.float32)
         selection = Selection(model, names, images, probabilities)
         _top5(selection)

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from explainers.datasets.mapping import ClassMapping, map_classes
-from explainers.datasets.scan import NOT_AN_IMAGE, OUTSIDE_CLASSES, DatasetScan, _relative, scan_folder
+from explainers.datasets.scan import DatasetScan, _relative, scan_folder
 from explainers.errors import InputError
 from explainers.inputs.images import decode_image
 from explainers.methods.cams import combine_cam
@@ -62,7 +62,11 @@ class Evaluation:
     class_names: list[str]
     cam_layer: str | None
     mapping: ClassMapping
+    # Every file left out, as (path relative to root, why): the scan's (not images, outside the class folders,
+    # links, folders too deep) and then ``skipped_images``.
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # The part of ``skipped`` left out while evaluating: image files of known classes that could not be read or decoded.
+    skipped_images: list[tuple[str, str]] = field(default_factory=list)
     total: int = 0  # images the folder holds for known classes
     seconds: float = 0.0
 
@@ -73,11 +77,6 @@ class Evaluation:
     @property
     def complete(self) -> bool:
         return len(self.files) + len(self.skipped_images) >= self.total
-
-    @property
-    def skipped_images(self) -> list[tuple[str, str]]:
-        """Image files that could not be decoded (other skipped files were never candidates)."""
-        return [s for s in self.skipped if s[1] not in (NOT_AN_IMAGE, OUTSIDE_CLASSES)]
 
     @property
     def accuracy(self) -> float:
@@ -180,6 +179,7 @@ def evaluate_iter(
             yield Progress(len(results) + len(errors), len(known), time.perf_counter() - start)
     order = sorted(results)
     rows = [results[i] for i in order]
+    unreadable = [(_relative(scan.files[i], scan.root), reason) for i, reason in sorted(errors.items())]
     yield Evaluation(
         root=scan.root,
         files=[_relative(scan.files[i], scan.root) for i in order],
@@ -190,7 +190,8 @@ def evaluate_iter(
         class_names=list(model.class_names),
         cam_layer=cam_layer,
         mapping=mapping,
-        skipped=scan.skipped + [(_relative(scan.files[i], scan.root), reason) for i, reason in sorted(errors.items())],
+        skipped=scan.skipped + unreadable,
+        skipped_images=unreadable,
         total=len(known),
         seconds=time.perf_counter() - start,
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from explainers.datasets.evaluate import Evaluation
+from explainers.datasets.scan import NOT_AN_IMAGE, OUTSIDE_CLASSES
 from explainers.methods.maps import upsample
 
 FULL_MATRIX_LIMIT = 30  # up to this many outputs the matrix shows every class; past it, the classes present
@@ -50,6 +52,23 @@ def confusion(ev: Evaluation) -> Confusion:
     return Confusion(counts, rows, columns, ev.class_names)
 
 
+def default_cell(matrix: Confusion) -> tuple[int, int]:
+    """(row output, column output) of the cell a viewer should see first: the largest off-diagonal one.
+
+    Taken from the matrix itself, so on a condensed matrix the column is always one
+    shown (a prediction outside the folder's classes is in the "other classes"
+    column); with no mistakes, the largest diagonal cell.
+    """
+    counts = matrix.counts.copy()
+    for i, row in enumerate(matrix.rows):
+        if row in matrix.columns:
+            counts[i, matrix.columns.index(row)] = 0
+    if not counts.any():
+        counts = matrix.counts
+    i, j = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return matrix.rows[i], matrix.columns[j]
+
+
 def cell_members(ev: Evaluation, true_class: int, predicted_class: int) -> np.ndarray:
     """Indices of the images in one cell; ``predicted_class=-1`` is the "other classes" column."""
     predicted = ev.predicted
@@ -80,8 +99,37 @@ def summary(ev: Evaluation) -> dict:
         "macro_precision": float(report["precision"].mean()) if len(report) else float("nan"),
         "macro_recall": float(report["recall"].mean()) if len(report) else float("nan"),
         "macro_f1": float(report["f1"].mean()) if len(report) else float("nan"),
-        "skipped": len(ev.skipped_images),
+        "skipped_files": len(ev.skipped),  # every file left out, found by the scan or while evaluating
+        "unreadable_images": len(ev.skipped_images),  # of those, image files that could not be read or decoded
     }
+
+
+def skipped_breakdown(ev: Evaluation) -> dict[str, int]:
+    """How many of ``ev.skipped`` were left out for each kind of reason (kinds with none left out)."""
+    found_by_scan = Counter(reason for _, reason in ev.skipped[: len(ev.skipped) - len(ev.skipped_images)])
+    other = sum(found_by_scan.values()) - found_by_scan[NOT_AN_IMAGE] - found_by_scan[OUTSIDE_CLASSES]
+    counts = {
+        "unreadable or corrupt images": len(ev.skipped_images),
+        "not images (by their extension)": found_by_scan[NOT_AN_IMAGE],
+        "outside the class folders": found_by_scan[OUTSIDE_CLASSES],
+        "links not followed, special files, unreadable or too deep folders": other,
+    }
+    return {kind: count for kind, count in counts.items() if count}
+
+
+def percent_text(probability: float) -> str:
+    """A probability in [0, 1] as a whole percentage that never rounds to a false 0% or 100%."""
+    if probability < 0.01:
+        return "<1%"
+    if probability > 0.99 and probability < 1:
+        return ">99%"
+    return f"{round(probability * 100)}%"
+
+
+def top_classes_text(probabilities: np.ndarray, class_names: list[str], count: int = 3) -> str:
+    """One image's ``count`` most probable classes, e.g. ``"3: 58% · 2: 42% · 5: <1%"``; ``probabilities`` is (classes,)."""
+    top = np.argsort(-probabilities, kind="stable")[:count]
+    return " · ".join(f"{class_names[c]}: {percent_text(float(probabilities[c]))}" for c in top)
 
 
 def top_confusions(ev: Evaluation, count: int = 15) -> pd.DataFrame:

@@ -19,7 +19,12 @@ MAX_PIXELS = 100_000_000
 # No image file is read whole past this size: a huge file in a dataset folder (or named
 # like an image) would otherwise be loaded into memory before its header was checked.
 MAX_IMAGE_BYTES = 256 << 20
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# The formats the app reads, by the name users know and the file endings that name them: every list of
+# accepted files (upload pickers, dataset scans) and every message that names formats is made from this.
+IMAGE_FORMATS = {"JPEG": (".jpg", ".jpeg"), "PNG": (".png",), "WebP": (".webp",), "BMP": (".bmp",), "GIF": (".gif",),
+                 "TIFF": (".tif", ".tiff")}
+IMAGE_SUFFIXES = tuple(suffix for suffixes in IMAGE_FORMATS.values() for suffix in suffixes)
+FORMAT_NAMES = ", ".join(list(IMAGE_FORMATS)[:-1]) + " or " + list(IMAGE_FORMATS)[-1]  # "JPEG, PNG, … or TIFF"
 
 ImageLike = np.ndarray | Image.Image
 
@@ -73,7 +78,7 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(f"'{name}' is not an image format this app can read (use JPEG, PNG, WebP, BMP, GIF or TIFF).") from None
+        raise InputError(f"'{name}' is not an image format this app can read (use {FORMAT_NAMES}).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"'{name}' declares more pixels than the {MAX_PIXELS // 1_000_000} megapixel limit.") from None
     except (OSError, SyntaxError, ValueError) as error:
