@@ -28,6 +28,10 @@ RESULTS = ResultCache()
 IN_FLIGHT = SingleFlight()
 INPUTS = ResultCache(max_bytes=256 << 20)
 
+# Below this probability the model all but rules the explained class out: its map still looks as sure as
+# any other after per-image normalisation, so every view that shows one says so.
+LOW_PROBABILITY = 0.01
+
 
 @dataclass
 class Attribution:
@@ -40,10 +44,37 @@ class Attribution:
     classes: np.ndarray  # (N,) the class each map explains
     seconds: float  # time spent computing in this call (0 when every map came from the cache)
     cached: int  # how many of the N maps came from the cache
+    # (N,) seconds each map took when it was computed, kept with it in the cache (a batch's time is shared
+    # equally by its maps); None for maps built by hand. (N,) bool: which maps this call found in the cache.
+    map_seconds: np.ndarray | None = None
+    from_cache: np.ndarray | None = None
+
+    @property
+    def compute_seconds(self) -> float:
+        """Seconds the N maps took to compute, whenever that was: what the method costs, cached or not."""
+        return float(self.map_seconds.sum()) if self.map_seconds is not None else self.seconds
 
 
-def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int]) -> None:
-    """Cache a map under the class asked for and, when that was TOP1 or LEAST, under the class it resolved to."""
+def is_low_probability(probability: float) -> bool:
+    """True when a map explains a class the model gives less than ``LOW_PROBABILITY``."""
+    return float(probability) < LOW_PROBABILITY
+
+
+def format_probability(probability: float) -> str:
+    """``p = 0.790``, or ``p < 0.001`` for what three decimals would round to zero."""
+    return "p < 0.001" if probability < 0.0005 else f"p = {probability:.3f}"
+
+
+def low_probability_note(subject: str, class_name: str, probability: float) -> str:
+    """The sentence shown beside a map of an unlikely class: ``subject`` (an image's name) explained as it."""
+    return (f"{subject} is explained as {class_name}, which the model gives {format_probability(probability)}, "
+            f"below {LOW_PROBABILITY:g}: the map shows evidence for a class the model all but rules out, "
+            "scaled to look as strong as any other.")
+
+
+def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int, float]) -> None:
+    """Cache ``(map, class, seconds it took)`` under the class asked for and, when that was TOP1 or LEAST, under
+    the class it resolved to."""
     RESULTS.put((*context, digest, int(wanted)), hit, hit[0])
     if wanted < 0:  # TOP1 or LEAST: the same map also answers a request naming that class
         RESULTS.put((*context, digest, hit[1]), hit, hit[0])
@@ -112,13 +143,7 @@ def attribute(
     **params: Any,
 ) -> Attribution:
     """Raw attribution maps ``(N, H, W)`` at the model's input resolution, with the explained classes."""
-    spec = get_method(method)
-    params = resolve_params(spec, params)
-    layer = _layer_for(model, spec.label, layer, spec.needs_layer)
-    arrays, digests = prepare_images(model, images)
-    wanted = resolve_targets(targets, len(arrays), model.class_names)
-    context = (model.fingerprint, model.preprocessing, method, layer, tuple(sorted(params.items())))
-    keys = [(*context, digest, int(t)) for digest, t in zip(digests, wanted)]
+    spec, params, layer, arrays, digests, wanted, context, keys = _request(model, images, method, targets, layer, params)
     found = [RESULTS.get(key) for key in keys]
     missing = [i for i, hit in enumerate(found) if hit is None]
     seconds = 0.0
@@ -133,8 +158,10 @@ def attribute(
                 raw, classes = spec.run(job, params)
                 seconds = time.perf_counter() - start
                 for j, i in enumerate(missing):
-                    found[i] = (raw[j].astype(np.float32), int(classes[j]))
+                    found[i] = (raw[j].astype(np.float32), int(classes[j]), seconds / len(missing))
                     _store(context, digests[i], wanted[i], found[i])
+    from_cache = np.ones(len(arrays), bool)
+    from_cache[missing] = False
     return Attribution(
         method=method,
         layer=layer,
@@ -143,7 +170,29 @@ def attribute(
         classes=np.array([hit[1] for hit in found], np.int32),
         seconds=seconds,
         cached=len(arrays) - len(missing),
+        map_seconds=np.array([hit[2] for hit in found], np.float64),
+        from_cache=from_cache,
     )
+
+
+def _request(model: LoadedModel, images: Sequence[ImageLike], method: str, targets: Targets, layer: str | None,
+             params: dict[str, Any]) -> tuple:
+    """Everything ``attribute`` derives from its arguments, down to each map's cache key."""
+    spec = get_method(method)
+    params = resolve_params(spec, params)
+    layer = _layer_for(model, spec.label, layer, spec.needs_layer)
+    arrays, digests = prepare_images(model, images)
+    wanted = resolve_targets(targets, len(arrays), model.class_names)
+    context = (model.fingerprint, model.preprocessing, method, layer, tuple(sorted(params.items())))
+    keys = [(*context, digest, int(t)) for digest, t in zip(digests, wanted)]
+    return spec, params, layer, arrays, digests, wanted, context, keys
+
+
+def cached_maps(model: LoadedModel, images: Sequence[ImageLike], method: str = "gradcam", targets: Targets = None,
+                layer: str | None = None, **params: Any) -> int:
+    """How many of the maps ``attribute`` would return are in the cache already; computes nothing."""
+    keys = _request(model, images, method, targets, layer, params)[-1]
+    return sum(RESULTS.get(key) is not None for key in keys)
 
 
 def explain(
@@ -168,13 +217,17 @@ def _fill_grid(model: LoadedModel, spec, arrays, digests, wanted, layers, contex
     """Compute the grid cells of the ``missing`` images in one pass and cache each as a single-layer result."""
     if not missing:
         return
+    start = time.perf_counter()
     job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], None, batch_size)
     result = model.runtime.gradients(job.x, job.targets, tuple(layers), batch_size=batch_size)
-    for index, context in enumerate(contexts):
+    cams = []
+    for index in range(len(contexts)):
         acts, grads = result.activations[index], result.layer_gradients[index]
-        cams = combine_cam(acts, spec.cam_weights(acts, grads), job.size)
+        cams.append(combine_cam(acts, spec.cam_weights(acts, grads), job.size))
+    share = (time.perf_counter() - start) / (len(missing) * len(contexts))  # the one pass, shared by every cell
+    for index, context in enumerate(contexts):
         for j, i in enumerate(missing):
-            found[i][index] = (cams[j], int(result.classes[j]))
+            found[i][index] = (cams[index][j], int(result.classes[j]), share)
             _store(context, digests[i], wanted[i], found[i][index])
 
 

@@ -1,12 +1,20 @@
 """Method comparison: the same images and class through several methods, with scores that say which to trust."""
 
+from ui.frame import through_the_entrypoint
+
+through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
+
+import time
+
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from explainers import REGISTRY, scores, unavailable_methods
+from explainers.attribution import LOW_PROBABILITY, format_probability, is_low_probability, low_probability_note
 from explainers.reports import comparison, render
+from explainers.scores import sanity as sanity_scores
 from ui import cached, method_params
 from ui.selection import current
 from ui.widgets import photo
@@ -23,6 +31,12 @@ SCORE_HELP = {
               "rank correlation with the original). Adebayo et al. 2018, arXiv:1810.03292.",
     "agreement": "Spearman rank correlation between two methods' maps of the same image: 1 = same ranking of pixels.",
 }
+TIMING_HELP = ("Seconds the method's maps took to compute (all images), kept with the maps: a map served from the "
+               "cache keeps the time it took, and 'from cache' says so.")
+UNLIKELY_CAPTION = f"⚠ class below p = {LOW_PROBABILITY:g}"
+CURVE_DASHES = {"deletion": [1, 0], "insertion": [6, 3]}  # solid and dashed, in the chart and its legend
+POINT_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-left", "triangle-right"]
+SANITY_STATE = "cmp_sanity_last"  # the last sanity check run in this session: what it was asked, its result, its time
 
 selection = current()
 model = selection.model
@@ -87,26 +101,40 @@ progress.empty()
 def cell(image_index: int, name: str, height: int) -> bytes:
     """One method's map over one image as JPEG bytes, recoloured and encoded once per map and display setting."""
     raw = results[name].raw[image_index]
-    key = ("compare_cell", digests[image_index], cached.digest(raw), height, clip, opacity, colormap)
+    marked = unlikely[image_index]
+    key = ("compare_cell", digests[image_index], cached.digest(raw), height, clip, opacity, colormap, marked)
     return cached.picture(key, lambda: comparison.comparison_cell(selection.images[image_index], raw, height, clip,
-                                                                  opacity, colormap))
+                                                                  opacity, colormap, marked))
+
+
+def timing(result) -> str:
+    """What the maps took to compute, and whether this run found them in the cache."""
+    seconds = f"{result.compute_seconds:.2f} s"
+    if result.cached == len(result.raw):
+        return f"{seconds} · from cache"
+    return f"{seconds} · {result.cached} of {len(result.raw)} from cache" if result.cached else seconds
 
 
 digests = [cached.digest(image) for image in selection.images]
-
+explained = [float(selection.probabilities[i][targets[i]]) for i in range(len(selection.names))]
+unlikely = [is_low_probability(p) for p in explained]
+if any(unlikely):
+    st.warning(" ".join(low_probability_note(name, model.class_names[targets[i]], explained[i])
+                        for i, name in enumerate(selection.names) if unlikely[i])
+               + " Such maps are framed in orange.", icon="⚠️")
 
 header = st.columns([1] + [1] * len(methods))
 header[0].markdown("**image**")
 for column, name in zip(header[1:], methods):
-    result = results[name]
-    timing = "cached" if result.cached == len(selection.names) else f"{result.seconds:.2f} s"
-    column.markdown(f"**{REGISTRY[name].label}**  \n{timing}", help=REGISTRY[name].reference)
+    column.markdown(f"**{REGISTRY[name].label}**  \n{timing(results[name])}",
+                    help=f"{REGISTRY[name].reference}. {TIMING_HELP}")
 for i, image_name in enumerate(selection.names):
     row = st.columns([1] + [1] * len(methods))
+    caption = f"{image_name}: {model.class_names[targets[i]]} ({format_probability(explained[i])})"
     row[0].image(photo(selection.images[i], THUMB, digests[i]),
-                 caption=f"{image_name}: {model.class_names[targets[i]]} ({selection.probabilities[i][targets[i]]:.2f})")
+                 caption=f"{caption} {UNLIKELY_CAPTION}" if unlikely[i] else caption)
     for column, name in zip(row[1:], methods):
-        column.image(cell(i, name, THUMB))
+        column.image(cell(i, name, THUMB), caption=UNLIKELY_CAPTION if unlikely[i] else None)
 
 st.subheader("Which map to trust")
 steps = st.select_slider("Deletion / insertion steps", [8, 16, 32, 64], 16, key="cmp_steps")
@@ -116,55 +144,110 @@ with st.spinner("Scoring deletion and insertion…"):
         curves[name] = scores.deletion_insertion(model, selection.images, results[name], steps=steps)
 names, agreement = cached.agreement(results)
 
-per_image_scores = comparison.scores_table(results, curves, selection.names, model.class_names)
+
+def fitted_domain(values, low: float, high: float) -> list[float]:
+    """An axis from ``low`` to ``high``, widened to the next tenth wherever ``values`` go beyond: data never overflows."""
+    values = np.asarray(values, float)
+    return [min(low, float(np.floor(values.min() * 10) / 10)), max(high, float(np.ceil(values.max() * 10) / 10))]
+
+
+def draw_sanity(checks: dict, seconds: float) -> None:
+    """The sanity check's curves (rank correlation per stage, each method in its colour), verdict and time."""
+    rows = [{"method": REGISTRY[name].label, "layers randomised": count, "down to": layer, "rank correlation": corr.mean()}
+            for name, check in checks.items()
+            for count, layer, corr in zip(check.layers_randomized, check.deepest_layer, check.correlations)]
+    sanity = pd.DataFrame(rows)
+    lines = alt.Chart(sanity).mark_line(point=True).encode(
+        x=alt.X("layers randomised:Q", title="weighted layers re-drawn, from the top",
+                scale=alt.Scale(domain=[0, int(sanity["layers randomised"].max())])),
+        y=alt.Y("rank correlation:Q", title="rank correlation with the original map",
+                scale=alt.Scale(domain=fitted_domain(sanity["rank correlation"], 0, 1))),
+        color=alt.Color("method:N", scale=method_colours, sort=list(labels)),
+        shape=alt.Shape("method:N", scale=method_shapes, sort=list(labels)),
+        tooltip=["method", "layers randomised", "down to", alt.Tooltip("rank correlation:Q", format=".2f")],
+    )
+    threshold = alt.Chart(pd.DataFrame({"threshold": [sanity_scores.SANITY_THRESHOLD]})).mark_rule(
+        strokeDash=[2, 2], color="gray").encode(y="threshold:Q", tooltip=["threshold"])
+    st.altair_chart(lines + threshold, width="stretch")
+    flagged = [REGISTRY[name].label for name, check in checks.items() if check.flagged]
+    if flagged:
+        st.warning(f"Barely changes when the weights are destroyed (mean rank correlation above "
+                   f"{sanity_scores.SANITY_THRESHOLD:g}, the dotted line, at the last stage), so it explains the image "
+                   f"more than the model: {', '.join(flagged)}.")
+    else:
+        st.success("Every method's map changes when the model's weights are destroyed.")
+    computed = sum(check.seconds for check in checks.values())
+    st.caption(f"Dotted line: the flag threshold, {sanity_scores.SANITY_THRESHOLD:g}. This check took {seconds:.1f} s "
+               f"when it ran; its maps took {computed:.1f} s to compute.")
+
+
+per_image_scores = comparison.scores_table(results, curves, selection.names, model.class_names, selection.probabilities)
 summary = comparison.method_summary(per_image_scores)
+labels = tuple(REGISTRY[n].label for n in methods)
+# Each method in its registered colour on every chart; point shapes tell apart methods whose colours repeat.
+method_colours = alt.Scale(domain=list(labels), range=[REGISTRY[n].colour for n in methods])
+method_shapes = alt.Scale(domain=list(labels), range=[POINT_SHAPES[i % len(POINT_SHAPES)] for i in range(len(labels))])
 tabs = st.tabs(["Deletion and insertion", "Sanity check", "Agreement", "Runtime"])
 with tabs[0]:
     st.dataframe(summary[["method", "deletion AUC", "insertion AUC"]], hide_index=True, column_config={
         "deletion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["deletion"]),
         "insertion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["insertion"]),
     })
-    labels = tuple(REGISTRY[n].label for n in methods)
     means = {(n, curve): getattr(curves[n], curve).mean(axis=0) for n in methods for curve in ("deletion", "insertion")}
 
-    def curves_chart() -> alt.Chart:
+    def curves_chart() -> alt.LayerChart:
         long = pd.concat([
             pd.DataFrame({"method": REGISTRY[n].label, "curve": curve, "fraction of pixels": curves[n].fractions,
                           "class probability": means[n, curve]})
             for n in methods for curve in ("deletion", "insertion")
         ])
-        return alt.Chart(long).mark_line(point=True).encode(
-            x="fraction of pixels:Q", y="class probability:Q", color="method:N",
-            strokeDash="curve:N", tooltip=["method", "curve", "fraction of pixels", "class probability"],
+        base = alt.Chart(long).encode(
+            x=alt.X("fraction of pixels:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("class probability:Q", scale=alt.Scale(domain=fitted_domain(long["class probability"], 0, 1))),
+            color=alt.Color("method:N", scale=method_colours, sort=list(labels)),
         )
+        # The kind of curve is the line's dash, drawn by its own layer so that its legend shows lines; a point
+        # mark (where the shapes live) would turn both legend entries into the same filled dot.
+        lines = base.mark_line().encode(strokeDash=alt.StrokeDash(
+            "curve:N", scale=alt.Scale(domain=list(CURVE_DASHES), range=list(CURVE_DASHES.values())),
+            legend=alt.Legend(title="curve", symbolType="stroke", symbolSize=500, symbolStrokeWidth=2,
+                              symbolStrokeColor="black")))
+        points = base.mark_point(filled=True).encode(
+            shape=alt.Shape("method:N", scale=method_shapes, sort=list(labels)),
+            tooltip=["method", "curve", "fraction of pixels", alt.Tooltip("class probability:Q", format=".3f")],
+        )
+        return lines + points
 
     plotted = np.stack([np.stack([curves[n].fractions, means[n, "deletion"], means[n, "insertion"]]) for n in methods])
     st.altair_chart(cached.chart(("cmp_curves", labels, cached.digest(plotted)), curves_chart), width="stretch")
     st.caption(f"Mean over the {len(selection.names)} images. {SCORE_HELP['deletion']} {SCORE_HELP['insertion']}")
 with tabs[1]:
     st.caption(SCORE_HELP["sanity"])
-    if st.toggle("Run the sanity check (a copy of the model, one map per stage and method)", key="cmp_sanity"):
-        rows, flagged = [], []
-        for name in methods:
-            with st.spinner(f"Randomising the model for {REGISTRY[name].label}…"):
-                check = cached.sanity_check(model, selection.images, name, targets, settings[name]["layer"],
-                                            settings[name]["params"])
-            if check.flagged:
-                flagged.append(REGISTRY[name].label)
-            rows += [{"method": REGISTRY[name].label, "layers randomised": count, "down to": layer,
-                      "rank correlation": corr.mean()}
-                     for count, layer, corr in zip(check.layers_randomized, check.deepest_layer, check.correlations)]
-        sanity = pd.DataFrame(rows)
-        st.altair_chart(alt.Chart(sanity).mark_line(point=True).encode(
-            x=alt.X("layers randomised:Q", title="weighted layers re-drawn, from the top"),
-            y=alt.Y("rank correlation:Q", scale=alt.Scale(domain=[-0.2, 1])), color="method:N",
-            tooltip=["method", "layers randomised", "down to", "rank correlation"],
-        ), width="stretch")
-        if flagged:
-            st.warning(f"Barely changes when the weights are destroyed, so it explains the image more than the model: "
-                       f"{', '.join(flagged)}.")
-        else:
-            st.success("Every method's map changes when the model's weights are destroyed.")
+    stages = sanity_scores.DEFAULT_STAGES
+    sanity_methods = {n: (settings[n]["layer"], settings[n]["params"]) for n in methods}
+    sanity_asked = (model.fingerprint, model.preprocessing, tuple(digests), tuple(int(t) for t in targets),
+                    cached.sanity_request(sanity_methods))
+    st.caption(f"It runs on a randomised copy of the model: its top {', '.join(map(str, stages[:-1]))} and "
+               f"{stages[-1]} weighted layers re-drawn in turn, one map per stage, method and image "
+               f"({len(stages) * len(methods) * len(selection.names)} maps).")
+    last = st.session_state.get(SANITY_STATE)
+    if last is not None and last["asked"] == sanity_asked:
+        draw_sanity(last["checks"], last["seconds"])
+    else:
+        estimate = cached.sanity_estimate(model, selection.images, sanity_methods, results)
+        cost = "under 1 s" if estimate < 1 else f"about {estimate:.0f} s"
+        if last is not None:
+            st.info("The last sanity check was run for other methods, images, classes or parameters; its result is "
+                    "hidden until it runs for these.")
+        slot = st.empty()  # the button goes once it is pressed: its estimate no longer applies
+        if slot.button(f"{'Run again' if last is not None else 'Run the sanity check'} ({cost})", key="cmp_sanity_run"):
+            slot.empty()
+            with st.spinner(f"Randomising a copy of the model and computing its maps ({cost})…"):
+                start = time.perf_counter()
+                checks = cached.sanity_checks(model, selection.images, sanity_methods, targets)
+                took = time.perf_counter() - start
+            st.session_state[SANITY_STATE] = {"asked": sanity_asked, "checks": checks, "seconds": took}
+            draw_sanity(checks, took)
 with tabs[2]:
     st.caption(SCORE_HELP["agreement"])
 
@@ -179,18 +262,20 @@ with tabs[2]:
     st.altair_chart(cached.chart(("cmp_agreement", tuple(names), cached.digest(agreement)), agreement_chart),
                     width="stretch", height=60 * len(names) + 40)
 with tabs[3]:
-    st.dataframe(pd.DataFrame({
-        "method": [REGISTRY[n].label for n in methods],
-        "seconds (this run)": [results[n].seconds for n in methods],
-        "maps from cache": [f"{results[n].cached}/{len(selection.names)}" for n in methods],
-    }), hide_index=True)
+    st.dataframe(summary[["method", comparison.TOTAL_SECONDS, "maps from cache"]], hide_index=True, column_config={
+        comparison.TOTAL_SECONDS: st.column_config.NumberColumn(format="%.2f", help=TIMING_HELP),
+        "maps from cache": st.column_config.NumberColumn(
+            help=f"How many of the {len(selection.names)} maps this run found in the cache instead of computing."),
+    })
+    st.caption(comparison.TIMING_NOTE)
 
 
-row_labels = [f"{n}: {model.class_names[targets[i]]}" for i, n in enumerate(selection.names)]
+row_labels = [comparison.row_label(n, model.class_names[targets[i]], explained[i]) for i, n in enumerate(selection.names)]
 
 
 def grid_png() -> bytes:
-    return render.png_bytes(comparison.comparison_grid(selection.images, row_labels, results, clip, opacity, colormap))
+    return render.png_bytes(comparison.comparison_grid(selection.images, row_labels, results, clip, opacity, colormap,
+                                                       unlikely))
 
 
 downloads = st.columns(4)
@@ -202,7 +287,8 @@ downloads[1].download_button("Scores per image (CSV)", lambda: per_image_scores.
 
 def report() -> str:
     return comparison.report_html(model.display_name, selection.images, row_labels, results, curves, per_image_scores,
-                                  agreement, clip, opacity, colormap)
+                                  agreement, clip, opacity, colormap, selection.probabilities, selection.names,
+                                  model.class_names)
 
 
 downloads[2].download_button("Export report (HTML)", report, "comparison_report.html", "text/html", on_click="ignore",

@@ -1,9 +1,14 @@
 """Layer-by-layer Grad-CAM: images as rows, layers as columns, one band per class."""
 
+from ui.frame import through_the_entrypoint
+
+through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
+
 import numpy as np
 import streamlit as st
 
 from explainers import REGISTRY
+from explainers.attribution import LOW_PROBABILITY, format_probability, is_low_probability, low_probability_note
 from explainers.reports import render
 from ui import cached, layer_positions
 from ui.selection import current
@@ -75,20 +80,31 @@ with st.spinner(f"Computing {len(images) * len(layers)} maps in one pass…"):
     grids = cached.layer_grid(model, images, layers, targets, method)
 
 
+UNLIKELY_CAPTION = f"⚠ class below p = {LOW_PROBABILITY:g}"
+
+
+def unlikely(index: int, image: int) -> bool:
+    """The class explained is one the model all but rules out for this image (below LOW_PROBABILITY)."""
+    return is_low_probability(selection.probabilities[image][index])
+
+
 def class_label(index: int, image: int) -> str:
-    return f"{model.class_names[index]} ({selection.probabilities[image][index]:.2f})"
+    below = f", below {LOW_PROBABILITY:g}" if unlikely(index, image) else ""
+    return f"{model.class_names[index]} ({format_probability(selection.probabilities[image][index])}{below})"
 
 
-def cell(image: np.ndarray, map_: np.ndarray, height: int | None) -> np.ndarray:
+def cell(image: np.ndarray, map_: np.ndarray, height: int | None, marked: bool = False) -> np.ndarray:
+    """``marked``: framed in orange, as the map of a class below LOW_PROBABILITY."""
     if height is not None:
         image, map_ = render.thumbnail(image, height), render.thumbnail(map_, height)
-    return render.overlay(image, map_.astype(np.float32) / 255, opacity, colormap, mode)
+    picture = render.overlay(image, map_.astype(np.float32) / 255, opacity, colormap, mode)
+    return render.framed(picture) if marked else picture
 
 
-def cell_picture(image: int, map_: np.ndarray) -> bytes:
+def cell_picture(image: int, map_: np.ndarray, marked: bool) -> bytes:
     """A grid cell as JPEG bytes, recoloured and encoded once per map and display setting."""
-    key = ("grid_cell", digests[image], cached.digest(map_), THUMB, opacity, colormap, mode)
-    return cached.picture(key, lambda: cell(selection.images[image], map_, THUMB))
+    key = ("grid_cell", digests[image], cached.digest(map_), THUMB, opacity, colormap, mode, marked)
+    return cached.picture(key, lambda: cell(selection.images[image], map_, THUMB, marked))
 
 
 digests = [cached.digest(image) for image in selection.images]
@@ -96,14 +112,19 @@ column_labels = ["image"] + [f"{layer} · {infos[layer].resolution}" for layer i
 weights = [1.0] + [1.0] * len(layers)
 for b, (title, classes) in enumerate(bands):
     st.subheader(title)
+    notes = [low_probability_note(name, model.class_names[classes[i]], selection.probabilities[i][classes[i]])
+             for i, name in enumerate(selection.names) if unlikely(classes[i], i)]
+    if notes:
+        st.warning(" ".join(notes) + " Such maps are framed in orange.", icon="⚠️")
     for column, label in zip(st.columns(weights), column_labels):
         column.markdown(f"**{label}**")
     for i, name in enumerate(selection.names):
         grid = grids[b * len(selection.names) + i]
         columns = st.columns(weights)
         columns[0].image(photo(selection.images[i], THUMB, digests[i]), caption=f"{name}: {class_label(classes[i], i)}")
+        marked = unlikely(classes[i], i)
         for column, map_ in zip(columns[1:], grid):
-            column.image(cell_picture(i, map_))
+            column.image(cell_picture(i, map_, marked), caption=UNLIKELY_CAPTION if marked else None)
 
 
 def grid_png() -> bytes:
@@ -111,7 +132,7 @@ def grid_png() -> bytes:
     for b, (_, classes) in enumerate(bands):
         for i, name in enumerate(selection.names):
             grid = grids[b * len(selection.names) + i]
-            rows.append([selection.images[i]] + [cell(selection.images[i], m, None) for m in grid])
+            rows.append([selection.images[i]] + [cell(selection.images[i], m, None, unlikely(classes[i], i)) for m in grid])
             labels.append(f"{name}: {class_label(classes[i], i)}")
     return render.png_bytes(render.compose_grid(rows, labels, column_labels))
 
@@ -122,7 +143,7 @@ def cells_zip() -> bytes:
         for i, name in enumerate(selection.names):
             for layer, map_ in zip(layers, grids[b * len(selection.names) + i]):
                 stem = render.safe_stem(f"{name}_{model.class_names[classes[i]]}_{layer}")
-                files[stem] = cell(selection.images[i], map_, None)
+                files[stem] = cell(selection.images[i], map_, None, unlikely(classes[i], i))
     return render.zip_of_pngs(files)
 
 

@@ -1,10 +1,16 @@
 """The comparison page renders its defaults and its scores, and display settings cost no computation."""
 
+import json
+import re
+
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
 from conftest import PROJECT_ROOT
+from explainers.reports import comparison
+from explainers.scores import sanity
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,76 @@ def test_display_settings_compute_nothing(page):
     page.selectbox(key="cmp_colormap").set_value("inferno").run()
     assert not page.exception
     assert len(ex.RESULTS) == stored  # nothing new was computed or stored
-    assert any(m.value == "**Score-CAM**  \ncached" for m in page.markdown)
+    # Served from the cache, a map still says what it took to compute: never 0.00 s for a method that took time.
+    header = next(m.value for m in page.markdown if m.value.startswith("**Score-CAM**  \n"))
+    seconds = re.fullmatch(r"\*\*Score-CAM\*\*  \n(\d+\.\d\d) s · from cache", header)
+    assert seconds and float(seconds.group(1)) > 0, header
+
+
+def test_runtime_tab_shows_compute_time_and_cache_apart(page):
+    table = next(d.value for d in page.dataframe if comparison.TOTAL_SECONDS in d.value.columns)
+    assert list(table["method"]) == ["Saliency", "SmoothGrad", "Score-CAM"]
+    assert (table[comparison.TOTAL_SECONDS] > 0).all()  # the maps came from the cache on this run, and took time once
+    assert (table["maps from cache"] == 2).all()
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+
+
+def encodings(spec: dict) -> list[dict]:
+    """The encodings of a chart and of every layer in it."""
+    return [spec.get("encoding", {})] + [e for layer in spec.get("layer", []) for e in encodings(layer)]
+
+
+def test_curves_use_the_registered_colours_and_a_legend_that_tells_the_curves_apart(page):
+    curves = next(s for s in charts(page) if any("strokeDash" in e for e in encodings(s)))
+    encoding = next(e for e in encodings(curves) if "strokeDash" in e)
+    assert encoding["color"]["scale"]["domain"] == ["Saliency", "SmoothGrad", "Score-CAM"]
+    assert encoding["color"]["scale"]["range"] == [ex.REGISTRY[n].colour for n in ("saliency", "smoothgrad", "scorecam")]
+    dash = encoding["strokeDash"]
+    assert dash["legend"]["symbolType"] == "stroke"  # the legend draws a solid and a dashed line, not two dots
+    assert dash["scale"]["domain"] == ["deletion", "insertion"]
+    assert dash["scale"]["range"][0] != dash["scale"]["range"][1]
+
+
+def test_sanity_check_runs_on_a_button_at_a_stated_cost_and_never_reruns_silently(page, monkeypatch):
+    assert not [t for t in page.toggle if t.key == "cmp_sanity"]
+    button = page.button(key="cmp_sanity_run")
+    estimate = re.fullmatch(r"Run the sanity check \(about (\d+) s\)", button.label)
+    assert estimate and int(estimate.group(1)) > 0, button.label
+    runs = []
+    original = sanity.sanity_checks
+    monkeypatch.setattr(sanity, "sanity_checks", lambda *a, **k: runs.append(original(*a, **k)) or runs[-1])
+    st.cache_data.clear()
+    button.click().run()
+    assert not page.exception, page.exception
+    assert len(runs) == 1 and list(runs[0]) == ["saliency", "smoothgrad", "scorecam"]
+    chart = next(s for s in charts(page) if "rank correlation" in json.dumps(s))
+    y = next(e["y"] for e in encodings(chart) if "y" in e and e["y"]["field"] == "rank correlation")
+    lowest = min(float(c.correlations.mean(axis=1).min()) for c in runs[0].values())
+    assert y["scale"]["domain"][0] <= lowest and y["scale"]["domain"][1] >= 1  # every point inside the axis
+    colour = next(e["color"] for e in encodings(chart) if "color" in e)
+    assert colour["scale"]["range"] == [ex.REGISTRY[n].colour for n in ("saliency", "smoothgrad", "scorecam")]
+
+    page.slider(key="cmp_opacity").set_value(0.4).run()  # unrelated: the result stays, nothing reruns
+    assert len(runs) == 1 and any("rank correlation" in json.dumps(s) for s in charts(page))
+    page.radio(key="cmp_class_mode").set_value("Each image's least likely class").run()
+    assert not page.exception, page.exception
+    assert len(runs) == 1  # another class: no silent rerun
+    assert not any("rank correlation" in json.dumps(s) for s in charts(page))  # the old result is hidden
+    assert any("hidden" in i.value for i in page.info)
+    assert re.fullmatch(r"Run again \(about \d+ s\)", page.button(key="cmp_sanity_run").label)
+
+
+def test_maps_of_a_class_below_the_threshold_carry_a_note_and_a_mark(page):
+    # Each image's least likely class (set by the test above) is one the model all but rules out.
+    assert page.radio(key="cmp_class_mode").value == "Each image's least likely class"
+    warning = " ".join(w.value for w in page.warning)
+    assert "cat_chelsea is explained as" in warning and "coffee is explained as" in warning
+    assert f"below {ex.attribution.LOW_PROBABILITY:g}" in warning
+    images = " ".join(str(e.proto) for e in page.main if type(e).__name__ == "Image")
+    assert images.count(f"class below p = {ex.attribution.LOW_PROBABILITY:g}") == 2 * (1 + 3)  # photos and maps
 
 
 def test_adding_a_method_and_a_class_by_name(page):

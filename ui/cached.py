@@ -145,18 +145,29 @@ def attribute(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, 
     return ex.attribute(model, images, method, **kwargs)
 
 
+def sanity_request(methods: dict[str, tuple[str | None, dict]]) -> tuple:
+    """``{method: (layer, parameters)}`` as a hashable key, in the order given."""
+    return tuple((name, layer, tuple(sorted(params.items()))) for name, (layer, params) in methods.items())
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _sanity(_model: ex.LoadedModel, fingerprint: str, digests: tuple[str, ...], _images: Sequence[np.ndarray],
-            method: str, targets: tuple[int, ...], layer: str | None, params: tuple) -> ex.scores.SanityCheck:
-    return ex.scores.sanity_check(_model, _images, method, list(targets), layer, **dict(params))
+            request: tuple, targets: tuple[int, ...]) -> dict[str, ex.scores.SanityCheck]:
+    methods = {name: (layer, dict(params)) for name, layer, params in request}
+    return ex.scores.sanity.sanity_checks(_model, _images, methods, list(targets))
 
 
-def sanity_check(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, targets: Sequence[int],
-                 layer: str | None, params: dict) -> ex.scores.SanityCheck:
-    """Costly (a copy of the model and one map per stage), so kept across reruns and sessions."""
+def sanity_checks(model: ex.LoadedModel, images: Sequence[np.ndarray], methods: dict[str, tuple[str | None, dict]],
+                  targets: Sequence[int]) -> dict[str, ex.scores.SanityCheck]:
+    """Costly (one map per stage, method and image on a randomised copy), so kept across reruns and sessions."""
     digests = tuple(ex.content_digest([image]) for image in images)
-    return _sanity(model, model.fingerprint, digests, images, method, tuple(int(t) for t in targets), layer,
-                   tuple(sorted(params.items())))
+    return _sanity(model, model.fingerprint, digests, images, sanity_request(methods), tuple(int(t) for t in targets))
+
+
+def sanity_estimate(model: ex.LoadedModel, images: Sequence[np.ndarray], methods: dict[str, tuple[str | None, dict]],
+                    originals: dict[str, ex.Attribution]) -> float:
+    """About how many seconds ``sanity_checks`` would take now (cached maps cost nothing); computes nothing."""
+    return ex.scores.sanity.estimate_seconds(model, images, methods, originals)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

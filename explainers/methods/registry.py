@@ -106,6 +106,22 @@ class Param:
         return noun
 
 
+# Paul Tol's "muted" qualitative scheme: nine colours told apart with every common colour-vision deficiency.
+# Methods take them in registration order, so the colours repeat after nine methods; charts that can show
+# more methods than that also mark each method by point shape.
+PALETTE = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499")
+
+
+def next_colour(name: str) -> str:
+    """The colour a method registered as ``name`` takes: its earlier one, or the next in ``PALETTE``.
+
+    Only the registration's position decides, so adding a method never changes another's colour.
+    """
+    if name in REGISTRY:
+        return REGISTRY[name].colour
+    return PALETTE[len(REGISTRY) % len(PALETTE)]
+
+
 def one_pass(params: dict, images: int, batch_size: int) -> list[PassGroup]:
     """One backward pass over the images: what input-gradient methods and gradient CAMs need."""
     return [(True, images, 1)]
@@ -124,6 +140,7 @@ class Method:
     cam_weights: CamWeights | None = None  # set for gradient CAMs: they can fill a layer grid in one pass
     cost: Cost = one_pass
     requires: Callable[[Any], str | None] | None = None  # model -> why it cannot run there, beyond needing a layer
+    colour: str = PALETTE[0]  # "#RRGGBB": the method's one colour in every chart, page and report
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -141,11 +158,16 @@ REGISTRY: dict[str, Method] = {}
 
 def register(name: str, label: str, reference: str, *, params: tuple[Param, ...] = (), needs_layer: bool = False,
              cam_weights: CamWeights | None = None, cost: Cost = one_pass,
-             requires: Callable[[Any], str | None] | None = None) -> Callable[[MethodFn], MethodFn]:
-    """Decorate a method's function to add it, described, to the registry (and so to every page, link and CLI)."""
+             requires: Callable[[Any], str | None] | None = None,
+             colour: str | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Decorate a method's function to add it, described, to the registry (and so to every page, link and CLI).
+
+    ``colour`` ("#RRGGBB") is the method's in every chart; by default the next one of ``PALETTE``.
+    """
 
     def add(fn: MethodFn) -> MethodFn:
-        REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires)
+        REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires,
+                                colour or next_colour(name))
         return fn
 
     return add

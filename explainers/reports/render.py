@@ -27,6 +27,19 @@ def overlay(image: np.ndarray, map_: np.ndarray, opacity: float = 0.5, colormap:
     return (image.astype(np.float32) * (1 - opacity) + heat.astype(np.float32) * opacity).round().astype(np.uint8)
 
 
+# The frame around a map of a class the model gives less than attribution.LOW_PROBABILITY (Okabe-Ito orange).
+LOW_PROBABILITY_FRAME = (230, 159, 0)
+
+
+def framed(image: np.ndarray, colour: tuple[int, int, int] = LOW_PROBABILITY_FRAME, width: int | None = None) -> np.ndarray:
+    """A copy of a ``(H, W, 3)`` uint8 image with a ``width``-pixel border drawn inside its edge (default: 2% of
+    its shorter side, at least 3 pixels), so a marked cell stands out in a grid."""
+    width = width or max(3, round(min(image.shape[:2]) * 0.02))
+    out = image.copy()
+    out[:width], out[-width:], out[:, :width], out[:, -width:] = colour, colour, colour, colour
+    return out
+
+
 def thumbnail(image: np.ndarray, height: int) -> np.ndarray:
     """``image`` scaled to ``height`` pixels tall, keeping its aspect ratio."""
     from PIL import Image

@@ -1,39 +1,113 @@
 """The sanity check (Adebayo et al. 2018, arXiv:1810.03292): does a map depend on what the model learned?
 
-The weights are re-drawn from the top layer down, in stages; a map that explains
-the model must drift away from the original (low rank correlation). One that
-stays put explains the image instead.
+Cascading randomisation: the weights are re-drawn from the top layer down, in
+stages, each stage keeping the layers re-drawn before it; a map that explains the
+model must drift away from the original (low rank correlation). One that stays
+put explains the image instead.
+
+Every method of a request shares one copy of the model, kept per model with its
+compiled passes, so a check traces each pass once, and a later check (another
+class, another method) traces nothing. Each layer's new weights depend only on
+the seed and the layer's place from the top, so a stage is the same model
+whichever stages came before it, and its maps are cached like any other.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
 
-from explainers.attribution import attribute
+from explainers.attribution import Attribution, attribute, cached_maps
 from explainers.inputs.images import ImageLike
-from explainers.models.loading import LoadedModel, weights_fingerprint
-from explainers.runtime.targets import Targets
+from explainers.methods.registry import get_method, resolve_params
+from explainers.models.loading import LoadedModel
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE, Runtime
+from explainers.runtime.targets import TOP1, Targets
 from explainers.scores.agreement import rank_correlation
 
 # Above this mean rank correlation with the original, after the top layers are
 # destroyed, a map is flagged as not depending on what the model learned.
 SANITY_THRESHOLD = 0.5
+# Weighted layers re-drawn at each stage, from the top: the classifier alone, then the head, then the deepest
+# blocks (on the embedded model, everything after its last downsampling). Three stages keep the cascade's
+# shape at three maps per method and image; each stage costs about what the original maps cost.
+DEFAULT_STAGES = (1, 8, 32)
+# Before a model's randomised copy has run a method, its first stage also traces that method's passes: on the
+# development machine's 2-core CPU the default three methods' traces take about 4.5 s together on the embedded model.
+TRACE_ALLOWANCE_SECONDS = 1.5
+PROBE_IMAGES = 8  # images in the timed passes that price one forward and one backward image
+MAX_COPIES = 2  # randomised copies kept: each holds a second set of the model's weights and traced graphs
+
+Request = tuple[str | None, Mapping[str, Any]]  # (layer, parameters) of one method
+
 
 @dataclass
 class SanityCheck:
     layers_randomized: list[int]  # cumulative count of weighted layers re-drawn, from the top
     deepest_layer: list[str]  # the deepest re-drawn layer at each stage
     correlations: np.ndarray  # (stages, N) rank correlation with the original map
+    seconds: float = 0.0  # compute time of the stages' maps, whenever they were computed (cached maps included)
 
     @property
     def flagged(self) -> bool:
         """True when the map barely changes once the top layers are destroyed."""
         return bool(self.correlations[-1].mean() > SANITY_THRESHOLD)
+
+
+class _RandomisedCopy:
+    """One clone of a model whose top layers are re-drawn in place, with the compiled passes traced on it."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.clone = keras.models.clone_model(model.model)
+        self.runtime = Runtime(self.clone, model.output_kind)
+        self.weighted = weighted_layers_from_top(self.clone)
+        self.lock = threading.Lock()  # one check at a time changes the weights
+        self.ran: set[tuple] = set()  # (method, layer) whose passes are traced on the clone
+
+    def reset(self, model: LoadedModel) -> None:
+        self.clone.set_weights(model.model.get_weights())
+
+
+_COPIES: OrderedDict[str, _RandomisedCopy] = OrderedDict()
+_COPIES_LOCK = threading.Lock()
+
+
+def _copy_of(model: LoadedModel) -> _RandomisedCopy:
+    with _COPIES_LOCK:
+        if model.fingerprint not in _COPIES:
+            _COPIES[model.fingerprint] = _RandomisedCopy(model)
+            while len(_COPIES) > MAX_COPIES:
+                _COPIES.popitem(last=False)
+        _COPIES.move_to_end(model.fingerprint)
+        return _COPIES[model.fingerprint]
+
+
+def _stage_model(model: LoadedModel, count: int, seed: int, clone: keras.Model | None = None,
+                 runtime: Runtime | None = None) -> LoadedModel:
+    """``model`` with its top ``count`` weighted layers re-drawn from ``seed``, as the engine's caches see it.
+
+    Without ``clone`` it only names the stage (to look its maps up); with it, it runs on the clone.
+    """
+    stage = dataclasses.replace(model, model=clone if clone is not None else model.model,
+                                spec=f"{model.spec} (top {count} randomised)",
+                                fingerprint=f"{model.fingerprint}|top {count} re-drawn, seed {seed}")
+    stage.__dict__.update({k: v for k, v in model.__dict__.items() if k == "layers"})  # same graph, same layers
+    if runtime is not None:
+        stage.__dict__["runtime"] = runtime
+    return stage
+
+
+def _stage_counts(model: LoadedModel, stages: Sequence[int]) -> list[int]:
+    total = len(weighted_layers_from_top(model.model))
+    return sorted({min(int(s), total) for s in stages if int(s) > 0})
 
 
 def sanity_check(
@@ -42,31 +116,98 @@ def sanity_check(
     method: str,
     targets: Targets = None,
     layer: str | None = None,
-    stages: Sequence[int] = (1, 4, 8, 16, 32),
+    stages: Sequence[int] = DEFAULT_STAGES,
     seed: int = 0,
     **params,
 ) -> SanityCheck:
-    """Cascading randomisation: re-draw the top layers' weights in growing stages, compare maps.
+    """Cascading randomisation of one method: re-draw the top layers' weights in growing stages, compare maps."""
+    return sanity_checks(model, images, {method: (layer, params)}, targets, stages, seed)[method]
 
-    Works on one copy of the model whose weights change in place between stages,
-    so its compiled passes are traced once, not once per stage.
+
+def sanity_checks(
+    model: LoadedModel,
+    images: Sequence[ImageLike],
+    methods: Mapping[str, Request],
+    targets: Targets = None,
+    stages: Sequence[int] = DEFAULT_STAGES,
+    seed: int = 0,
+) -> dict[str, SanityCheck]:
+    """Cascading randomisation of several methods at once: ``{method: SanityCheck}``.
+
+    ``methods`` maps each method to its ``(layer, parameters)``. Each stage re-draws
+    the weights once and runs every method on them; maps are compared with each
+    method's map on the original model (Spearman rank correlation per image).
     """
-    original = attribute(model, images, method, targets, layer, **params)
-    clone = keras.models.clone_model(model.model)
-    clone.set_weights(model.model.get_weights())
-    copy = dataclasses.replace(model, model=clone, spec=f"{model.spec} (randomised)", fingerprint="x")
-    weighted = weighted_layers_from_top(clone)
-    rng = np.random.default_rng(seed)
-    done, counts, names, correlations = 0, [], [], []
-    for count in sorted({min(s, len(weighted)) for s in stages}):
-        randomize(weighted[done:count], rng)
-        done = count
-        copy.fingerprint = weights_fingerprint(clone)  # a new key: cached maps of earlier stages stay apart
-        after = attribute(copy, images, method, list(original.classes), layer, **params)
-        counts.append(count)
-        names.append(weighted[count - 1].name)
-        correlations.append([rank_correlation(a, b) for a, b in zip(original.raw, after.raw)])
-    return SanityCheck(counts, names, np.array(correlations))
+    originals = {name: attribute(model, images, name, targets, layer, **params)
+                 for name, (layer, params) in methods.items()}
+    copy = _copy_of(model)
+    counts = _stage_counts(model, stages)
+    after: dict[str, list[Attribution]] = {name: [] for name in methods}
+    with copy.lock:
+        copy.reset(model)
+        done = 0
+        for count in counts:
+            for index in range(done, count):
+                redraw(copy.weighted[index], seed, index)
+            done = count
+            stage = _stage_model(model, count, seed, copy.clone, copy.runtime)
+            for name, (layer, params) in methods.items():
+                after[name].append(attribute(stage, images, name, list(originals[name].classes), layer, **params))
+                copy.ran.add((name, after[name][-1].layer))
+    deepest = [copy.weighted[count - 1].name for count in counts]
+    return {name: SanityCheck(
+        counts, deepest,
+        np.array([[rank_correlation(a, b) for a, b in zip(originals[name].raw, stage.raw)] for stage in after[name]]),
+        sum(stage.compute_seconds for stage in after[name]),
+    ) for name in methods}
+
+
+_PASS_SECONDS: dict[str, tuple[float, float]] = {}
+
+
+def pass_seconds(model: LoadedModel) -> tuple[float, float]:
+    """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``.
+
+    Timed once per model on ``PROBE_IMAGES`` blank inputs through the passes the pages trace first (about half
+    a second on the embedded model), after one untimed call so that no trace is counted.
+    """
+    if model.fingerprint not in _PASS_SECONDS:
+        x = np.zeros((PROBE_IMAGES, *model.model.inputs[0].shape[1:]), np.float32)
+        targets = np.full(PROBE_IMAGES, TOP1, np.int32)
+        timings = []
+        for backward in (True, False):
+            model.runtime.gradients(x[:1], targets[:1], wrt_input=backward, backward=backward)
+            start = time.perf_counter()
+            model.runtime.gradients(x, targets, wrt_input=backward, backward=backward)
+            timings.append((time.perf_counter() - start) / PROBE_IMAGES)
+        _PASS_SECONDS[model.fingerprint] = (timings[0], timings[1])
+    return _PASS_SECONDS[model.fingerprint]
+
+
+def estimate_seconds(model: LoadedModel, images: Sequence[ImageLike], methods: Mapping[str, Request],
+                     originals: Mapping[str, Attribution], stages: Sequence[int] = DEFAULT_STAGES, seed: int = 0) -> float:
+    """About how long ``sanity_checks`` would take now, without running it.
+
+    Each map not cached yet costs its method's registered passes (``Method.cost``)
+    at the measured seconds per image of a pass (``pass_seconds``); a method the
+    model's randomised copy has not run yet adds ``TRACE_ALLOWANCE_SECONDS``.
+    ``originals`` are the methods' maps on the model itself, for their classes.
+    """
+    backward, forward = pass_seconds(model)
+    copy = _COPIES.get(model.fingerprint)
+    total = 0.0
+    for name, (layer, params) in methods.items():
+        method, original = get_method(name), originals[name]
+        missing = sum(len(original.raw) - cached_maps(_stage_model(model, count, seed), images, name,
+                                                      list(original.classes), layer, **params)
+                      for count in _stage_counts(model, stages))
+        if not missing:
+            continue
+        passes = method.cost(resolve_params(method, dict(params)), missing, DEFAULT_BATCH_SIZE)
+        total += sum(per_pass * count * (backward if is_backward else forward) for is_backward, per_pass, count in passes)
+        if copy is None or (name, original.layer) not in copy.ran:
+            total += TRACE_ALLOWANCE_SECONDS
+    return total
 
 
 def weighted_layers_from_top(model: keras.Model) -> list[keras.layers.Layer]:
@@ -83,19 +224,24 @@ def weighted_layers_from_top(model: keras.Model) -> list[keras.layers.Layer]:
 def randomize_top_layers(model: LoadedModel, count: int, seed: int = 0) -> LoadedModel:
     """A copy of ``model`` whose ``count`` top weighted layers have freshly drawn weights.
 
-    Each trainable weight is re-drawn from a normal distribution with the spread of
-    the learned values; batch-norm statistics stay, so activations keep a sane range.
-    The original model is never touched.
+    The same weights as stage ``count`` of ``sanity_checks`` with this seed. The
+    original model is never touched.
     """
     clone = keras.models.clone_model(model.model)
     clone.set_weights(model.model.get_weights())
-    randomize(weighted_layers_from_top(clone)[:count], np.random.default_rng(seed))
+    for index, layer in enumerate(weighted_layers_from_top(clone)[:count]):
+        redraw(layer, seed, index)
     return dataclasses.replace(model, model=clone, spec=f"{model.spec} (top {count} randomised)", fingerprint="")
 
 
-def randomize(layers: list[keras.layers.Layer], rng: np.random.Generator) -> None:
-    """Re-draw every trainable weight of ``layers`` in place, with the spread of its learned values."""
-    for layer in layers:
-        for variable in layer.trainable_weights:
-            value = keras.ops.convert_to_numpy(variable)
-            variable.assign(rng.normal(0.0, float(value.std()) or 0.05, value.shape).astype(value.dtype))
+def redraw(layer: keras.layers.Layer, seed: int, index: int) -> None:
+    """Re-draw every trainable weight of ``layer`` in place, with the spread of its learned values.
+
+    Each weight is drawn from a normal distribution with the spread of the learned
+    values; batch-norm statistics stay, so activations keep a sane range. The draw
+    depends on ``seed`` and ``index`` (the layer's place from the top) only.
+    """
+    rng = np.random.default_rng([seed, index])
+    for variable in layer.trainable_weights:
+        value = keras.ops.convert_to_numpy(variable)
+        variable.assign(rng.normal(0.0, float(value.std()) or 0.05, value.shape).astype(value.dtype))

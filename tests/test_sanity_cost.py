@@ -1,0 +1,70 @@
+"""The sanity check costs what it says: few stages, one randomised copy per model traced once, cached stages free."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import explainers as ex
+from explainers.scores import sanity
+
+IMAGE = "coffee"
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """No randomised copy and no cached map yet: what a server sees on its first check."""
+    monkeypatch.setattr(sanity, "_COPIES", OrderedDict())
+    ex.RESULTS.clear()
+
+
+def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothing(fresh, embedded_model, sample):
+    images = [sample(IMAGE)]
+    methods = {"saliency": (None, {}), "gradcam": (None, {})}
+    originals = {name: ex.attribute(embedded_model, images, name) for name in methods}
+    before = sanity.estimate_seconds(embedded_model, images, methods, originals)
+    assert before >= 2 * sanity.TRACE_ALLOWANCE_SECONDS  # neither method has run on a copy yet
+
+    checks = sanity.sanity_checks(embedded_model, images, methods)
+    copy = sanity._COPIES[embedded_model.fingerprint]
+    stages = len(sanity.DEFAULT_STAGES)
+    assert stages <= 3 and all(c.layers_randomized == list(sanity.DEFAULT_STAGES) for c in checks.values())
+    assert copy.runtime.passes_run == stages * 2  # one pass per stage and method: both images of a stage in it
+    assert all(c.seconds > 0 for c in checks.values())
+    traced = {key: set(probe._passes) for key, probe in copy.runtime._compiled.items()}
+
+    other_class = int(originals["saliency"].classes[0]) + 1
+    sanity.sanity_checks(embedded_model, images, methods, targets=[other_class])
+    assert sanity._COPIES[embedded_model.fingerprint] is copy
+    assert {key: set(probe._passes) for key, probe in copy.runtime._compiled.items()} == traced  # nothing retraced
+    assert copy.runtime.passes_run == 2 * stages * 2
+
+    assert sanity.estimate_seconds(embedded_model, images, methods, originals) == 0  # every stage's maps are cached
+    again = sanity.sanity_checks(embedded_model, images, methods)
+    assert copy.runtime.passes_run == 2 * stages * 2
+    np.testing.assert_array_equal(again["gradcam"].correlations, checks["gradcam"].correlations)
+
+
+def test_a_stage_is_the_same_model_whichever_stages_came_before(fresh, embedded_model, sample):
+    images = [sample(IMAGE)]
+    direct = sanity.sanity_check(embedded_model, images, "saliency", stages=(8,))
+    copy = sanity._COPIES[embedded_model.fingerprint]
+    ex.RESULTS.clear()  # compute the stage again, through another cascade
+    cascade = sanity.sanity_check(embedded_model, images, "saliency", stages=(1, 8))
+    np.testing.assert_allclose(cascade.correlations[-1], direct.correlations[0], atol=1e-6)
+    reference = sanity.randomize_top_layers(embedded_model, 8).model.get_weights()
+    for ours, theirs in zip(copy.clone.get_weights(), reference):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_estimate_prices_each_missing_map_with_the_methods_registered_passes(fresh, embedded_model, sample):
+    images = [sample(IMAGE), sample("cat_chelsea")]
+    originals = {"smoothgrad": ex.attribute(embedded_model, images, "smoothgrad", samples=8)}
+    backward, forward = sanity.pass_seconds(embedded_model)
+    assert backward > 0 and forward > 0
+    few = sanity.estimate_seconds(embedded_model, images, {"smoothgrad": (None, {"samples": 8})}, originals)
+    originals["smoothgrad"] = ex.attribute(embedded_model, images, "smoothgrad", samples=16)
+    many = sanity.estimate_seconds(embedded_model, images, {"smoothgrad": (None, {"samples": 16})}, originals)
+    stages = len(sanity.DEFAULT_STAGES)
+    # Twice the samples: 8 more backward images per map, for each of the two images at each stage.
+    assert many - few == pytest.approx(stages * 2 * 8 * backward, rel=1e-6)
