@@ -1,5 +1,9 @@
 """Your dataset: run a labelled image folder through a model, see where it errs and what it looks at per class."""
 
+from ui.frame import through_the_entrypoint
+
+through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
+
 import altair as alt
 import numpy as np
 import pandas as pd

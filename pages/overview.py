@@ -1,5 +1,9 @@
 """Model and predictions: what the model is, which layers it offers, and what it sees in each image."""
 
+from ui.frame import through_the_entrypoint
+
+through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
+
 import functools
 
 import pandas as pd

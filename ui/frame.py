@@ -21,7 +21,13 @@ import streamlit as st
 DEFAULT_IMAGES = ("cat_chelsea", "coffee")
 DEFAULT_MODEL_NAME = "EfficientNet-Lite0 (embedded)"  # its label in the model picker
 ENGINE = "explainers"
+# Importing TensorFlow holds Python's lock for up to half a second at a time (2 s in all), which
+# stalls the server's event loop: a visitor who opens the app while the server starts would wait
+# for it before seeing anything. The warm-up therefore starts once the first visitor's frame is
+# drawn, or after this many seconds without one.
+WARM_UP_DELAY = 3.0
 _ready = threading.Event()
+_frame_drawn = threading.Event()
 _log = logging.getLogger(__name__)
 
 
@@ -52,6 +58,9 @@ def outline_until_ready(title: str) -> Iterator[None]:
         st.selectbox("Model", [DEFAULT_MODEL_NAME], disabled=True)
         st.multiselect("Images", list(DEFAULT_IMAGES), default=list(DEFAULT_IMAGES), disabled=True)
         st.caption("Predictions appear here once the model is loaded.")
+        # An empty table where the predictions will be: the browser fetches the table's code meanwhile.
+        st.dataframe({"class": [], "probability": []}, hide_index=True, width="stretch")
+    _frame_drawn.set()
     with st.spinner("Starting the attribution engine…"):
         importlib.import_module(ENGINE)  # waits for warm_up's import when it is under way
     _ready.set()
@@ -78,8 +87,24 @@ def start_warm_up() -> None:
     threading.Thread(target=warm_up, name=WARM_UP_THREAD, daemon=True).start()
 
 
+def through_the_entrypoint() -> None:
+    """At the top of each page, before it imports the engine: a page run on its own starts over through dashboard.py.
+
+    On a server's first run Streamlit's legacy discovery of the ``pages/`` folder runs a
+    deep link's page script without the entrypoint. Started over (what st.navigation would
+    have set had the entrypoint run), the visitor gets the app's own navigation and the
+    frame at once, instead of a blank page while the page imports TensorFlow.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def warm_up() -> None:
     """Import the engine, load the default model and predict the default images, into the shared caches."""
+    _frame_drawn.wait(WARM_UP_DELAY)
     try:
         importlib.import_module(ENGINE)
         _ready.set()

@@ -201,11 +201,14 @@ class Runtime:
         return probabilities_from_logits(result.logits, self.output_kind)[np.arange(len(x)), result.classes]
 
     def warm_up(self, layer: str | None) -> None:
-        """Trace the passes the pages use first (input gradients, forward, a CAM layer) on a dummy batch."""
+        """Trace the passes the pages use first (forward, input gradients, a CAM layer) on a dummy batch.
+
+        The forward pass first: the sidebar's predictions wait for it.
+        """
         x = np.zeros((1, *self.model.inputs[0].shape[1:]), np.float32)
         targets = np.full(1, -1, np.int32)
-        self.gradients(x, targets, wrt_input=True)
         self.forward(x, targets)
+        self.gradients(x, targets, wrt_input=True)
         if layer is not None:
             self.gradients(x, targets, (layer,))
             self.forward(x, targets, (layer,))
