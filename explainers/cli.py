@@ -117,8 +117,15 @@ def run_gradcam(args: argparse.Namespace) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from explainers.attribution import attribute
-    from explainers.reports.comparison import comparison_grid, method_summary, scores_table
+    from explainers.attribution import attribute, is_low_probability
+    from explainers.reports.comparison import (
+        comparison_grid,
+        explained_probabilities,
+        low_probability_notes,
+        method_summary,
+        row_label,
+        scores_table,
+    )
     from explainers.reports.render import png_bytes
     from explainers.scores.faithfulness import deletion_insertion
 
@@ -130,12 +137,18 @@ def run_compare(args: argparse.Namespace) -> None:
         results[method] = attribute(model, images, method, targets=_target(args.target, len(images)),
                                     **_method_params(args, method))
         curves[method] = deletion_insertion(model, images, results[method], steps=args.steps)
-    scores = scores_table(results, curves, names, model.class_names)
+    probabilities = model.predict(images)
+    scores = scores_table(results, curves, names, model.class_names, probabilities)
     scores.to_csv(out / "scores.csv", index=False)
+    first = results[args.methods[0]]
+    explained = explained_probabilities({args.methods[0]: first}, probabilities)[args.methods[0]]
     for i, name in enumerate(names):
         single = {m: dataclasses.replace(r, raw=r.raw[i : i + 1], classes=r.classes[i : i + 1]) for m, r in results.items()}
-        label = f"{name}: {model.class_names[results[args.methods[0]].classes[i]]}"
-        (out / f"{name}_compare.png").write_bytes(png_bytes(comparison_grid([images[i]], [label], single)))
+        label = row_label(name, model.class_names[first.classes[i]], float(explained[i]))
+        grid = comparison_grid([images[i]], [label], single, marked=[is_low_probability(explained[i])])
+        (out / f"{name}_compare.png").write_bytes(png_bytes(grid))
+    for note in low_probability_notes(names, results, model.class_names, probabilities):
+        print(note, file=sys.stderr)
     print(method_summary(scores).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote scores.csv and {len(names)} comparison grids to {out}", file=sys.stderr)
 

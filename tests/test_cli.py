@@ -69,6 +69,30 @@ def test_compare_writes_grids_and_scores_matching_the_engine(photos, tmp_path, c
     assert {p.name for p in tmp_path.glob("*_compare.png")} == {"cat_chelsea_compare.png", "coffee_compare.png"}
 
 
+def test_compare_marks_a_class_the_model_rules_out(photos, tmp_path, capsys):
+    assert main(["compare", "--images", str(photos), "--methods", "gradcam", "--steps", "8", "--target", "Egyptian Mau",
+                 "--out", str(tmp_path)]) == 0
+    scores = pd.read_csv(tmp_path / "scores.csv").set_index("image")
+    model = ex.load_model()
+    coffee = model.predict([ex.decode_image(ex.sample_images()["coffee"])])[0][model.class_names.index("Egyptian Mau")]
+    assert coffee < 0.01
+    np.testing.assert_allclose(scores.loc["coffee", "class probability"], coffee, rtol=1e-4)
+    assert bool(scores.loc["coffee", "class below p = 0.01"]) and not bool(scores.loc["cat_chelsea", "class below p = 0.01"])
+    err = capsys.readouterr().err
+    assert "coffee is explained as Egyptian Mau" in err and "cat_chelsea is explained" not in err
+    # Each written grid equals the grid drawn framed (coffee) or not (the cat), from the same maps.
+    from explainers.reports.comparison import comparison_grid, row_label
+
+    for name, framed in (("coffee", True), ("cat_chelsea", False)):
+        image = ex.decode_image(ex.sample_images()[name])
+        result = ex.attribute(model, [image], "gradcam", targets="Egyptian Mau")
+        probability = float(scores.loc[name, "class probability"])
+        expected = comparison_grid([image], [row_label(name, "Egyptian Mau", probability)], {"gradcam": result},
+                                   marked=[framed])
+        written = np.asarray(Image.open(tmp_path / f"{name}_compare.png").convert("RGB"))
+        assert written.shape == expected.shape and np.abs(written.astype(int) - expected).max() <= 1, name
+
+
 def test_evaluate_on_the_digits_demo_writes_consistent_files(tmp_path):
     assert main(["evaluate", "--model", ex.DIGITS_MODEL, "--data", str(DIGITS_TEST_FOLDER), "--out", str(tmp_path)]) == 0
     predictions = pd.read_csv(tmp_path / "predictions.csv", dtype={"true_class": str, "predicted_class": str})
