@@ -6,18 +6,16 @@ through_the_entrypoint()  # before the engine is imported: a deep link's first r
 
 import time
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from explainers import REGISTRY, scores, unavailable_methods
-from explainers.attribution import LOW_PROBABILITY, format_probability, is_low_probability, low_probability_note
+from explainers.attribution import format_probability, is_low_probability, low_probability_note
 from explainers.reports import comparison, render
 from explainers.scores import sanity as sanity_scores
-from ui import cached, method_params
+from ui import cached, charts, method_params
 from ui.selection import current
-from ui.widgets import photo
+from ui.widgets import UNLIKELY_CAPTION, photo
 
 DEFAULT_METHODS = ["saliency", "smoothgrad", "scorecam"]
 LAYER_METHODS = [name for name, m in REGISTRY.items() if m.needs_layer]
@@ -33,9 +31,6 @@ SCORE_HELP = {
 }
 TIMING_HELP = ("Seconds the method's maps took to compute (all images), kept with the maps: a map served from the "
                "cache keeps the time it took, and 'from cache' says so.")
-UNLIKELY_CAPTION = f"⚠ class below p = {LOW_PROBABILITY:g}"
-CURVE_DASHES = {"deletion": [1, 0], "insertion": [6, 3]}  # solid and dashed, in the chart and its legend
-POINT_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-left", "triangle-right"]
 SANITY_STATE = "cmp_sanity_last"  # the last sanity check run in this session: what it was asked, its result, its time
 
 selection = current()
@@ -145,30 +140,12 @@ with st.spinner("Scoring deletion and insertion…"):
 names, agreement = cached.agreement(results)
 
 
-def fitted_domain(values, low: float, high: float) -> list[float]:
-    """An axis from ``low`` to ``high``, widened to the next tenth wherever ``values`` go beyond: data never overflows."""
-    values = np.asarray(values, float)
-    return [min(low, float(np.floor(values.min() * 10) / 10)), max(high, float(np.ceil(values.max() * 10) / 10))]
-
-
 def draw_sanity(checks: dict, seconds: float) -> None:
     """The sanity check's curves (rank correlation per stage, each method in its colour), verdict and time."""
-    rows = [{"method": REGISTRY[name].label, "layers randomised": count, "down to": layer, "rank correlation": corr.mean()}
-            for name, check in checks.items()
-            for count, layer, corr in zip(check.layers_randomized, check.deepest_layer, check.correlations)]
-    sanity = pd.DataFrame(rows)
-    lines = alt.Chart(sanity).mark_line(point=True).encode(
-        x=alt.X("layers randomised:Q", title="weighted layers re-drawn, from the top",
-                scale=alt.Scale(domain=[0, int(sanity["layers randomised"].max())])),
-        y=alt.Y("rank correlation:Q", title="rank correlation with the original map",
-                scale=alt.Scale(domain=fitted_domain(sanity["rank correlation"], 0, 1))),
-        color=alt.Color("method:N", scale=method_colours, sort=list(labels)),
-        shape=alt.Shape("method:N", scale=method_shapes, sort=list(labels)),
-        tooltip=["method", "layers randomised", "down to", alt.Tooltip("rank correlation:Q", format=".2f")],
-    )
-    threshold = alt.Chart(pd.DataFrame({"threshold": [sanity_scores.SANITY_THRESHOLD]})).mark_rule(
-        strokeDash=[2, 2], color="gray").encode(y="threshold:Q", tooltip=["threshold"])
-    st.altair_chart(lines + threshold, width="stretch")
+    correlations = np.concatenate([check.correlations.ravel() for check in checks.values()])
+    key = ("cmp_sanity", tuple(checks), tuple(tuple(c.layers_randomized) for c in checks.values()),
+           cached.digest(correlations))
+    st.altair_chart(cached.chart(key, lambda: charts.sanity_chart(checks)), width="stretch")
     flagged = [REGISTRY[name].label for name, check in checks.items() if check.flagged]
     if flagged:
         st.warning(f"Barely changes when the weights are destroyed (mean rank correlation above "
@@ -184,42 +161,16 @@ def draw_sanity(checks: dict, seconds: float) -> None:
 per_image_scores = comparison.scores_table(results, curves, selection.names, model.class_names, selection.probabilities)
 summary = comparison.method_summary(per_image_scores)
 labels = tuple(REGISTRY[n].label for n in methods)
-# Each method in its registered colour on every chart; point shapes tell apart methods whose colours repeat.
-method_colours = alt.Scale(domain=list(labels), range=[REGISTRY[n].colour for n in methods])
-method_shapes = alt.Scale(domain=list(labels), range=[POINT_SHAPES[i % len(POINT_SHAPES)] for i in range(len(labels))])
 tabs = st.tabs(["Deletion and insertion", "Sanity check", "Agreement", "Runtime"])
 with tabs[0]:
     st.dataframe(summary[["method", "deletion AUC", "insertion AUC"]], hide_index=True, column_config={
         "deletion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["deletion"]),
         "insertion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["insertion"]),
     })
-    means = {(n, curve): getattr(curves[n], curve).mean(axis=0) for n in methods for curve in ("deletion", "insertion")}
-
-    def curves_chart() -> alt.LayerChart:
-        long = pd.concat([
-            pd.DataFrame({"method": REGISTRY[n].label, "curve": curve, "fraction of pixels": curves[n].fractions,
-                          "class probability": means[n, curve]})
-            for n in methods for curve in ("deletion", "insertion")
-        ])
-        base = alt.Chart(long).encode(
-            x=alt.X("fraction of pixels:Q", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("class probability:Q", scale=alt.Scale(domain=fitted_domain(long["class probability"], 0, 1))),
-            color=alt.Color("method:N", scale=method_colours, sort=list(labels)),
-        )
-        # The kind of curve is the line's dash, drawn by its own layer so that its legend shows lines; a point
-        # mark (where the shapes live) would turn both legend entries into the same filled dot.
-        lines = base.mark_line().encode(strokeDash=alt.StrokeDash(
-            "curve:N", scale=alt.Scale(domain=list(CURVE_DASHES), range=list(CURVE_DASHES.values())),
-            legend=alt.Legend(title="curve", symbolType="stroke", symbolSize=500, symbolStrokeWidth=2,
-                              symbolStrokeColor="black")))
-        points = base.mark_point(filled=True).encode(
-            shape=alt.Shape("method:N", scale=method_shapes, sort=list(labels)),
-            tooltip=["method", "curve", "fraction of pixels", alt.Tooltip("class probability:Q", format=".3f")],
-        )
-        return lines + points
-
-    plotted = np.stack([np.stack([curves[n].fractions, means[n, "deletion"], means[n, "insertion"]]) for n in methods])
-    st.altair_chart(cached.chart(("cmp_curves", labels, cached.digest(plotted)), curves_chart), width="stretch")
+    plotted = np.stack([np.stack([curves[n].fractions, curves[n].deletion.mean(0), curves[n].insertion.mean(0)])
+                        for n in methods])
+    st.altair_chart(cached.chart(("cmp_curves", labels, cached.digest(plotted)),
+                                 lambda: charts.curves_chart({n: curves[n] for n in methods})), width="stretch")
     st.caption(f"Mean over the {len(selection.names)} images. {SCORE_HELP['deletion']} {SCORE_HELP['insertion']}")
 with tabs[1]:
     st.caption(SCORE_HELP["sanity"])
@@ -251,15 +202,8 @@ with tabs[1]:
 with tabs[2]:
     st.caption(SCORE_HELP["agreement"])
 
-    def agreement_chart() -> alt.LayerChart:
-        cells = pd.DataFrame([{"a": REGISTRY[a].label, "b": REGISTRY[b].label, "spearman": agreement[i, j]}
-                              for i, a in enumerate(names) for j, b in enumerate(names)])
-        base = alt.Chart(cells).encode(x=alt.X("a:N", title=None, axis=alt.Axis(labelAngle=0)),
-                                       y=alt.Y("b:N", title=None))
-        return (base.mark_rect().encode(color=alt.Color("spearman:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue")))
-                + base.mark_text().encode(text=alt.Text("spearman:Q", format=".2f")))
-
-    st.altair_chart(cached.chart(("cmp_agreement", tuple(names), cached.digest(agreement)), agreement_chart),
+    st.altair_chart(cached.chart(("cmp_agreement", tuple(names), cached.digest(agreement)),
+                                 lambda: charts.agreement_chart(names, agreement)),
                     width="stretch", height=60 * len(names) + 40)
 with tabs[3]:
     st.dataframe(summary[["method", comparison.TOTAL_SECONDS, "maps from cache"]], hide_index=True, column_config={

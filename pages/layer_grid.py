@@ -12,7 +12,7 @@ from explainers.attribution import LOW_PROBABILITY, format_probability, is_low_p
 from explainers.reports import render
 from ui import cached, layer_positions
 from ui.selection import current
-from ui.widgets import photo
+from ui.widgets import UNLIKELY_CAPTION, photo
 
 GRID_METHODS = [name for name, method in REGISTRY.items() if method.cam_weights]  # one pass fills every layer
 THUMB = 200  # display height of a cell in pixels; downloads use full resolution
@@ -80,7 +80,6 @@ with st.spinner(f"Computing {len(images) * len(layers)} maps in one pass…"):
     grids = cached.layer_grid(model, images, layers, targets, method)
 
 
-UNLIKELY_CAPTION = f"⚠ class below p = {LOW_PROBABILITY:g}"
 
 
 def unlikely(index: int, image: int) -> bool:

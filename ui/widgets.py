@@ -11,6 +11,9 @@ from explainers.reports import render
 
 from . import cached
 
+# Under a map of a class the model gives less than LOW_PROBABILITY, on every page that shows one.
+UNLIKELY_CAPTION = f"⚠ class below p = {ex.attribution.LOW_PROBABILITY:g}"
+
 
 def top_k_table(model: ex.LoadedModel, probabilities: np.ndarray, k: int = 5) -> None:
     """One image's ``k`` most probable classes as a table with probability bars."""
