@@ -28,6 +28,7 @@ from explainers.features import FeatureMaps, feature_maps  # noqa: E402
 from explainers.inputs import data_roots, images, samples, uploads  # noqa: E402
 from explainers.inputs.images import content_digest, decode_image  # noqa: E402
 from explainers.inputs.samples import sample_images  # noqa: E402
+from explainers.learned import channel_visualization, class_visualization  # noqa: E402
 from explainers.methods import (
     REGISTRY,  # noqa: E402
     method_names,  # noqa: E402
@@ -55,6 +56,8 @@ __all__ = [
     "ModelUnavailableError",
     "attribute",
     "available_models",
+    "channel_visualization",
+    "class_visualization",
     "content_digest",
     "conv_layer_names",
     "data_roots",

@@ -233,6 +233,38 @@ def _target(text: str, count: int):
     return int(text) if text.isdigit() else text
 
 
+def run_visualize(args: argparse.Namespace) -> None:
+    from explainers.learned import channel_visualization, class_index, class_visualization
+    from explainers.reports.render import compose_grid, safe_stem
+
+    model = _load(args)
+    out = _out_dir(args.out)
+    if bool(args.classes) == bool(args.layer):
+        raise InputError("Give either --classes (class names or indices) or --layer with --channels.")
+    if args.layer and not args.channels:
+        raise InputError("--layer needs --channels: the channel indices to visualise.")
+    settings = {"steps": args.steps, "seed": args.seed}
+    with _progress_bar() as bar:
+        task = bar.add_task("Optimising", total=args.steps)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if args.classes:
+            pictures = class_visualization(model, args.classes, report, **settings)
+            names = [model.class_names[class_index(model, c)] for c in args.classes]
+        else:
+            pictures = channel_visualization(model, args.layer, args.channels, report, **settings)
+            names = [f"{args.layer} channel {c}" for c in args.channels]
+    probabilities = model.predict(list(pictures))
+    for name, picture, row in zip(names, pictures, probabilities):
+        _write_png(out / f"{safe_stem(name)}.png", picture)
+        top = ", ".join(f"{model.class_names[c]} {row[c]:.2f}" for c in np.argsort(-row)[:3])
+        print(f"{name}: the model sees {top}")
+    _write_png(out / "visualizations.png", compose_grid([list(pictures)], [""], names))
+    print(f"wrote {len(names)} visualisations to {out}", file=sys.stderr)
+
+
 def run_methods(args: argparse.Namespace) -> None:
     from explainers.methods.registry import markdown_table
 
@@ -276,6 +308,16 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, required=True, help="output folder")
     _add_method_options(compare)
     compare.set_defaults(run=run_compare)
+
+    visualize = commands.add_parser("visualize", parents=[model],
+                                    help="what the model learned: inputs that maximise classes or a layer's channels")
+    visualize.add_argument("--classes", nargs="+", help="class names or indices")
+    visualize.add_argument("--layer", help="a layer, as `layers` prints it, whose --channels to visualise")
+    visualize.add_argument("--channels", nargs="+", type=int, help="channel indices of --layer")
+    visualize.add_argument("--steps", type=int, default=100, help="optimisation steps (default %(default)s)")
+    visualize.add_argument("--seed", type=int, default=0)
+    visualize.add_argument("--out", type=Path, required=True, help="output folder")
+    visualize.set_defaults(run=run_visualize)
 
     evaluate = commands.add_parser("evaluate", parents=[model], help="predictions, confusion matrix, metrics, class attention")
     evaluate.add_argument("--data", type=Path, required=True, help="folder of class subfolders: <data>/<class>/<image>")
