@@ -11,10 +11,12 @@ PAGES = [
     st.Page("pages/layer_grid.py", title="Layer-by-layer Grad-CAM", icon=":material/grid_view:"),
     st.Page("pages/compare.py", title="Compare methods", icon=":material/compare:"),
     st.Page("pages/dataset.py", title="Your dataset", icon=":material/folder_open:"),
+    st.Page("pages/learned.py", title="What the model learned", icon=":material/psychology:"),
 ]
 
 # Each page's widget keys start with its prefix; those and the sidebar's make up a shareable link.
-URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_", "dataset": "ds_"}
+URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_", "dataset": "ds_",
+                "learned": "learned_"}
 
 # Before anything reads the URL or touches a model: a visitor who may not see the app gets the
 # sign-in screen on every URL, and the run stops there. Without [auth] in the secrets it does nothing.
