@@ -13,8 +13,8 @@ Results are seeded (the start image, the jitter and the rotation) and cached lik
 from __future__ import annotations
 
 import dataclasses
+import io
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,6 +49,7 @@ class Settings:
 
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
+FRAMES = 25  # pictures kept of the first target's optimisation, for its animation
 VISUALIZATIONS = ResultCache(max_bytes=128 << 20)
 _TF_KERAS_VIS = threading.Lock()  # its jitter draws from NumPy's global generator: one run at a time, seeded
 
@@ -75,8 +76,13 @@ def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings
     from tf_keras_vis.activation_maximization.input_modifiers import Jitter, Rotate2D
     from tf_keras_vis.activation_maximization.regularizers import Norm, TotalVariation2D
 
+    every = max(1, settings.steps // FRAMES)
+    frames: list[np.ndarray] = []
+
     class _Report(Callback):
-        def __call__(self, i, *args, **kwargs) -> None:
+        def __call__(self, i, values, *args, **kwargs) -> None:
+            if i % every == 0 or i + 1 == settings.steps:  # the first target's picture, for the animation
+                frames.append(np.clip(np.asarray(values[0][0]), 0, 255).round().astype(np.uint8))
             if progress is not None:
                 progress(i + 1, settings.steps)
 
@@ -98,15 +104,33 @@ def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings
         result = visualizer(score, seed_input=start, input_range=(0, 255), input_modifiers=modifiers,
                             regularizers=regularizers, steps=settings.steps,
                             optimizer=keras.optimizers.RMSprop(settings.learning_rate, 0.999), callbacks=[_Report()])
-    return np.clip(np.asarray(result), 0, 255).round().astype(np.uint8)
+    return Visualization(np.clip(np.asarray(result), 0, 255).round().astype(np.uint8), np.stack(frames))
 
 
-def _cached(key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+@dataclass(frozen=True)
+class Visualization:
+    pictures: np.ndarray  # (N, H, W, 3) uint8
+    frames: np.ndarray  # (F, H, W, 3) uint8: the first target's picture as the optimisation went
+
+
+def _cached(key: tuple, compute: Callable[[], Visualization]) -> Visualization:
     hit = VISUALIZATIONS.get(key)
     if hit is None:
         hit = compute()
-        VISUALIZATIONS.put(key, hit, hit)
+        VISUALIZATIONS.put(key, hit, hit.pictures)
     return hit
+
+
+def animation_gif(frames: np.ndarray, seconds: float = 4.0) -> bytes:
+    """``(F, H, W, 3)`` uint8 frames as a looping GIF of about ``seconds``, the last frame held longer."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(frame) for frame in frames]
+    durations = [max(20, round(seconds * 1000 / len(pictures)))] * len(pictures)
+    durations[-1] = 1500
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    return buffer.getvalue()
 
 
 def class_visualization(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None = None,
@@ -115,6 +139,29 @@ def class_visualization(model: LoadedModel, classes: Sequence[int | str], progre
 
     ``params`` are ``Settings`` fields (steps, tv_weight, norm_weight, jitter, rotation, learning_rate, seed).
     """
+    return _class_run(model, classes, progress, params).pictures
+
+
+def class_animation(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None = None,
+                    **params) -> np.ndarray:
+    """``(F, H, W, 3)`` uint8: the first class's picture as ``class_visualization`` optimised it (the same run)."""
+    return _class_run(model, classes, progress, params).frames
+
+
+def channel_visualization(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
+                          **params) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 inputs that maximise the activation of each channel of ``layer`` (summed over positions)."""
+    return _channel_run(model, layer, channels, progress, params).pictures
+
+
+def channel_animation(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
+                      **params) -> np.ndarray:
+    """``(F, H, W, 3)`` uint8: the first channel's picture as ``channel_visualization`` optimised it."""
+    return _channel_run(model, layer, channels, progress, params).frames
+
+
+def _class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None,
+               params: dict) -> Visualization:
     from tf_keras_vis.utils.scores import CategoricalScore
 
     settings = _settings(params)
@@ -123,9 +170,8 @@ def class_visualization(model: LoadedModel, classes: Sequence[int | str], progre
     return _cached(key, lambda: _optimise(model, None, CategoricalScore(indices), len(indices), settings, progress))
 
 
-def channel_visualization(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
-                          **params) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 inputs that maximise the mean activation of each channel of ``layer``."""
+def _channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None,
+                 params: dict) -> Visualization:
     settings = _settings(params)
     info = {i.path: i for i in model.layers}.get(layer)
     if info is None:
@@ -137,10 +183,11 @@ def channel_visualization(model: LoadedModel, layer: str, channels: Sequence[int
     wanted = np.array([int(c) for c in channels])
 
     def score(activations):
-        # Each sample maximises its own channel's mean over the spatial positions.
+        # Each sample raises its own channel's activation summed over the positions: a mean would shrink the
+        # gradient by the number of positions until the regularisers alone shaped the picture (a flat grey).
         spatial = tuple(range(1, len(activations.shape) - 1))
-        means = keras.ops.mean(activations, axis=spatial)
-        return keras.ops.take_along_axis(means, wanted[:, None], axis=1)[:, 0]
+        sums = keras.ops.sum(activations, axis=spatial)
+        return keras.ops.take_along_axis(sums, wanted[:, None], axis=1)[:, 0]
 
     key = ("channel", model.fingerprint, model.preprocessing, layer, tuple(wanted.tolist()), settings)
     return _cached(key, lambda: _optimise(model, layer, score, len(wanted), settings, progress))
@@ -163,14 +210,3 @@ def class_index(model: LoadedModel, target: int | str) -> int:
     if not 0 <= index < len(model.class_names):
         raise InputError(f"Class {index} is outside 0 to {len(model.class_names) - 1}.")
     return index
-
-
-def seconds_per_step(model: LoadedModel, count: int = 1, steps: int = 3) -> float:
-    """Measured seconds of one optimisation step for ``count`` targets (the first step's tracing excluded)."""
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    settings = Settings(steps=1)
-    _optimise(model, None, CategoricalScore([0] * count), count, settings, None)
-    start = time.perf_counter()
-    _optimise(model, None, CategoricalScore([0] * count), count, Settings(steps=steps), None)
-    return (time.perf_counter() - start) / steps

@@ -10,6 +10,7 @@ import numpy as np
 import streamlit as st
 
 import explainers as ex
+from explainers import learned
 from explainers.learned import Settings, class_index
 from explainers.methods.maps import upsample
 from explainers.reports import render
@@ -80,12 +81,15 @@ if last is None or last["asked"] != asked:
         params = {f: getattr(settings, f) for f in ("steps", "tv_weight", "norm_weight", "jitter", "seed")}
         if tab == "the classes":
             pictures = ex.class_visualization(model, list(asked[2]), report, **params)
+            frames = learned.class_animation(model, list(asked[2]), **params)  # the same run, from the cache
             labels = [model.class_names[c] for c in asked[2]]
         else:
             pictures = ex.channel_visualization(model, layer, channels, report, **params)
+            frames = learned.channel_animation(model, layer, channels, **params)
             labels = [f"{layer} channel {c}" for c in channels]
         bar.empty()
         last = st.session_state[RESULT] = {"asked": asked, "pictures": pictures, "labels": labels,
+                                           "animation": learned.animation_gif(frames),
                                            "seconds": time.perf_counter() - start}
     else:
         st.stop()
@@ -107,5 +111,11 @@ if asked[0] == "classes":
     hits = sum(int(probabilities[i].argmax()) == c for i, c in enumerate(asked[2]))
     st.caption(f"The model classifies {hits} of {len(pictures)} visualisations as the class they were made for. "
                f"Computed in {last['seconds']:.0f} s.")
-st.download_button("Visualisations (PNG)", render.png_bytes(render.compose_grid([list(pictures)], [""], labels)),
-                   "visualizations.png", "image/png", key="learned_png")
+with st.expander(f"How {labels[0]} took shape (animation)"):
+    st.image(last["animation"], width=320,
+             caption=f"{labels[0]}: every {max(1, asked[-1].steps // learned.FRAMES)} of {asked[-1].steps} steps, "
+                     "from the grey start to the picture above.")
+downloads = st.columns(2)
+downloads[1].download_button("Animation (GIF)", last["animation"], "optimisation.gif", "image/gif", key="learned_gif")
+downloads[0].download_button("Visualisations (PNG)", render.png_bytes(render.compose_grid([list(pictures)], [""], labels)),
+                             "visualizations.png", "image/png", key="learned_png")

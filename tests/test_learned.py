@@ -45,7 +45,22 @@ def test_seeded_and_cached():
     again = learned.class_visualization(model, ["class 0"], **settings)
     np.testing.assert_array_equal(first, again)  # the same seed, recomputed: the same picture
     assert learned.class_visualization(model, [0], **settings) is learned.VISUALIZATIONS.get(
-        ("class", model.fingerprint, model.preprocessing, (0,), learned.Settings(**settings)))
+        ("class", model.fingerprint, model.preprocessing, (0,), learned.Settings(**settings))).pictures
+
+
+def test_the_animation_is_the_same_run_ending_on_the_picture():
+    from io import BytesIO
+
+    from PIL import Image
+
+    model, _ = _linear_model()
+    pictures = learned.class_visualization(model, [1, 0], steps=50, seed=3)
+    frames = learned.class_animation(model, [1, 0], steps=50, seed=3)  # from the cache: the same run
+    assert 2 <= len(frames) <= learned.FRAMES + 1 and frames.shape[1:] == pictures.shape[1:]
+    np.testing.assert_array_equal(frames[-1], pictures[0])
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 10  # it moved
+    gif = Image.open(BytesIO(learned.animation_gif(frames)))
+    assert gif.format == "GIF" and gif.n_frames == len(frames)
 
 
 def test_a_channel_that_sums_one_colour_is_visualised_in_that_colour():

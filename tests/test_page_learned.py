@@ -27,6 +27,7 @@ def test_opens_on_a_stated_cost_and_computes_on_the_button(page):
     captions = [c.value for c in page.caption]
     assert any("visualisations as the class they were made for" in c for c in captions)
     assert len(page.image) > sidebar_images
+    assert any(e.label.startswith("How ") and "(animation)" in e.label for e in page.expander)
     page.run()  # a rerun shows the same result without a button
     assert not [b for b in page.button if b.key == "learned_run"]
 
@@ -47,5 +48,5 @@ def test_channels_default_to_the_most_active_on_the_first_image(page):
     next(b for b in page.button if b.key == "learned_run").click().run()
     assert not page.exception, page.exception
     captions = [img.caption for image in page.image for img in image.proto.imgs if img.caption]
-    assert sum("conv2 channel" in c for c in captions) == 3  # the visualisations
+    assert sum("conv2 channel" in c and "The model sees" in c for c in captions) == 3  # the visualisations
     assert sum(c.startswith("channel ") and "on cat_chelsea" in c for c in captions) == 3  # beside their activation
