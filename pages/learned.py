@@ -25,8 +25,8 @@ selection = current()
 model = selection.model
 
 st.title("What the model learned")
-st.caption("Each picture is an input optimised, from a grey start, to raise one class's logit or one channel's mean "
-           "activation as far as it goes (tf-keras-vis's ActivationMaximization, with total-variation and norm "
+st.caption("Each picture is an input optimised, from a grey start, to raise one class's logit or one channel's "
+           "activation (summed over positions) as far as it goes (tf-keras-vis's ActivationMaximization, with total-variation and norm "
            "regularisers, jitter and rotation). It shows what the model looks for, not a photo of the class. "
            "Erhan et al. 2009; Simonyan et al. 2013, arXiv:1312.6034.")
 

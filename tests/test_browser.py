@@ -83,6 +83,19 @@ PAGES = [
 ]
 
 
+def test_learned_page_visualises_on_its_button_with_progress(server, browser):
+    page = browser.new_page()
+    page.goto(f"{server}/learned?learned_steps=20")  # a short run, set through the link
+    wait_until_idle(page)  # no picture yet: nothing is optimised before it is asked
+    assert page.locator("[data-testid='stMain'] img").count() == 0
+    page.get_by_role("button", name="Visualise").click()
+    page.wait_for_selector("text=visualisations as the class they were made for", timeout=300_000)
+    page.get_by_text("(animation)").click()
+    _check(page, "learned")
+    assert page.locator("[data-testid='stMain'] img").count() >= 3  # two pictures and the animation
+    page.close()
+
+
 @pytest.mark.parametrize("path, name, change", PAGES, ids=[p[1] for p in PAGES])
 def test_page_renders_and_reacts_to_a_control(server, browser, path, name, change):
     page = browser.new_page()
