@@ -4,6 +4,7 @@ from ui.frame import through_the_entrypoint
 
 through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
 
+import dataclasses
 import time
 
 import numpy as np
@@ -78,7 +79,7 @@ if last is None or last["asked"] != asked:
             left_s = (time.perf_counter() - start) / done * (total - done)
             bar.progress(done / total, f"Step {done} of {total}, about {left_s:.0f} s left")
 
-        params = {f: getattr(settings, f) for f in ("steps", "tv_weight", "norm_weight", "jitter", "seed")}
+        params = dataclasses.asdict(settings)
         if tab == "the classes":
             pictures = ex.class_visualization(model, list(asked[2]), report, **params)
             frames = learned.class_animation(model, list(asked[2]), **params)  # the same run, from the cache
@@ -88,16 +89,26 @@ if last is None or last["asked"] != asked:
             frames = learned.channel_animation(model, layer, channels, **params)
             labels = [f"{layer} channel {c}" for c in channels]
         bar.empty()
-        last = st.session_state[RESULT] = {"asked": asked, "pictures": pictures, "labels": labels,
-                                           "animation": learned.animation_gif(frames),
-                                           "seconds": time.perf_counter() - start}
+        # Encoded once here, not on every rerun that shows the result.
+        last = st.session_state[RESULT] = {
+            "asked": asked, "pictures": pictures, "labels": labels, "animation": learned.animation_gif(frames),
+            "png": render.png_bytes(render.compose_grid([list(pictures)], [""], labels)),
+            "seconds": time.perf_counter() - start,
+        }
     else:
         st.stop()
 
 pictures, labels = last["pictures"], last["labels"]
-if asked[0] == "channels" and features is not None:
+
+
+def activation_picture(i: int) -> bytes:
+    """Channel ``channels[i]``'s activation over the first image, drawn and encoded once per server."""
     image = selection.images[0]
-    activation_overlays = [render.overlay(image, m) for m in upsample(features.maps, image.shape[:2])]
+    key = ("learned_activation", cached.digest(image), model.fingerprint, layer, channels[i], THUMB)
+    return cached.picture(key, lambda: render.thumbnail(
+        render.overlay(image, upsample(features.maps[i : i + 1], image.shape[:2])[0]), THUMB))
+
+
 probabilities = cached.predict(model, list(pictures))
 columns = st.columns(4)
 for i, (picture, label) in enumerate(zip(pictures, labels)):
@@ -106,7 +117,7 @@ for i, (picture, label) in enumerate(zip(pictures, labels)):
     column = columns[i % len(columns)]
     column.image(photo(picture, THUMB), caption=f"{label}. The model sees: {seen}")
     if asked[0] == "channels" and features is not None and i < len(features.maps):
-        column.image(photo(activation_overlays[i], THUMB), caption=f"channel {channels[i]} on {selection.names[0]}")
+        column.image(activation_picture(i), caption=f"channel {channels[i]} on {selection.names[0]}")
 if asked[0] == "classes":
     hits = sum(int(probabilities[i].argmax()) == c for i, c in enumerate(asked[2]))
     st.caption(f"The model classifies {hits} of {len(pictures)} visualisations as the class they were made for. "
@@ -117,5 +128,4 @@ with st.expander(f"How {labels[0]} took shape (animation)"):
                      "from the grey start to the picture above.")
 downloads = st.columns(2)
 downloads[1].download_button("Animation (GIF)", last["animation"], "optimisation.gif", "image/gif", key="learned_gif")
-downloads[0].download_button("Visualisations (PNG)", render.png_bytes(render.compose_grid([list(pictures)], [""], labels)),
-                             "visualizations.png", "image/png", key="learned_png")
+downloads[0].download_button("Visualisations (PNG)", last["png"], "visualizations.png", "image/png", key="learned_png")
