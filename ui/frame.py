@@ -26,7 +26,6 @@ ENGINE = "explainers"
 # for it before seeing anything. The warm-up therefore starts once the first visitor's frame is
 # drawn, or after this many seconds without one.
 WARM_UP_DELAY = 3.0
-_ready = threading.Event()
 _frame_drawn = threading.Event()
 _log = logging.getLogger(__name__)
 
@@ -36,7 +35,8 @@ def configure_page() -> None:
 
 
 def engine_ready() -> bool:
-    return _ready.is_set() or getattr(sys.modules.get(ENGINE), "__all__", None) is not None
+    """The engine is imported whole: its ``__all__`` comes last, so a half-done import elsewhere is not ready."""
+    return getattr(sys.modules.get(ENGINE), "__all__", None) is not None
 
 
 @contextmanager
@@ -63,7 +63,6 @@ def outline_until_ready(title: str) -> Iterator[None]:
     _frame_drawn.set()
     with st.spinner("Starting the attribution engine…"):
         importlib.import_module(ENGINE)  # waits for warm_up's import when it is under way
-    _ready.set()
     side.empty()
     try:
         yield
@@ -107,7 +106,6 @@ def warm_up() -> None:
     _frame_drawn.wait(WARM_UP_DELAY)
     try:
         importlib.import_module(ENGINE)
-        _ready.set()
         from ui import cached
         from ui.sidebar import sample_photo
 
