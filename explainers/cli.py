@@ -120,7 +120,6 @@ def run_compare(args: argparse.Namespace) -> None:
     from explainers.attribution import attribute, is_low_probability
     from explainers.reports.comparison import (
         comparison_grid,
-        explained_probabilities,
         low_probability_notes,
         method_summary,
         row_label,
@@ -141,7 +140,7 @@ def run_compare(args: argparse.Namespace) -> None:
     scores = scores_table(results, curves, names, model.class_names, probabilities)
     scores.to_csv(out / "scores.csv", index=False)
     first = results[args.methods[0]]
-    explained = explained_probabilities({args.methods[0]: first}, probabilities)[args.methods[0]]
+    explained = probabilities[np.arange(len(names)), first.classes]  # each row's class, as the grid labels it
     for i, name in enumerate(names):
         single = {m: dataclasses.replace(r, raw=r.raw[i : i + 1], classes=r.classes[i : i + 1]) for m, r in results.items()}
         label = row_label(name, model.class_names[first.classes[i]], float(explained[i]))
