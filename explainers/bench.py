@@ -1,4 +1,4 @@
-"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset]
+"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset | --learned]
 
 On the embedded model, prints for each method the median seconds for a batch of
 images and its ratio to a floor: preparing the model input (resize and
@@ -16,6 +16,12 @@ every method runs once before it is timed. Caches are cleared before every run.
 (Saliency, SmoothGrad and Score-CAM, each with deletion and insertion at 16
 steps): cold (a freshly loaded model, its passes not yet traced, empty caches)
 and warm (everything cached, as on a revisit or a display change).
+
+``--learned`` measures class visualisation (``explainers.learned``) with its
+default settings: seconds for one class alone and per class when optimised
+together (wall and CPU), and the hit rate: how many of a fixed set of classes
+the model itself classifies as their own class, on the embedded model (20
+ImageNet classes) and the digits CNN (its 10 classes).
 
 ``--dataset`` measures images per second on the digits demo folder (1,000
 images) with the bundled digits CNN, each run interleaved with a bare
@@ -123,18 +129,56 @@ def bench_dataset(repeats: int, batch_size: int = 64) -> None:
         print(f"{name:32s} {statistics.median(ours):9.0f} {statistics.median(theirs):14.0f} {ratio:6.2f}")
 
 
+HIT_RATE_CLASSES = ("goldfish", "tree frog", "flamingo", "Golden Retriever", "tabby cat", "monarch butterfly", "zebra",
+                    "jellyfish", "volcano", "daisy", "strawberry", "lemon", "pizza", "espresso", "school bus",
+                    "airliner", "castle", "umbrella", "mushroom", "balloon")
+
+
+def bench_learned(repeats: int, together: int = 10) -> None:
+    from explainers import learned
+    from explainers.models.loading import DIGITS_MODEL
+
+    model = load_model()
+    learned.class_visualization(model, [0], steps=2)  # trace the pass once
+    walls, cpus = [], []
+    for seed in range(repeats):
+        learned.VISUALIZATIONS.clear()
+        cpu = time.process_time()
+        walls.append(seconds(lambda seed=seed: learned.class_visualization(model, ["espresso"], seed=seed)))
+        cpus.append(time.process_time() - cpu)
+    print(f"one class alone, {learned.Settings().steps} steps (medians of {repeats}): "
+          f"{statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} CPU-s")
+    for loaded, classes in ((model, HIT_RATE_CLASSES), (load_model(DIGITS_MODEL), None)):
+        classes = list(classes or loaded.class_names)
+        hits, start = [], time.perf_counter()
+        for first in range(0, len(classes), together):
+            group = classes[first : first + together]
+            probabilities = loaded.predict(list(learned.class_visualization(loaded, group)))
+            for name, row in zip(group, probabilities):
+                top = int(row.argmax())
+                hits.append(loaded.class_names[top] == name)
+                print(f"  {name:20s} -> {loaded.class_names[top]:20s} {row[top]:.2f}{'' if hits[-1] else '  (miss)'}")
+        took = time.perf_counter() - start
+        print(f"{loaded.display_name}: {sum(hits)} of {len(hits)} classes recognised; {took / len(hits):.1f} s a class "
+              f"optimised {together} together\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--page", action="store_true", help="time the comparison page's default work instead")
     parser.add_argument("--dataset", action="store_true", help="images/s on the digits demo folder instead")
+    parser.add_argument("--learned", action="store_true", help="class visualisation: seconds per class and hit rate")
     args = parser.parse_args()
     if args.page:
         bench_page(args.repeats)
         return
     if args.dataset:
         bench_dataset(args.repeats)
+        return
+    if args.learned:
+        bench_learned(args.repeats)
         return
 
     model = load_model()

@@ -233,7 +233,14 @@ def _target(text: str, count: int):
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    from explainers.learned import channel_visualization, class_index, class_visualization
+    from explainers.learned import (
+        animation_gif,
+        channel_animation,
+        channel_visualization,
+        class_animation,
+        class_index,
+        class_visualization,
+    )
     from explainers.reports.render import compose_grid, safe_stem
 
     model = _load(args)
@@ -242,7 +249,7 @@ def run_visualize(args: argparse.Namespace) -> None:
         raise InputError("Give either --classes (class names or indices) or --layer with --channels.")
     if args.layer and not args.channels:
         raise InputError("--layer needs --channels: the channel indices to visualise.")
-    settings = {"steps": args.steps, "seed": args.seed}
+    settings = {name: getattr(args, name) for name in _setting_names()}
     with _progress_bar() as bar:
         task = bar.add_task("Optimising", total=args.steps)
 
@@ -251,9 +258,11 @@ def run_visualize(args: argparse.Namespace) -> None:
 
         if args.classes:
             pictures = class_visualization(model, args.classes, report, **settings)
+            frames = class_animation(model, args.classes, **settings) if args.animation else None
             names = [model.class_names[class_index(model, c)] for c in args.classes]
         else:
             pictures = channel_visualization(model, args.layer, args.channels, report, **settings)
+            frames = channel_animation(model, args.layer, args.channels, **settings) if args.animation else None
             names = [f"{args.layer} channel {c}" for c in args.channels]
     probabilities = model.predict(list(pictures))
     for name, picture, row in zip(names, pictures, probabilities):
@@ -261,7 +270,15 @@ def run_visualize(args: argparse.Namespace) -> None:
         top = ", ".join(f"{model.class_names[c]} {row[c]:.2f}" for c in np.argsort(-row)[:3])
         print(f"{name}: the model sees {top}")
     _write_png(out / "visualizations.png", compose_grid([list(pictures)], [""], names))
+    if frames is not None:  # the same run's frames, from the cache
+        (out / f"{safe_stem(names[0])}.gif").write_bytes(animation_gif(frames))
     print(f"wrote {len(names)} visualisations to {out}", file=sys.stderr)
+
+
+def _setting_names() -> list[str]:
+    from explainers.learned import Settings
+
+    return [setting.name for setting in dataclasses.fields(Settings)]
 
 
 def run_methods(args: argparse.Namespace) -> None:
@@ -271,6 +288,7 @@ def run_methods(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from explainers.learned import Settings
     from explainers.methods.registry import REGISTRY
     from explainers.models.loading import DEFAULT_MODEL
 
@@ -313,8 +331,13 @@ def _parser() -> argparse.ArgumentParser:
     visualize.add_argument("--classes", nargs="+", help="class names or indices")
     visualize.add_argument("--layer", help="a layer, as `layers` prints it, whose --channels to visualise")
     visualize.add_argument("--channels", nargs="+", type=int, help="channel indices of --layer")
-    visualize.add_argument("--steps", type=int, default=100, help="optimisation steps (default %(default)s)")
-    visualize.add_argument("--seed", type=int, default=0)
+    for setting in dataclasses.fields(Settings):
+        kind = int if str(setting.type).startswith("int") else float
+        default = "" if setting.default is None else " (default %(default)s)"
+        visualize.add_argument(f"--{setting.name.replace('_', '-')}", type=kind, default=setting.default,
+                               help=setting.metadata["help"] + default)
+    visualize.add_argument("--animation", action="store_true",
+                           help="also write the first target's optimisation as a GIF (from the same run)")
     visualize.add_argument("--out", type=Path, required=True, help="output folder")
     visualize.set_defaults(run=run_visualize)
 

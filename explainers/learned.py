@@ -16,7 +16,7 @@ import dataclasses
 import io
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -28,24 +28,36 @@ from explainers.runtime.cache import ResultCache
 from explainers.runtime.probe import build_probe
 
 
+def _setting(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """How a visualisation is optimised: the defaults are what the README's hit rate was measured with."""
+    """How a visualisation is optimised; the defaults are what ``python -m explainers.bench --learned`` measures."""
 
-    steps: int = 100
-    tv_weight: float = 1.0  # total variation: smooth, picture-like inputs
-    norm_weight: float = 0.3  # L-p norm of the input: no saturated noise
-    jitter: int = 4  # pixels of random shift per step: features that survive a shift
-    rotation: float = 1.0  # degrees of random rotation per step
-    learning_rate: float = 1.0
-    seed: int = 0
+    steps: int = _setting(100, "optimisation steps")
+    tv_weight: float = _setting(1.0, "weight of total variation: smooth, picture-like inputs")
+    norm_weight: float = _setting(0.3, "weight of the input's L1 norm: no saturated noise")
+    jitter: int | None = _setting(None, "pixels of random shift per step, so features survive a shift "
+                                        "(default: a fiftieth of the picture's side, 4 px at 224 px)")
+    rotation: float = _setting(1.0, "degrees of random rotation per step")
+    learning_rate: float = _setting(3.0, "RMSprop step size, in pixel levels (0..255)")
+    seed: int = _setting(0, "seed of the grey start, the jitter and the rotation")
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 2000:
             raise InputError(f"steps must be between 1 and 2000, got {self.steps}.")
-        if min(self.tv_weight, self.norm_weight, self.jitter, self.rotation) < 0 or self.learning_rate <= 0:
+        jitter = self.jitter or 0
+        if min(self.tv_weight, self.norm_weight, jitter, self.rotation) < 0 or self.learning_rate <= 0:
             raise InputError("regularisation weights, jitter and rotation must be 0 or more, and the learning rate "
                              "above 0.")
+
+    def for_model(self, model: LoadedModel) -> Settings:
+        """These settings with the jitter resolved for the model's input size: 4 px shifts a 28 px digit off its place."""
+        if self.jitter is not None:
+            return self
+        return dataclasses.replace(self, jitter=int(0.02 * min(model.input_size)))
 
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
@@ -55,18 +67,57 @@ _TF_KERAS_VIS = threading.Lock()  # its jitter draws from NumPy's global generat
 
 
 def _pixel_model(model: LoadedModel, layer: str | None) -> keras.Model:
-    """Pixels ``(H, W, 3)`` in 0..255 -> the model's logits, or the activation of ``layer``."""
+    """Pixels in 0..255 -> the model's logits, or the activation of ``layer``.
+
+    The pixels are ``(H, W, 3)`` for a colour model and ``(H, W, 1)`` for a grayscale one: a grayscale model sees
+    only luma, so colour would be left to the regularisers alone and come out as noise.
+    """
     height, width = model.input_size
-    pixels = keras.Input((height, width, 3), name="pixels")
-    x = PRESETS[model.preprocessing].apply(pixels)
+    pixels = keras.Input((height, width, model.channels), name="pixels")
+    x = pixels if model.channels == 3 else keras.ops.repeat(pixels, 3, axis=-1)
+    x = PRESETS[model.preprocessing].apply(x)
     if model.channels == 1:
         luma = _LUMA[::-1] if model.preprocessing == "caffe" else _LUMA
         x = keras.ops.expand_dims(keras.ops.tensordot(x, luma, axes=1), -1)
-    probe = build_probe(model.model, (layer,) if layer else ())
-    outputs = probe.model(x)
+    try:
+        probe = build_probe(model.model, (layer,) if layer else ())
+        outputs = probe.model(x)
+    except (ValueError, TypeError, NotImplementedError) as error:
+        raise InputError(f"{model.display_name} cannot be visualised: its graph could not be rebuilt from pixels "
+                         f"({type(error).__name__}: {error}).") from error
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     # A list of one input, as tf-keras-vis calls it, so Keras finds the structure it expects.
     return keras.Model([pixels], outputs[0] if layer else outputs[-1])
+
+
+class _Traced:
+    """The pixel model with its call traced once: tf-keras-vis calls the model eagerly at every step, and eager
+    dispatch of a few hundred small ops cost four times the traced pass on this CPU."""
+
+    def __init__(self, model: keras.Model) -> None:
+        import tensorflow as tf
+
+        self._model = model
+        self._call = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def __call__(self, inputs, training: bool = False):
+        return self._call(inputs)
+
+
+_TRACED: dict[tuple, _Traced] = {}
+
+
+def _traced_pixel_model(model: LoadedModel, layer: str | None) -> _Traced:
+    """One traced pixel model per model and layer: tracing it and its gradient costs about a second."""
+    key = (model.fingerprint, model.preprocessing, model.channels, layer)
+    if key not in _TRACED:
+        while len(_TRACED) >= 8:
+            _TRACED.pop(next(iter(_TRACED)))
+        _TRACED[key] = _Traced(_pixel_model(model, layer))
+    return _TRACED[key]
 
 
 def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings: Settings,
@@ -82,14 +133,14 @@ def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings
     class _Report(Callback):
         def __call__(self, i, values, *args, **kwargs) -> None:
             if i % every == 0 or i + 1 == settings.steps:  # the first target's picture, for the animation
-                frames.append(np.clip(np.asarray(values[0][0]), 0, 255).round().astype(np.uint8))
+                frames.append(_as_pictures(values[0][:1])[0])
             if progress is not None:
                 progress(i + 1, settings.steps)
 
     height, width = model.input_size
     rng = np.random.default_rng(settings.seed)
     # A dim grey start with a little noise, as tf-keras-vis's own default, but seeded.
-    start = rng.uniform(96.0, 160.0, (count, height, width, 3)).astype(np.float32)
+    start = rng.uniform(96.0, 160.0, (count, height, width, model.channels)).astype(np.float32)
     modifiers = []
     if settings.jitter:
         modifiers.append(Jitter(jitter=settings.jitter))
@@ -98,13 +149,19 @@ def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings
         rotate.random_generator = np.random.default_rng([settings.seed, 1])
         modifiers.append(rotate)
     regularizers = [TotalVariation2D(weight=settings.tv_weight), Norm(weight=settings.norm_weight, p=1)]
-    visualizer = ActivationMaximization(_pixel_model(model, layer), clone=False)
+    visualizer = ActivationMaximization(_traced_pixel_model(model, layer), clone=False)
     with _TF_KERAS_VIS:
         np.random.seed(settings.seed)
         result = visualizer(score, seed_input=start, input_range=(0, 255), input_modifiers=modifiers,
                             regularizers=regularizers, steps=settings.steps,
                             optimizer=keras.optimizers.RMSprop(settings.learning_rate, 0.999), callbacks=[_Report()])
-    return Visualization(np.clip(np.asarray(result), 0, 255).round().astype(np.uint8), np.stack(frames))
+    return Visualization(_as_pictures(result), np.stack(frames))
+
+
+def _as_pictures(values) -> np.ndarray:
+    """Optimised inputs as ``(N, H, W, 3)`` uint8 pictures; a grayscale model's grey repeated in each channel."""
+    pictures = np.clip(np.asarray(values), 0, 255).round().astype(np.uint8)
+    return np.repeat(pictures, 3, axis=-1) if pictures.shape[-1] == 1 else pictures
 
 
 @dataclass(frozen=True)
@@ -164,7 +221,7 @@ def _class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progr
                params: dict) -> Visualization:
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    settings = _settings(params)
+    settings = _settings(params, model)
     indices = [class_index(model, c) for c in classes]
     key = ("class", model.fingerprint, model.preprocessing, tuple(indices), settings)
     return _cached(key, lambda: _optimise(model, None, CategoricalScore(indices), len(indices), settings, progress))
@@ -172,7 +229,9 @@ def _class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progr
 
 def _channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None,
                  params: dict) -> Visualization:
-    settings = _settings(params)
+    settings = _settings(params, model)
+    if channels_unavailable(model):
+        raise InputError(channels_unavailable(model))
     info = {i.path: i for i in model.layers}.get(layer)
     if info is None:
         raise InputError(f"'{layer}' is not a layer of {model.display_name}.")
@@ -193,12 +252,37 @@ def _channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progre
     return _cached(key, lambda: _optimise(model, layer, score, len(wanted), settings, progress))
 
 
-def _settings(params: dict) -> Settings:
+# A step's work besides the model's passes (jitter, rotation, regularisers, the optimiser), at 224 x 224 px: its
+# share measured on this 2-core CPU as one class taking 0.11 s a step and ten classes 0.66 s.
+STEP_OVERHEAD_SECONDS = 0.05
+
+
+def estimate_seconds(model: LoadedModel, targets: int, settings: Settings) -> float:
+    """About how long visualising ``targets`` classes or channels takes: per step, a backward pass for each target
+    at the model's measured cost, plus the step's own work scaled by the picture's size."""
+    from explainers.runtime.passes import pass_seconds
+
+    backward, _ = pass_seconds(model)
+    height, width = model.input_size
+    return settings.steps * (targets * backward + STEP_OVERHEAD_SECONDS * height * width / 224**2)
+
+
+def channels_unavailable(model: LoadedModel) -> str | None:
+    """Why no channel of the model can be visualised, or None when they can."""
+    if model.format == "SavedModel":
+        return (f"{model.display_name} is a SavedModel, which exposes no inner layers: to visualise channels, save "
+                "the model as .keras or .h5.")
+    if not model.conv_layers:
+        return f"{model.display_name} has no layer with a spatial output, so it has no channels to visualise."
+    return None
+
+
+def _settings(params: dict, model: LoadedModel) -> Settings:
     unknown = sorted(set(params) - {f.name for f in dataclasses.fields(Settings)})
     if unknown:
         raise InputError(f"Unknown visualisation setting '{unknown[0]}'; use "
                          f"{', '.join(f.name for f in dataclasses.fields(Settings))}.")
-    return Settings(**params)
+    return Settings(**params).for_model(model)
 
 
 def class_index(model: LoadedModel, target: int | str) -> int:

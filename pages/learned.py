@@ -31,14 +31,20 @@ st.caption("Each picture is an input optimised, from a grey start, to raise one 
            "regularisers, jitter and rotation). It shows what the model looks for, not a photo of the class. "
            "Erhan et al. 2009; Simonyan et al. 2013, arXiv:1312.6034.")
 
+defaults = Settings().for_model(model)
 with st.expander("Optimisation settings"):
-    row = st.columns(5)
+    row = st.columns(6)
+    helps = {setting.name: setting.metadata["help"].capitalize() + "." for setting in dataclasses.fields(Settings)}
     settings = Settings(
-        steps=row[0].slider("Steps", 10, 300, 100, 10, key="learned_steps"),
-        tv_weight=row[1].select_slider("Total variation", [0.0, 0.1, 0.3, 1.0, 3.0], 1.0, key="learned_tv"),
-        norm_weight=row[2].select_slider("Norm", [0.0, 0.1, 0.3, 1.0], 0.3, key="learned_norm"),
-        jitter=row[3].slider("Jitter (px)", 0, 16, 4, key="learned_jitter"),
-        seed=row[4].number_input("Seed", 0, 2**31 - 1, 0, key="learned_seed"),
+        steps=row[0].slider("Steps", 10, 300, defaults.steps, 10, key="learned_steps", help=helps["steps"]),
+        tv_weight=row[1].select_slider("Total variation", [0.0, 0.1, 0.3, 1.0, 3.0], defaults.tv_weight,
+                                       key="learned_tv", help=helps["tv_weight"]),
+        norm_weight=row[2].select_slider("Norm", [0.0, 0.1, 0.3, 1.0], defaults.norm_weight, key="learned_norm",
+                                         help=helps["norm_weight"]),
+        jitter=row[3].slider("Jitter (px)", 0, 16, defaults.jitter, key="learned_jitter", help=helps["jitter"]),
+        learning_rate=row[4].select_slider("Step size", [0.3, 1.0, 3.0, 10.0], defaults.learning_rate,
+                                           key="learned_rate", help=helps["learning_rate"]),
+        seed=row[5].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="learned_seed", help=helps["seed"]),
     )
 
 classes_tab, channels_tab = st.tabs(["Classes", "Channels"])
@@ -48,31 +54,39 @@ with classes_tab:
                            key="learned_classes", help="By default, the top class of each image in the sidebar.")
     request = ("classes", model.fingerprint, tuple(class_index(model, n) for n in names), settings)
 with channels_tab:
-    left, right = st.columns([2, 1])
-    layer = left.selectbox("Layer", model.conv_layers, index=len(model.conv_layers) // 2, key="learned_layer")
-    count = right.slider("Channels", 1, 12, 6, key="learned_channel_count")
-    if selection.images:
-        features = cached.feature_maps(model, selection.images[0], layer, count)
-        channels = [int(c) for c in features.channels]
-        st.caption(f"The {count} channels of {layer} most active on {selection.names[0]}, most active first; beside "
-                   "each visualisation, that channel's activation on the image.")
+    no_channels = learned.channels_unavailable(model)
+    if no_channels:
+        st.info(no_channels)
+        layer, features, channels, channel_request = None, None, [], None
     else:
-        features, channels = None, list(range(count))
-    channel_request = ("channels", model.fingerprint, layer, tuple(channels), settings)
+        left, right = st.columns([2, 1])
+        layer = left.selectbox("Layer", model.conv_layers, index=len(model.conv_layers) // 2, key="learned_layer")
+        count = right.slider("Channels", 1, 12, 6, key="learned_channel_count")
+        if selection.images:
+            features = cached.feature_maps(model, selection.images[0], layer, count)
+            channels = [int(c) for c in features.channels]
+            st.caption(f"The {count} channels of {layer} most active on {selection.names[0]}, most active first; "
+                       "beside each visualisation, that channel's activation on the image.")
+        else:
+            features, channels = None, list(range(count))
+        channel_request = ("channels", model.fingerprint, layer, tuple(channels), settings)
 
 tab = st.radio("Visualise", ["the classes", "the channels"], horizontal=True, key="learned_target")
 asked = request if tab == "the classes" else channel_request
 targets = len(asked[2]) if tab == "the classes" else len(channels)
+if tab == "the channels" and no_channels:
+    st.info(no_channels)
+    st.stop()
 if not targets:
     st.info("Choose at least one class.")
     st.stop()
 
 last = st.session_state.get(RESULT)
 if last is None or last["asked"] != asked:
-    # About 0.35 s a step for one 224 px target on 2 CPU cores; several targets share each step's overhead.
-    estimate = settings.steps * (0.1 + 0.25 * targets) * (model.input_size[0] * model.input_size[1]) / 224**2
-    if st.button(f"Visualise {targets} {'classes' if tab == 'the classes' else 'channels'} (about {estimate:.0f} s)",
-                 key="learned_run"):
+    estimate = learned.estimate_seconds(model, targets, settings)
+    button = st.empty()  # emptied once the run is done: the pictures answer it
+    if button.button(f"Visualise {targets} {'classes' if tab == 'the classes' else 'channels'} "
+                     f"(about {estimate:.0f} s)", key="learned_run"):
         bar, start = st.progress(0.0, "Starting…"), time.perf_counter()
 
         def report(done: int, total: int) -> None:
@@ -89,16 +103,20 @@ if last is None or last["asked"] != asked:
             frames = learned.channel_animation(model, layer, channels, **params)
             labels = [f"{layer} channel {c}" for c in channels]
         bar.empty()
+        button.empty()
         # Encoded once here, not on every rerun that shows the result.
         last = st.session_state[RESULT] = {
             "asked": asked, "pictures": pictures, "labels": labels, "animation": learned.animation_gif(frames),
-            "png": render.png_bytes(render.compose_grid([list(pictures)], [""], labels)),
             "seconds": time.perf_counter() - start,
         }
     else:
         st.stop()
 
 pictures, labels = last["pictures"], last["labels"]
+stretch = st.toggle("Stretch contrast for display", True, key="learned_stretch",
+                    help="Spreads each picture's 1st to 99th percentile over the full range. The model was shown, "
+                         "and its top-3 describe, the pictures as optimised; the downloads are as shown.")
+shown = [render.stretch_contrast(p) if stretch else p for p in pictures]
 
 
 def activation_picture(i: int) -> bytes:
@@ -111,7 +129,7 @@ def activation_picture(i: int) -> bytes:
 
 probabilities = cached.predict(model, list(pictures))
 columns = st.columns(4)
-for i, (picture, label) in enumerate(zip(pictures, labels)):
+for i, (picture, label) in enumerate(zip(shown, labels)):
     top = np.argsort(-probabilities[i])[:3]
     seen = " · ".join(f"{model.class_names[c]} {probabilities[i][c]:.2f}" for c in top)
     column = columns[i % len(columns)]
@@ -128,4 +146,7 @@ with st.expander(f"How {labels[0]} took shape (animation)"):
                      "from the grey start to the picture above.")
 downloads = st.columns(2)
 downloads[1].download_button("Animation (GIF)", last["animation"], "optimisation.gif", "image/gif", key="learned_gif")
-downloads[0].download_button("Visualisations (PNG)", last["png"], "visualizations.png", "image/png", key="learned_png")
+if ("png", stretch) not in last:  # encoded once per run and contrast setting, not on every rerun
+    last[("png", stretch)] = render.png_bytes(render.compose_grid([shown], [""], labels))
+grid = last[("png", stretch)]
+downloads[0].download_button("Visualisations (PNG)", grid, "visualizations.png", "image/png", key="learned_png")

@@ -3,10 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 import explainers as ex
 from explainers import learned
-from helpers import wrap
+from helpers import transfer_model, wrap
 
 SIZE = 16
 
@@ -45,7 +46,7 @@ def test_seeded_and_cached():
     again = learned.class_visualization(model, ["class 0"], **settings)
     np.testing.assert_array_equal(first, again)  # the same seed, recomputed: the same picture
     assert learned.class_visualization(model, [0], **settings) is learned.VISUALIZATIONS.get(
-        ("class", model.fingerprint, model.preprocessing, (0,), learned.Settings(**settings))).pictures
+        ("class", model.fingerprint, model.preprocessing, (0,), learned.Settings(**settings).for_model(model))).pictures
 
 
 def test_the_animation_is_the_same_run_ending_on_the_picture():
@@ -60,7 +61,8 @@ def test_the_animation_is_the_same_run_ending_on_the_picture():
     np.testing.assert_array_equal(frames[-1], pictures[0])
     assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 10  # it moved
     gif = Image.open(BytesIO(learned.animation_gif(frames)))
-    assert gif.format == "GIF" and gif.n_frames == len(frames)
+    changes = 1 + sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # GIF merges repeated frames
+    assert gif.format == "GIF" and gif.n_frames == changes
 
 
 def test_a_channel_that_sums_one_colour_is_visualised_in_that_colour():
@@ -93,6 +95,66 @@ def test_bad_requests_get_one_sentence():
         learned.channel_visualization(wrap(inner), "c", [4])
 
 
+def test_the_digits_cnn_recognises_every_one_of_its_classes_in_grey_pictures():
+    digits = ex.load_model(ex.DIGITS_MODEL)
+    pictures = learned.class_visualization(digits, list(range(10)))  # the defaults, as the README reports them
+    assert pictures.shape == (10, 28, 28, 3) and (pictures[..., 0] == pictures[..., 2]).all()  # it sees luma only
+    np.testing.assert_array_equal(digits.predict(list(pictures)).argmax(axis=1), np.arange(10))
+
+
+def test_the_jitter_default_follows_the_picture_size():
+    digits = ex.load_model(ex.DIGITS_MODEL)
+    assert learned.Settings().for_model(digits).jitter == 0  # 4 px would shift a 28 px digit off its place
+    assert learned.Settings(jitter=2).for_model(digits).jitter == 2
+    assert learned.Settings().for_model(wrap(transfer_model(size=224))).jitter == 4
+
+
+@pytest.mark.parametrize("kind", ["nested", "grayscale 40 px", "SavedModel"])
+def test_own_models_of_other_kinds_are_visualised(tmp_path, kind):
+    if kind == "SavedModel":
+        transfer_model().export(tmp_path / "saved", verbose=False)
+        model = ex.load_model(str(tmp_path / "saved"))
+    else:
+        (transfer_model(size=40, channels=1) if kind.startswith("grayscale") else transfer_model()).save(
+            tmp_path / "own.keras")
+        model = ex.load_model(str(tmp_path / "own.keras"))
+    pictures = learned.class_visualization(model, [0, 2], steps=3)
+    assert pictures.shape == (2, *model.input_size, 3) and pictures.dtype == np.uint8
+    if model.channels == 1:
+        assert (pictures[..., 0] == pictures[..., 1]).all()
+    if model.conv_layers:
+        assert learned.channel_visualization(model, model.conv_layers[-1], [1], steps=3).shape == (1, *model.input_size, 3)
+    else:
+        with pytest.raises(ex.InputError, match="SavedModel, which exposes no inner layers"):
+            learned.channel_visualization(model, "base/conv_b", [0])
+
+
+def test_a_model_without_spatial_layers_or_a_graph_that_cannot_be_rebuilt_is_refused_in_one_sentence(monkeypatch):
+    model, _ = _linear_model()
+    with pytest.raises(ex.InputError, match="has no layer with a spatial output, so it has no channels"):
+        learned.channel_visualization(model, "head", [0])
+
+    def unreplayable(*args, **kwargs):
+        raise NotImplementedError("an operation the replay does not know")
+
+    monkeypatch.setattr(learned, "build_probe", unreplayable)
+    learned._TRACED.clear()
+    with pytest.raises(ex.InputError, match=r"^linear filter cannot be visualised: its graph could not be rebuilt "
+                                            r"from pixels \(NotImplementedError: an operation"):
+        learned.class_visualization(model, [0], steps=2, seed=11)
+
+
+def test_the_estimate_prices_each_target_at_the_measured_backward_pass():
+    from explainers.runtime.passes import pass_seconds
+
+    model, _ = _linear_model()
+    settings = learned.Settings(steps=40).for_model(model)
+    backward, _ = pass_seconds(model)
+    one, three = learned.estimate_seconds(model, 1, settings), learned.estimate_seconds(model, 3, settings)
+    assert three - one == pytest.approx(2 * 40 * backward)
+    assert learned.estimate_seconds(model, 1, learned.Settings(steps=80)) == pytest.approx(2 * one)
+
+
 def test_the_command_line_writes_each_visualisation_and_what_the_model_sees(tmp_path, capsys):
     from explainers.cli import EXIT_BAD_INPUT, main
 
@@ -102,7 +164,11 @@ def test_the_command_line_writes_each_visualisation_and_what_the_model_sees(tmp_
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in printed] == ["3", "7"] and "the model sees" in printed[0]
     assert main(["visualize", "--model", ex.DIGITS_MODEL, "--layer", "conv2", "--channels", "0", "5", "--steps", "3",
-                 "--out", str(tmp_path / "channels")]) == 0
+                 "--tv-weight", "0.5", "--animation", "--out", str(tmp_path / "channels")]) == 0
     assert len(list((tmp_path / "channels").glob("conv2*.png"))) == 2
+    digits = ex.load_model(ex.DIGITS_MODEL)  # the options reached the engine: its cache holds this run's frames
+    frames = learned.channel_animation(digits, "conv2", [0, 5], steps=3, tv_weight=0.5)
+    gif = Image.open(tmp_path / "channels" / "conv2_channel_0.gif")
+    assert gif.n_frames == 1 + sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))
     assert main(["visualize", "--model", ex.DIGITS_MODEL, "--out", str(tmp_path)]) == EXIT_BAD_INPUT
     assert "Give either --classes" in capsys.readouterr().err

@@ -44,8 +44,10 @@ PAGES = {
     "ds_cell_true": _TEXT, "ds_cell_predicted": _TEXT, "ds_normalized": _BOOL, "ds_errors_only": _BOOL,
     "ds_image_classes": _LIST, "ds_opacity": _UNIT, "ds_colormap": _TEXT,
     "learned_steps": Shared(int, 10, 300), "learned_tv": Shared(float, 0.0, 3.0), "learned_norm": Shared(float, 0.0, 1.0),
-    "learned_jitter": Shared(int, 0, 16), "learned_seed": Shared(int, 0, 2**31 - 1), "learned_classes": _LIST,
+    "learned_jitter": Shared(int, 0, 16), "learned_seed": Shared(int, 0, 2**31 - 1),
+    "learned_rate": Shared(float, 0.3, 10.0), "learned_classes": _LIST,
     "learned_layer": _TEXT, "learned_channel_count": Shared(int, 1, 12), "learned_target": _TEXT,
+    "learned_stretch": _BOOL,
 }
 _PREFIXED = {"cmp_layer_": _TEXT}  # one layer picker per CAM method
 

@@ -80,6 +80,17 @@ def compose_grid(
     return np.asarray(canvas)
 
 
+def stretch_contrast(picture: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """A ``(H, W, 3)`` uint8 picture with its ``low``-``high`` percentiles (over all channels) spread to 0..255.
+
+    For display only: an optimised input keeps most pixels near its grey start, so its content sits in a narrow band.
+    """
+    lo, hi = np.percentile(picture, [low, high])
+    if hi <= lo:
+        return picture.copy()
+    return np.clip((picture.astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).round().astype(np.uint8)
+
+
 def safe_stem(text: str) -> str:
     """``text`` as a file name stem: anything but letters, digits, dot and dash becomes one underscore."""
     import re

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from explainers.runtime.probe import GUIDED, LRP_EPSILON, RESCALE, Probe, build_probe, output_kind
-from explainers.runtime.targets import choose_classes, class_scores, probabilities_from_logits
+from explainers.runtime.targets import TOP1, choose_classes, class_scores, probabilities_from_logits
+
+if TYPE_CHECKING:
+    from explainers.models.loading import LoadedModel
 
 DEFAULT_BATCH_SIZE = 16
+PROBE_IMAGES = 8  # images in the timed passes that price one forward and one backward image
 MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs worth a few MB each
 
 
@@ -212,3 +218,25 @@ class Runtime:
         if layer is not None:
             self.gradients(x, targets, (layer,))
             self.forward(x, targets, (layer,))
+
+
+_PASS_SECONDS: dict[str, tuple[float, float]] = {}
+
+
+def pass_seconds(model: LoadedModel) -> tuple[float, float]:
+    """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``.
+
+    Timed once per model on ``PROBE_IMAGES`` blank inputs through the passes the pages trace first (about half
+    a second on the embedded model), after one untimed call so that no trace is counted.
+    """
+    if model.fingerprint not in _PASS_SECONDS:
+        x = np.zeros((PROBE_IMAGES, *model.model.inputs[0].shape[1:]), np.float32)
+        targets = np.full(PROBE_IMAGES, TOP1, np.int32)
+        timings = []
+        for backward in (True, False):
+            model.runtime.gradients(x[:1], targets[:1], wrt_input=backward, backward=backward)
+            start = time.perf_counter()
+            model.runtime.gradients(x, targets, wrt_input=backward, backward=backward)
+            timings.append((time.perf_counter() - start) / PROBE_IMAGES)
+        _PASS_SECONDS[model.fingerprint] = (timings[0], timings[1])
+    return _PASS_SECONDS[model.fingerprint]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from explainers.attribution import Attribution, attribute, cached_maps
 from explainers.inputs.images import ImageLike
 from explainers.methods.registry import get_method, resolve_params
 from explainers.models.loading import LoadedModel
-from explainers.runtime.passes import DEFAULT_BATCH_SIZE, Runtime
-from explainers.runtime.targets import TOP1, Targets
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE, Runtime, pass_seconds
+from explainers.runtime.targets import Targets
 from explainers.scores.agreement import rank_correlation
 
 # Above this mean rank correlation with the original, after the top layers are
@@ -43,7 +42,6 @@ DEFAULT_STAGES = (1, 8, 32)
 # Before a model's randomised copy has run a method, its first stage also traces that method's passes: on the
 # development machine's 2-core CPU the default three methods' traces take about 4.5 s together on the embedded model.
 TRACE_ALLOWANCE_SECONDS = 1.5
-PROBE_IMAGES = 8  # images in the timed passes that price one forward and one backward image
 MAX_COPIES = 2  # randomised copies kept: each holds a second set of the model's weights and traced graphs
 
 Request = tuple[str | None, Mapping[str, Any]]  # (layer, parameters) of one method
@@ -160,28 +158,6 @@ def sanity_checks(
         np.array([[rank_correlation(a, b) for a, b in zip(originals[name].raw, stage.raw)] for stage in after[name]]),
         sum(stage.compute_seconds for stage in after[name]),
     ) for name in methods}
-
-
-_PASS_SECONDS: dict[str, tuple[float, float]] = {}
-
-
-def pass_seconds(model: LoadedModel) -> tuple[float, float]:
-    """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``.
-
-    Timed once per model on ``PROBE_IMAGES`` blank inputs through the passes the pages trace first (about half
-    a second on the embedded model), after one untimed call so that no trace is counted.
-    """
-    if model.fingerprint not in _PASS_SECONDS:
-        x = np.zeros((PROBE_IMAGES, *model.model.inputs[0].shape[1:]), np.float32)
-        targets = np.full(PROBE_IMAGES, TOP1, np.int32)
-        timings = []
-        for backward in (True, False):
-            model.runtime.gradients(x[:1], targets[:1], wrt_input=backward, backward=backward)
-            start = time.perf_counter()
-            model.runtime.gradients(x, targets, wrt_input=backward, backward=backward)
-            timings.append((time.perf_counter() - start) / PROBE_IMAGES)
-        _PASS_SECONDS[model.fingerprint] = (timings[0], timings[1])
-    return _PASS_SECONDS[model.fingerprint]
 
 
 def estimate_seconds(model: LoadedModel, images: Sequence[ImageLike], methods: Mapping[str, Request],
