@@ -28,7 +28,9 @@ images) with the bundled digits CNN, each run interleaved with a bare
 ``model.predict`` over the same preprocessed batches: prediction alone (the
 engine's predict, resize and preprocessing included), prediction + Grad-CAM
 (the dataset page's pass, in memory), and the whole folder run from disk
-(decoding included, per-file cache cleared).
+(decoding included, per-file cache cleared). Then, when Ray is installed,
+in-process next to Ray local with 2 actors on a larger folder, with the
+per-batch costs the README's scaling model uses (``explainers.bench_ray``).
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def bench_page(repeats: int) -> None:
 
 def bench_dataset(repeats: int, batch_size: int = 64) -> None:
     from explainers import datasets
-    from explainers.datasets.evaluate import _run_batch
+    from explainers.datasets.results import score_rows
     from explainers.inputs.samples import DIGITS_TEST_FOLDER
     from explainers.models.loading import DIGITS_MODEL
 
@@ -107,7 +109,7 @@ def bench_dataset(repeats: int, batch_size: int = 64) -> None:
 
     def predict_and_cam() -> None:
         for batch in batches:
-            _run_batch(model, batch, model.default_cam_layer)
+            score_rows(model, [""] * len(batch), [0] * len(batch), batch, model.default_cam_layer)
 
     def whole_folder() -> None:
         datasets.PER_FILE.clear()
@@ -127,6 +129,10 @@ def bench_dataset(repeats: int, batch_size: int = 64) -> None:
             theirs.append(count / seconds(bare))
         ratio = statistics.median(a / b for a, b in zip(ours, theirs))
         print(f"{name:32s} {statistics.median(ours):9.0f} {statistics.median(theirs):14.0f} {ratio:6.2f}")
+
+    from explainers import bench_ray
+
+    bench_ray.bench(repeats)
 
 
 HIT_RATE_CLASSES = ("goldfish", "tree frog", "flamingo", "Golden Retriever", "tabby cat", "monarch butterfly", "zebra",

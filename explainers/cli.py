@@ -1,6 +1,6 @@
 """``python -m explainers``: the dashboard's views in bulk, written to a folder, with the same engine.
 
-Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``; ``--help`` on each.
+Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``, ``report``; ``--help`` on each.
 A bad input prints one line on stderr and exits with status 2; a bad image
 among many is skipped and reported.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -152,14 +152,52 @@ def run_compare(args: argparse.Namespace) -> None:
     print(f"wrote scores.csv and {len(names)} comparison grids to {out}", file=sys.stderr)
 
 
+def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
+    """``evaluate --ray``: the same results folder and reports, scored by a Ray Data pipeline."""
+    from explainers.datasets import report as report
+    from explainers.datasets.distributed import ModelSpec, evaluate_on_ray
+    from explainers.datasets.evaluation import read_image
+    from explainers.datasets.ray_session import import_ray
+    from explainers.datasets.results import open_results
+
+    out = _out_dir(args.out)
+    import_ray()  # Ray Data sets up its logging on import: quieten it after
+    # Ray Data's own lines (progress, and a failure's traceback): the bar below shows progress, and a failed
+    # run ends in one sentence on stderr.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    with _progress_bar() as bar:
+        task = bar.add_task(f"Evaluating on Ray ({args.ray})", total=None)
+
+        def listed(listing) -> None:
+            if listing.mapping.unknown:
+                _warn(f"class folders the model has no class for: {', '.join(listing.mapping.unknown)}")
+            bar.update(task, total=len(listing.paths))
+
+        run = evaluate_on_ray(model, args.data, out, address=args.ray, spec=ModelSpec.of(model, args.output),
+                              mapping_mode=args.mapping, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                              gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size, on_listed=listed,
+                              on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+    evaluation = open_results(out)
+    for file, reason in evaluation.skipped:
+        _warn(f"{file}: {reason}")
+    report.write_files(evaluation, out, read_image)
+    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files)} images; {len(evaluation.skipped)} skipped; "
+          f"{run.seconds:.0f} s on {run.runner} with {args.actors} actor(s), start-up included; results in {out}",
+          file=sys.stderr)
+
+
 def run_evaluate(args: argparse.Namespace) -> None:
     from explainers.datasets import report as report
     from explainers.datasets.evaluate import Evaluation, evaluate_iter
+    from explainers.datasets.evaluation import read_image
     from explainers.datasets.mapping import map_classes
+    from explainers.datasets.results import write_results
     from explainers.datasets.scan import scan_folder
-    from explainers.reports.render import png_bytes
 
     model = _load(args)
+    if args.ray is not None:
+        _evaluate_on_ray(args, model)
+        return
     scan = scan_folder(args.data)
     out = _out_dir(args.out)
     mapping = map_classes(scan.folders, model, args.mapping)
@@ -176,18 +214,22 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 bar.update(task, completed=step.done, total=step.total)
     for file, reason in evaluation.skipped:
         _warn(f"{file}: {reason}")
-    report.predictions_table(evaluation).to_csv(out / "predictions.csv", index=False)
-    matrix = report.confusion(evaluation)
-    matrix.frame().to_csv(out / "confusion_matrix.csv")
-    (out / "confusion_matrix.png").write_bytes(report.confusion_png(matrix))
-    metrics = {**report.summary(evaluation), "mapping": mapping.mode,
-               "per_class": report.class_report(evaluation).to_dict(orient="records")}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    attention = report.class_attention(evaluation)
-    if attention:
-        (out / "class_attention.png").write_bytes(png_bytes(report.attention_grid(attention)))
+    write_results(out, evaluation, model)  # results.json + rows/: `report --results` redraws from them
+    report.write_files(evaluation, out, read_image)
     print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files)} images; "
           f"{len(evaluation.skipped)} skipped; results in {out}", file=sys.stderr)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from explainers.datasets import report as report
+    from explainers.datasets.evaluation import read_image
+    from explainers.datasets.results import open_results
+
+    evaluation = open_results(args.results)  # no model: the results carry their class names
+    out = _out_dir(args.out or args.results)
+    report.write_files(evaluation, out, read_image)
+    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files):,} images of {evaluation.model_name} "
+          f"({evaluation.runner}); {len(evaluation.skipped)} skipped; reports in {out}", file=sys.stderr)
 
 
 def _option(method: str, param: str) -> str:
@@ -342,11 +384,26 @@ def _parser() -> argparse.ArgumentParser:
     visualize.set_defaults(run=run_visualize)
 
     evaluate = commands.add_parser("evaluate", parents=[model], help="predictions, confusion matrix, metrics, class attention")
-    evaluate.add_argument("--data", type=Path, required=True, help="folder of class subfolders: <data>/<class>/<image>")
+    evaluate.add_argument("--data", required=True,
+                          help="folder of class subfolders: <data>/<class>/<image>; with --ray also a URI (s3://, gs://)")
     evaluate.add_argument("--mapping", default="auto", choices=["auto", "by position", "by name", "by WordNet id"])
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    ray = evaluate.add_argument_group("on a Ray cluster (needs ray[data])")
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="score on Ray: alone or 'local' starts Ray on this machine, host:port joins a running cluster")
+    ray.add_argument("--actors", type=int, default=1, help="model copies scoring batches in parallel (default %(default)s)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0,
+                     help="CPU cores each actor reserves, and its TensorFlow threads (default %(default)s)")
+    ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (default %(default)s)")
     evaluate.set_defaults(run=run_evaluate)
+
+    results = commands.add_parser("report", help="the evaluate reports (CSV, PNG, metrics) from a results folder, "
+                                                 "with no model pass")
+    results.add_argument("--results", type=Path, required=True,
+                         help="a results folder: results.json and rows/*.parquet, as evaluate --out writes")
+    results.add_argument("--out", type=Path, help="output folder (default: the results folder)")
+    results.set_defaults(run=run_report)
     return parser
 
 

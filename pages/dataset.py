@@ -12,6 +12,7 @@ import streamlit as st
 import explainers as ex
 from explainers.datasets import report as report
 from explainers.datasets.evaluate import Evaluation, Progress
+from explainers.datasets.evaluation import read_image
 from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
 from explainers.reports import render
 from ui import cached
@@ -19,9 +20,11 @@ from ui.selection import current
 from ui.widgets import photo
 
 DEMO, SERVER_FOLDER, ZIP_UPLOAD = "Digits demo (bundled)", "A folder on the server", "A ZIP upload"
+RESULTS_FOLDER = "A results folder on the server"
 MAPPINGS = {"auto": "Automatic", BY_POSITION: "Sorted folders = outputs 0, 1, 2…", BY_NAME: "Folder name = class name",
             BY_WORDNET_ID: "Folder name = WordNet id (n01440764…)"}
 GALLERY_LIMIT = 24
+ATTENTION_CLASSES = 12  # past 24 classes with images, the attention tab starts on this many with the most mistakes
 _RESULTS, _STOPPED = "dataset_results", "dataset_stopped"
 
 selection = current()
@@ -29,8 +32,28 @@ st.title("Your dataset")
 st.caption("A folder with one subfolder per class, through the model: where it errs, and what it looks at per class.")
 
 roots = ex.data_roots.configured_roots()  # no roots: no folder of the server can be named
-sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER] if roots else [])
+sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER, RESULTS_FOLDER] if roots else [])
 source = st.radio("Images", sources, horizontal=True, key="ds_source")
+
+
+def _results_folder() -> Evaluation:
+    """The evaluation a results folder inside the data roots holds; the page stops with one sentence otherwise."""
+    path = st.text_input("Results folder", key="ds_results_path", placeholder=str(roots[0] / "results"),
+                         help="A folder `python -m explainers evaluate --out` wrote (results.json and rows/*.parquet), "
+                              f"inside {ex.data_roots.describe(roots)}; a relative path starts in {roots[0]}.").strip()
+    if not path:
+        st.info("Give a results folder above: it opens with no model pass.")
+        st.stop()
+    try:
+        with st.spinner("Reading the results…"):
+            opened = cached.open_results(ex.data_roots.resolve_inside(path, roots))
+    except ex.InputError as error:
+        st.error(str(error))
+        st.stop()
+    st.caption(f"Results of **{opened.model_name or 'an unnamed model'}** ({opened.runner}) on {opened.root_name}, "
+               f"read from the folder with no model pass. They carry their own {len(opened.class_names):,} class "
+               "names, so they show the same whichever model the sidebar holds.")
+    return opened
 
 
 def _folder() -> str | None:
@@ -52,110 +75,122 @@ def _folder() -> str | None:
     return unpacked[upload.file_id]
 
 
-try:
-    folder = _folder()
-except ex.InputError as error:
-    st.error(str(error))
-    st.stop()
-if folder is None:
-    st.info("Give the folder of class subfolders above.")
-    st.stop()
-
-if source == DEMO:
-    model = cached.load_model(ex.DIGITS_MODEL)
-    st.caption(f"The demo runs the bundled **{model.display_name}** on 1,000 held-out MNIST digits (see the README). "
-               "Your own folder runs the sidebar's model.")
-else:
-    model = selection.model
-    st.caption(f"Model: **{model.display_name}** (from the sidebar).")
-
-# Listing a large tree costs real time, and display changes rerun the page: list once, until Rescan.
-scans: dict = st.session_state.setdefault("ds_scans", {})
-if folder not in scans:
-    listing = st.empty()
+def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
+    """The folder of class subfolders the source names, run through the model (or gathered from the cache)."""
     try:
-        found = ex.datasets.scan_folder(folder, roots=roots if source == SERVER_FOLDER else None,
-                                        on_progress=lambda seen: listing.caption(f"Listing the folder: {seen:,} entries…"))
+        folder = _folder()
     except ex.InputError as error:
         st.error(str(error))
         st.stop()
-    listing.empty()
-    scans.clear()  # one listing per session: a large tree's is large
-    scans[folder] = found
-scan = scans[folder]
+    if folder is None:
+        st.info("Give the folder of class subfolders above.")
+        st.stop()
 
-modes = [m for m in MAPPINGS if m != BY_WORDNET_ID or len(model.class_names) == 1000]
-settings_row = st.columns([2, 2, 1])
-mode = settings_row[0].selectbox("Match class folders to the model's outputs", modes, format_func=MAPPINGS.get,
-                                 key="ds_mapping")
-mapping = ex.datasets.map_classes(scan.folders, model, mode)
-use_cam = model.cam_unavailable is None
-cam_layer = None
-if use_cam:
-    cam_layer = settings_row[1].selectbox("Grad-CAM layer", model.conv_layers, key="ds_cam_layer",
-                                          index=model.conv_layers.index(model.default_cam_layer))
-batch_size = settings_row[2].select_slider("Batch", [16, 32, 64, 128], 64, key="ds_batch")
-st.caption(f"{len(scan.folders)} class folders matched {mapping.mode}; Grad-CAM of each image's predicted class "
-           + (f"at {cam_layer}." if use_cam else f"is unavailable: {model.cam_unavailable}"))
-if mapping.mode == BY_POSITION and len(scan.folders) != len(model.class_names):
-    st.warning(f"{model.display_name} has {len(model.class_names):,} outputs and the folder {len(scan.folders)} classes; "
-               "they are matched by position (the first sorted folder is output 0). If that is not what the model "
-               "was trained on, name the folders after its classes or pick another model.")
-for problem in ([f"{len(mapping.unknown)} class folder(s) the model has no class for, left out: "
-                 f"{', '.join(mapping.unknown[:10])}{'…' if len(mapping.unknown) > 10 else ''}."] if mapping.unknown else []) + (
-                [f"Empty class folder(s): {', '.join(scan.empty_folders)}."] if scan.empty_folders else []):
-    st.warning(problem)
-
-key = (model.fingerprint, model.preprocessing, tuple(model.class_names), str(scan.root), mapping.mode, cam_layer, len(scan.files))
-results: dict = st.session_state.setdefault(_RESULTS, {})
-
-
-def _run(cached_only: bool) -> Evaluation:
-    bar = st.progress(0.0, "Starting…")
-    for step in ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=cached_only):
-        if isinstance(step, Progress):
-            eta = f", about {step.eta_seconds:.0f} s left" if np.isfinite(step.eta_seconds) else ""
-            bar.progress(step.done / max(step.total, 1),
-                         f"{step.done:,} of {step.total:,} images · {step.images_per_second:,.0f} images/s{eta}")
-        else:
-            bar.empty()
-            return step
-    raise AssertionError("evaluate_iter ends with an Evaluation")
-
-
-def _scored_before() -> Evaluation | None:
-    """The evaluation when every image was scored before (by any session): gathered from the cache, nothing drawn."""
-    steps = ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=True)
-    found = next(step for step in steps if isinstance(step, Evaluation))
-    return found if found.complete else None
-
-
-evaluation = results.get(key)
-if evaluation is None:
-    if st.session_state.get(_STOPPED) == key:
-        evaluation = _run(cached_only=True)
-        st.warning(f"Stopped after {len(evaluation.files):,} of {evaluation.total:,} images; results below cover those.")
-        if st.button("Resume", key="ds_resume"):
-            st.session_state.pop(_STOPPED)
-            st.rerun()
-    elif (evaluation := _scored_before()) is not None:  # no run to stop, so no Stop button and no rerun to drop it
-        results.clear()
-        results[key] = evaluation
+    if source == DEMO:
+        model = cached.load_model(ex.DIGITS_MODEL)
+        st.caption(f"The demo runs the bundled **{model.display_name}** on 1,000 held-out MNIST digits (see the README). "
+                   "Your own folder runs the sidebar's model.")
     else:
-        st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
-                  help="Finished images stay cached; Resume continues from there.")
-        evaluation = _run(cached_only=False)
-        results.clear()  # one dataset's results per session: they can be large
-        results[key] = evaluation
-        st.rerun()  # drop the Stop button
+        model = selection.model
+        st.caption(f"Model: **{model.display_name}** (from the sidebar).")
+
+    # Listing a large tree costs real time, and display changes rerun the page: list once, until Rescan.
+    scans: dict = st.session_state.setdefault("ds_scans", {})
+    if folder not in scans:
+        listing = st.empty()
+        try:
+            found = ex.datasets.scan_folder(folder, roots=roots if source == SERVER_FOLDER else None,
+                                            on_progress=lambda seen: listing.caption(f"Listing the folder: {seen:,} entries…"))
+        except ex.InputError as error:
+            st.error(str(error))
+            st.stop()
+        listing.empty()
+        scans.clear()  # one listing per session: a large tree's is large
+        scans[folder] = found
+    scan = scans[folder]
+
+    modes = [m for m in MAPPINGS if m != BY_WORDNET_ID or len(model.class_names) == 1000]
+    settings_row = st.columns([2, 2, 1])
+    mode = settings_row[0].selectbox("Match class folders to the model's outputs", modes, format_func=MAPPINGS.get,
+                                     key="ds_mapping")
+    mapping = ex.datasets.map_classes(scan.folders, model, mode)
+    use_cam = model.cam_unavailable is None
+    cam_layer = None
+    if use_cam:
+        cam_layer = settings_row[1].selectbox("Grad-CAM layer", model.conv_layers, key="ds_cam_layer",
+                                              index=model.conv_layers.index(model.default_cam_layer))
+    batch_size = settings_row[2].select_slider("Batch", [16, 32, 64, 128], 64, key="ds_batch")
+    st.caption(f"{len(scan.folders)} class folders matched {mapping.mode}; Grad-CAM of each image's predicted class "
+               + (f"at {cam_layer}." if use_cam else f"is unavailable: {model.cam_unavailable}"))
+    if mapping.mode == BY_POSITION and len(scan.folders) != len(model.class_names):
+        st.warning(f"{model.display_name} has {len(model.class_names):,} outputs and the folder {len(scan.folders)} classes; "
+                   "they are matched by position (the first sorted folder is output 0). If that is not what the model "
+                   "was trained on, name the folders after its classes or pick another model.")
+    for problem in ([f"{len(mapping.unknown)} class folder(s) the model has no class for, left out: "
+                     f"{', '.join(mapping.unknown[:10])}{'…' if len(mapping.unknown) > 10 else ''}."] if mapping.unknown else []) + (
+                    [f"Empty class folder(s): {', '.join(scan.empty_folders)}."] if scan.empty_folders else []):
+        st.warning(problem)
+
+    key = (model.fingerprint, model.preprocessing, tuple(model.class_names), str(scan.root), mapping.mode, cam_layer, len(scan.files))
+    results: dict = st.session_state.setdefault(_RESULTS, {})
+
+    def _run(cached_only: bool) -> Evaluation:
+        bar = st.progress(0.0, "Starting…")
+        for step in ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=cached_only):
+            if isinstance(step, Progress):
+                eta = f", about {step.eta_seconds:.0f} s left" if np.isfinite(step.eta_seconds) else ""
+                bar.progress(step.done / max(step.total, 1),
+                             f"{step.done:,} of {step.total:,} images · {step.images_per_second:,.0f} images/s{eta}")
+            else:
+                bar.empty()
+                return step
+        raise AssertionError("evaluate_iter ends with an Evaluation")
+
+    def _scored_before() -> Evaluation | None:
+        """The evaluation when every image was scored before (by any session): gathered from the cache, nothing drawn."""
+        steps = ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=True)
+        found = next(step for step in steps if isinstance(step, Evaluation))
+        return found if found.complete else None
+
+    evaluation = results.get(key)
+    if evaluation is None:
+        if st.session_state.get(_STOPPED) == key:
+            evaluation = _run(cached_only=True)
+            st.warning(f"Stopped after {len(evaluation.files):,} of {evaluation.total:,} images; results below cover those.")
+            if st.button("Resume", key="ds_resume"):
+                st.session_state.pop(_STOPPED)
+                st.rerun()
+        elif (evaluation := _scored_before()) is not None:  # no run to stop, so no Stop button and no rerun to drop it
+            results.clear()
+            results[key] = evaluation
+        else:
+            st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
+                      help="Finished images stay cached; Resume continues from there.")
+            evaluation = _run(cached_only=False)
+            results.clear()  # one dataset's results per session: they can be large
+            results[key] = evaluation
+            st.rerun()  # drop the Stop button
+    if source == SERVER_FOLDER and st.button(
+            "Rescan the folder", key="ds_rescan",
+            help="Files added, removed or changed since the run are read; unchanged ones come from the cache."):
+        results.pop(key, None)
+        scans.pop(folder, None)
+        st.rerun()
+    return evaluation, model
+
+
+if source == RESULTS_FOLDER:
+    evaluation, model = _results_folder(), None
+    # Paths come from the folder's rows: read only inside the data roots, as the server-folder source does.
+    image_roots = tuple(roots)
+else:
+    evaluation, model = _evaluated_folder()
+    image_roots = None  # files this page listed itself
+model_name = model.display_name if model else evaluation.model_name
+show_size = evaluation.input_size or (224, 224)
 
 if len(evaluation.files) == 0:
     st.error("No image could be evaluated; see the skipped files below.")
-if source == SERVER_FOLDER and st.button("Rescan the folder", key="ds_rescan",
-                                help="Files added, removed or changed since the run are read; unchanged ones come from the cache."):
-    results.pop(key, None)
-    scans.pop(folder, None)
-    st.rerun()
 
 summary = report.summary(evaluation)
 metrics = st.columns(5)
@@ -175,8 +210,14 @@ if not evaluation.files:
     st.stop()
 
 
-def _gallery_picture(image: np.ndarray, cam: np.ndarray | None) -> bytes:
-    """One image of a confusion cell with its Grad-CAM over it, as JPEG bytes made once per image and map."""
+def _gallery_picture(image: np.ndarray | None, cam: np.ndarray | None) -> bytes | None:
+    """One image of a confusion cell with its Grad-CAM over it, as JPEG bytes made once per image and map; the map
+    alone when the image cannot be read here; None when there is neither."""
+    if image is None:
+        if cam is None:
+            return None
+        return cached.picture(("ds_gallery_map", cached.digest(cam), show_size), lambda: render.colorize(
+            ex.methods.maps.rescale(ex.methods.maps.upsample(cam[None], show_size))[0]))
     if cam is None:
         return photo(image)
 
@@ -187,7 +228,7 @@ def _gallery_picture(image: np.ndarray, cam: np.ndarray | None) -> bytes:
 
 
 evaluation_key = cached.evaluation_digest(evaluation)  # names the content, for views shared between sessions
-matrix = report.confusion(evaluation)
+matrix = report.confusion(evaluation, report.MATRIX_ROWS)  # drawn: at most MATRIX_ROWS rows stay readable
 confusions = report.top_confusions(evaluation)
 predictions = report.predictions_table(evaluation)
 matrix_tab, class_tab, image_tab, attention_tab = st.tabs(["Confusion matrix", "Per class", "Per image", "Attention per class"])
@@ -196,7 +237,10 @@ with matrix_tab:
     normalized = st.toggle("Row-normalised (share of each true class)", key="ds_normalized")
     if len(evaluation.class_names) > report.FULL_MATRIX_LIMIT:
         st.caption(f"The model has {len(evaluation.class_names):,} classes; the matrix shows the {len(matrix.rows)} "
-                   f"present in the folder, with every other prediction in '{report.OTHER}'.")
+                   + (f"of the {len(matrix.rows) + matrix.hidden:,} present in the folder with the most mistakes"
+                      if matrix.hidden else "present in the folder")
+                   + f", with every other prediction in '{report.OTHER}'."
+                   + (" The CSV export holds every class." if matrix.hidden else ""))
     order = [matrix.label(c) for c in matrix.columns]
 
     def matrix_chart() -> alt.LayerChart:
@@ -241,17 +285,28 @@ with matrix_tab:
     true_name = picks[0].selectbox("True class", names_rows, key="ds_cell_true")
     predicted_name = picks[1].selectbox("Predicted class", order, key="ds_cell_predicted")
     members = report.cell_members(evaluation, evaluation.class_names.index(true_name) if true_name in evaluation.class_names else -1,
-                                  evaluation.class_names.index(predicted_name) if predicted_name in evaluation.class_names else -1)
+                                  evaluation.class_names.index(predicted_name) if predicted_name in evaluation.class_names else -1,
+                                  matrix.columns)
     picks[2].markdown(f"**{len(members):,} image(s)** were true *{true_name}* and predicted *{predicted_name}*"
                       + (f"; the first {GALLERY_LIMIT} are shown." if len(members) > GALLERY_LIMIT else "."))
     if len(members):
         st.caption("Under each image: its file, then the model's three most probable classes with their probabilities.")
     gallery = st.columns(6)
+    unreachable = 0
     for slot, index in enumerate(members[:GALLERY_LIMIT]):
-        image = cached.dataset_image(str(evaluation.root / evaluation.files[index]), model.input_size)
-        gallery[slot % 6].image(_gallery_picture(image, evaluation.cams[index] if evaluation.cams.size else None),
-                                width="stretch", caption=evaluation.files[index])
-        gallery[slot % 6].caption(report.top_classes_text(evaluation.probabilities[index], evaluation.class_names))
+        image = cached.dataset_image(evaluation.location(index), show_size, image_roots)
+        unreachable += image is None
+        picture = _gallery_picture(image, evaluation.cams[index] if evaluation.cams.size else None)
+        if picture is not None:
+            gallery[slot % 6].image(picture, width="stretch", caption=evaluation.files[index])
+        else:
+            gallery[slot % 6].markdown(f"`{evaluation.files[index]}`")
+        gallery[slot % 6].caption(report.top_classes_text(evaluation.top_classes[index],
+                                                          evaluation.top_probabilities[index], evaluation.class_names))
+    if unreachable:
+        st.caption(f"{unreachable} of these images cannot be read from this server "
+                   + ("(not inside its data folders, or not there any more), so their Grad-CAM is shown alone."
+                      if evaluation.cams.size else "(not inside its data folders, or not there any more)."))
     st.markdown("**Top confusions**")
     st.dataframe(confusions, hide_index=True, width="stretch",
                  column_config={"share of true class": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)})
@@ -271,30 +326,43 @@ with image_tab:
     st.dataframe(shown, hide_index=True, width="stretch")
 
 with attention_tab:
-    attention = cached.class_attention(evaluation, evaluation_key)
-    if not attention:
-        st.info(f"Grad-CAM is unavailable for this model: {model.cam_unavailable}")
-    else:
+    worst = report.worst_classes(evaluation, 2 * ATTENTION_CLASSES)
+    shown_classes = worst
+    if evaluation.cams.size and len(worst) == 2 * ATTENTION_CLASSES:  # more classes than fit: the user picks
+        present = np.flatnonzero(np.bincount(evaluation.true, minlength=len(evaluation.class_names)))
+        shown_classes = st.multiselect(
+            "Classes", present.tolist(), default=worst[:ATTENTION_CLASSES], format_func=evaluation.class_names.__getitem__,
+            key="ds_attention_classes", help=f"It starts on the {ATTENTION_CLASSES} classes with the most mistakes.")
+    attention = cached.class_attention(evaluation, evaluation_key, shown_classes, image_roots)
+    if not evaluation.cams.size:
+        st.info(f"Grad-CAM is unavailable for this model: {model.cam_unavailable}" if model else
+                "These results hold no Grad-CAM: they were made without a CAM layer.")
+    elif attention:
         look = st.columns([2, 1])
         opacity = look[0].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="ds_opacity")
         colormap = look[1].selectbox("Colormap", render.COLORMAPS, key="ds_colormap")
-        st.caption("Each class's mean image, and its mean Grad-CAM (of the predicted class) over the images the model "
-                   "got right and over those it got wrong; (right/all) after the name.")
+        st.caption(f"Each class's mean image (of up to {report.MEAN_IMAGE_SAMPLE} of its images), and its mean Grad-CAM "
+                   "(of the predicted class) over the images the model got right and over those it got wrong; "
+                   "(right/all) after the name.")
+        if all(item.mean_image is None for item in attention):
+            st.caption("The images cannot be read from this server (not inside its data folders, or not there any "
+                       "more), so each class's mean Grad-CAM is shown alone, on grey.")
         per_row = 4
         for start in range(0, len(attention), per_row):
             for column, item in zip(st.columns(per_row), attention[start : start + per_row]):
                 column.markdown(f"**{item.name}** · {item.correct}/{item.correct + item.wrong} right")
-                strip = cached.picture(("ds_attention", evaluation_key, item.name, colormap, opacity),
+                strip = cached.picture(("ds_attention", evaluation_key, image_roots, item.name, colormap, opacity),
                                        lambda item=item: report.attention_strip(item, colormap, opacity))
-                column.image(strip, width="stretch", caption="mean image · when right · when wrong")
+                column.image(strip, width="stretch", caption=("mean image" if item.mean_image is not None
+                                                              else "no image") + " · when right · when wrong")
 
 st.subheader("Export")
 exports = st.columns(5)
 # Files are made when asked for, not on every run.
 exports[0].download_button("Predictions (CSV)", lambda: predictions.to_csv(index=False), "predictions.csv", "text/csv",
                            on_click="ignore", key="ds_predictions_csv")
-exports[1].download_button("Confusion matrix (CSV)", lambda: matrix.frame().to_csv(), "confusion_matrix.csv",
-                           "text/csv", on_click="ignore", key="ds_confusion_csv")
+exports[1].download_button("Confusion matrix (CSV)", lambda: report.confusion(evaluation).frame().to_csv(),  # every class
+                           "confusion_matrix.csv", "text/csv", on_click="ignore", key="ds_confusion_csv")
 exports[2].download_button("Confusion matrix (PNG)", lambda: report.confusion_png(matrix), "confusion_matrix.png",
                            "image/png", on_click="ignore", key="ds_confusion_png")
 if attention:
@@ -302,5 +370,6 @@ if attention:
                                lambda: render.png_bytes(report.attention_grid(attention, colormap, opacity)),
                                "class_attention.png", "image/png", on_click="ignore", key="ds_attention_png")
 exports[4].download_button(
-    "Export report (HTML)", lambda: report.report_html(evaluation, model.display_name), "dataset_report.html", "text/html",
+    "Export report (HTML)", lambda: report.report_html(evaluation, model_name, read=lambda location: read_image(location, image_roots)),
+    "dataset_report.html", "text/html",
     on_click="ignore", key="ds_report", help="One file with every picture inside; opens offline.")

@@ -11,6 +11,7 @@ from PIL import Image
 import explainers as ex
 from explainers.datasets import report as report
 from explainers.datasets.evaluate import PER_FILE, evaluate, evaluate_iter
+from explainers.datasets.evaluation import read_image
 from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
 from explainers.datasets.scan import scan_folder
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
@@ -68,27 +69,31 @@ def test_a_cell_lists_exactly_that_cells_images(demo):
         assert members.tolist() == expected.tolist() and len(members) == count
 
 
-def test_top3_and_lowest_class_come_from_the_probabilities(demo):
+def test_top3_and_lowest_class_come_from_the_probabilities(digits, demo):
     table = report.predictions_table(demo)
     row = 17
-    order = np.argsort(-demo.probabilities[row])
+    probabilities = digits.predict([ex.decode_image(demo.location(row))])[0]  # the full vector, from a separate pass
+    order = np.argsort(-probabilities)
     assert table.loc[row, "top1_class"] == demo.class_names[order[0]] == table.loc[row, "predicted_class"]
     assert table.loc[row, "top3_class"] == demo.class_names[order[2]]
     assert table.loc[row, "lowest_class"] == demo.class_names[order[-1]]
+    np.testing.assert_allclose(table.loc[row, "p_true"], probabilities[demo.true[row]], atol=1e-5)
+    np.testing.assert_allclose(demo.top_probabilities[row], probabilities[order[:5]], atol=1e-5)
 
 
 def test_class_attention_splits_each_class_into_right_and_wrong(demo):
-    attention = report.class_attention(demo)
+    attention = report.class_attention(demo, read=read_image)
     assert [a.name for a in attention] == demo.class_names
     for item in attention:
         assert item.correct + item.wrong == 100
+        assert item.mean_image is not None and item.sampled == report.MEAN_IMAGE_SAMPLE  # a bounded sample is read
         assert item.correct_map is not None and 0 <= item.correct_map.min() and item.correct_map.max() <= 1
         assert (item.wrong_map is None) == (item.wrong == 0)
     assert report.attention_grid(attention).ndim == 3 and report.confusion_png(report.confusion(demo))[:4] == b"\x89PNG"
 
 
 def test_grad_cam_of_the_dataset_pass_matches_the_engines_grad_cam(digits, demo):
-    image = ex.decode_image(demo.root / demo.files[3])
+    image = ex.decode_image(demo.location(3))
     reference = ex.attribute(digits, [image], "gradcam", layer=demo.cam_layer).raw[0]  # at 28x28
     small = ex.methods.maps.upsample(demo.cams[3][None], reference.shape)[0]
     assert np.corrcoef(small.ravel(), reference.ravel())[0, 1] > 0.999

@@ -173,4 +173,29 @@ def test_gallery_probabilities_are_whole_percentages_that_never_round_to_a_false
 
 
 def test_gallery_top_three_names_each_class_with_its_share():
-    assert report.top_classes_text(np.array([0.0, 0.0, 0.42, 0.58, 0.0, 0.0]), list("012345")) == "3: 58% · 2: 42% · 0: <1%"
+    assert report.top_classes_text(np.array([3, 2, 0, 1]), np.array([0.58, 0.42, 0.0, 0.0]),
+                                   list("012345")) == "3: 58% · 2: 42% · 0: <1%"
+
+
+def test_a_results_folder_opens_with_its_images_only_when_they_lie_inside_the_data_roots(folder_app, tmp_path):
+    from explainers.cli import main
+
+    shutil.copytree(DIGITS_TEST_FOLDER / "1", tmp_path / "data" / "1")
+    shutil.copytree(DIGITS_TEST_FOLDER / "7", tmp_path / "data" / "7")
+    assert main(["evaluate", "--model", ex.DIGITS_MODEL, "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "inside")]) == 0
+    # The same rows, but naming images outside the data roots: the page must not read them.
+    assert main(["evaluate", "--model", ex.DIGITS_MODEL, "--data", str(DIGITS_TEST_FOLDER), "--out",
+                 str(tmp_path / "outside")]) == 0
+    folder_app.radio(key="ds_source").set_value("A results folder on the server").run()
+    folder_app.text_input(key="ds_results_path").set_value("inside").run()
+    assert not folder_app.exception, folder_app.exception
+    assert _metric(folder_app, "Images") == "200"
+    assert any("read from the folder with no model pass" in c.value for c in folder_app.caption)
+    assert not any("cannot be read from this server" in c.value for c in folder_app.caption)
+    assert all(c.value.startswith("mean image") for c in folder_app.caption if "when right" in c.value)
+    folder_app.text_input(key="ds_results_path").set_value("outside").run()
+    assert not folder_app.exception, folder_app.exception
+    assert _metric(folder_app, "Images") == "1,000"
+    assert any("cannot be read from this server" in c.value for c in folder_app.caption)
+    assert any("each class's mean Grad-CAM is shown alone" in c.value for c in folder_app.caption)

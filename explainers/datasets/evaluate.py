@@ -1,9 +1,10 @@
 """A labelled image folder (``root/<class name>/<image>``) through a model: predictions and Grad-CAM per image.
 
-Each image costs one batched backward pass at a CAM layer, which yields both its
-class probabilities and the Grad-CAM of its predicted class. Results are cached
-per file (path, size and modification time), so a rerun, or a run stopped and
-resumed, only computes images not seen before.
+Each image costs one batched backward pass at a CAM layer (``results.score_rows``,
+the same pass the Ray pipeline runs), which yields both its class probabilities
+and the Grad-CAM of its predicted class; only the compact row is kept. Rows are
+cached per file (path, size, modification time and true class), so a rerun, or a
+run stopped and resumed, only computes images not seen before.
 """
 
 from __future__ import annotations
@@ -11,76 +12,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from explainers.datasets.evaluation import Evaluation, Progress
 from explainers.datasets.mapping import ClassMapping, map_classes
+from explainers.datasets.results import RESULT_COLUMNS, TOP_K, cam_shape, score_rows
 from explainers.datasets.scan import DatasetScan, _relative, scan_folder
 from explainers.errors import InputError
 from explainers.inputs.images import decode_image
-from explainers.methods.cams import combine_cam
-from explainers.methods.registry import REGISTRY
 from explainers.models.loading import LoadedModel
 from explainers.runtime.cache import ResultCache
-from explainers.runtime.targets import TOP1, probabilities_from_logits
 
 PER_FILE = ResultCache(max_bytes=512 << 20)
+ROW_OVERHEAD = 1100  # bytes a cached row takes besides its map (its tuple, lists and numbers; measured)
 
-
-THUMBNAIL = 64  # longest side of the per-image copy kept for class mean images
-
-
-@dataclass
-class Progress:
-    done: int
-    total: int
-    seconds: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.done / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def eta_seconds(self) -> float:
-        rate = self.images_per_second
-        return (self.total - self.done) / rate if rate > 0 else float("nan")
-
-
-@dataclass
-class Evaluation:
-    """Per evaluated image: its file, true and predicted classes, probabilities and Grad-CAM."""
-
-    root: Path
-    files: list[str]  # relative to root
-    true: np.ndarray  # (N,) model output index of the image's folder
-    probabilities: np.ndarray  # (N, classes)
-    cams: np.ndarray  # (N, h, w) Grad-CAM of the predicted class at the CAM layer, each in [0, 1]; (N, 0, 0) without
-    thumbnails: np.ndarray  # (N, t, t, 3) uint8
-    class_names: list[str]
-    cam_layer: str | None
-    mapping: ClassMapping
-    # Every file left out, as (path relative to root, why): the scan's (not images, outside the class folders,
-    # links, folders too deep) and then ``skipped_images``.
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    # The part of ``skipped`` left out while evaluating: image files of known classes that could not be read or decoded.
-    skipped_images: list[tuple[str, str]] = field(default_factory=list)
-    total: int = 0  # images the folder holds for known classes
-    seconds: float = 0.0
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1) if len(self.probabilities) else np.zeros(0, np.int64)
-
-    @property
-    def complete(self) -> bool:
-        return len(self.files) + len(self.skipped_images) >= self.total
-
-    @property
-    def accuracy(self) -> float:
-        return float((self.predicted == self.true).mean()) if len(self.true) else float("nan")
+__all__ = ["PER_FILE", "Evaluation", "Progress", "evaluate", "evaluate_iter"]
 
 
 def _file_key(path: Path) -> tuple:
@@ -98,33 +46,17 @@ def _decode(paths: list[Path], root: Path) -> list[np.ndarray | str]:
     return out
 
 
-def _thumbnails(pixels: np.ndarray) -> np.ndarray:
-    """Small copies for class mean images: at most THUMBNAIL pixels a side, one batched resize."""
-    height, width = pixels.shape[1:3]
-    scale = min(1.0, THUMBNAIL / max(height, width))
-    if scale == 1.0:
-        return pixels.copy()
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return np.clip(tf.image.resize(pixels, size, antialias=True).numpy().round(), 0, 255).astype(np.uint8)
-
-
-def _run_batch(model: LoadedModel, images: list[np.ndarray], cam_layer: str | None) -> list[tuple]:
-    pixels = model.resize(images)
-    x = model.to_input(pixels)
-    targets = np.full(len(x), TOP1, np.int32)
-    thumbs = _thumbnails(pixels)
-    if cam_layer is None:
-        logits = model.runtime.forward(x, targets, batch_size=len(x)).logits
-        cams = np.zeros((len(x), 0, 0), np.float32)
-    else:
-        result = model.runtime.gradients(x, targets, (cam_layer,), batch_size=len(x))
-        acts, grads = result.activations[0], result.layer_gradients[0]
-        cams = combine_cam(acts, REGISTRY["gradcam"].cam_weights(acts, grads), acts.shape[1:3])  # at layer resolution
-        peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
-        cams = np.where(peak > 0, cams / np.where(peak > 0, peak, 1), 0).astype(np.float32)
-        logits = result.logits
-    probabilities = probabilities_from_logits(logits, model.output_kind)
-    return [(probabilities[i], cams[i], thumbs[i]) for i in range(len(x))]
+def _stack(values: list[tuple], classes: int, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Rows (RESULT_COLUMNS values each) as the Evaluation's per-image arrays; ``shape`` is the maps' (h, w)."""
+    k = min(TOP_K, classes)
+    return {
+        "top_classes": np.asarray([r[0] for r in values], np.int32).reshape(len(values), k),
+        "top_probabilities": np.asarray([r[1] for r in values], np.float32).reshape(len(values), k),
+        "p_true": np.asarray([r[2] for r in values], np.float32),
+        "least_class": np.asarray([r[3] for r in values], np.int32),
+        "least_probability": np.asarray([r[4] for r in values], np.float32),
+        "cams": np.frombuffer(b"".join(r[5] for r in values), "<f2").reshape(len(values), *shape).astype(np.float32),
+    }
 
 
 def evaluate_iter(
@@ -143,14 +75,17 @@ def evaluate_iter(
     mapping = mapping or map_classes(scan.folders, model)
     if cam_layer == "default":
         cam_layer = model.default_cam_layer
+    shape = cam_shape(model, cam_layer)
     known = [i for i, folder in enumerate(scan.folder_of_file) if mapping.output_of_folder[folder] >= 0]
+    true_of = {i: int(mapping.output_of_folder[scan.folder_of_file[i]]) for i in known}
     context = ("dataset", model.fingerprint, model.preprocessing, cam_layer)
     results: dict[int, tuple] = {}
     errors: dict[int, str] = {}
     todo = []
     for i in known:
         try:
-            key = (*context, _file_key(scan.files[i]))
+            # The true class is part of the key: p(true) depends on the class mapping, the pass does not.
+            key = (*context, _file_key(scan.files[i]), true_of[i])
         except OSError as error:
             errors[i] = f"could not be read ({error.strerror or error})"
             continue
@@ -170,30 +105,36 @@ def evaluate_iter(
             decoded = pending.result()
             if b + 1 < len(batches):
                 pending = pool.submit(_decode, [scan.files[i] for i, _ in batches[b + 1]], scan.root)
-            good = [(item, image) for item, image in zip(batch, decoded) if not isinstance(image, str)]
-            errors.update({i: image for (i, _), image in zip(batch, decoded) if isinstance(image, str)})
-            if good:
-                for ((i, key), _), hit in zip(good, _run_batch(model, [image for _, image in good], cam_layer)):
-                    PER_FILE.put(key, hit, hit[0])
-                    results[i] = hit
+            rows = score_rows(model, [_relative(scan.files[i], scan.root) for i, _ in batch],
+                              [true_of[i] for i, _ in batch], decoded, cam_layer)
+            for j, (i, key) in enumerate(batch):
+                if rows["error"][j] is not None:
+                    errors[i] = rows["error"][j]
+                    continue
+                row = tuple(rows[name][j] for name in RESULT_COLUMNS)
+                PER_FILE.put(key, row, np.empty(len(row[-1]) + ROW_OVERHEAD, np.uint8))
+                results[i] = row
             yield Progress(len(results) + len(errors), len(known), time.perf_counter() - start)
-    order = sorted(results)
-    rows = [results[i] for i in order]
-    unreadable = [(_relative(scan.files[i], scan.root), reason) for i, reason in sorted(errors.items())]
+    path_of = {i: _relative(scan.files[i], scan.root) for i in (*results, *errors)}
+    # Sorted by path, as open_results sorts a results folder's rows, so both give the same Evaluation.
+    order = sorted(results, key=path_of.get)
+    failed = sorted(errors, key=path_of.get)
+    unreadable = [(path_of[i], errors[i]) for i in failed]
     yield Evaluation(
-        root=scan.root,
-        files=[_relative(scan.files[i], scan.root) for i in order],
-        true=np.asarray([mapping.output_of_folder[scan.folder_of_file[i]] for i in order], np.int64),
-        probabilities=np.stack([r[0] for r in rows]) if rows else np.zeros((0, len(model.class_names)), np.float32),
-        cams=np.stack([r[1] for r in rows]) if rows else np.zeros((0, 0, 0), np.float32),
-        thumbnails=np.stack([r[2] for r in rows]) if rows else np.zeros((0, THUMBNAIL, THUMBNAIL, 3), np.uint8),
+        root=str(scan.root),
+        files=[path_of[i] for i in order],
+        true=np.asarray([true_of[i] for i in order], np.int64),
+        **_stack([results[i] for i in order], len(model.class_names), shape),
         class_names=list(model.class_names),
         cam_layer=cam_layer,
         mapping=mapping,
         skipped=scan.skipped + unreadable,
         skipped_images=unreadable,
+        skipped_images_true=[true_of[i] for i in failed],
         total=len(known),
         seconds=time.perf_counter() - start,
+        model_name=model.display_name,
+        input_size=tuple(model.input_size),
     )
 
 

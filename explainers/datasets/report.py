@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from explainers.datasets.evaluate import Evaluation
+from explainers.datasets.evaluation import Evaluation
 from explainers.datasets.scan import NOT_AN_IMAGE, OUTSIDE_CLASSES
+from explainers.inputs.images import resize_batch
 from explainers.methods.maps import upsample
 
 FULL_MATRIX_LIMIT = 30  # up to this many outputs the matrix shows every class; past it, the classes present
+MATRIX_ROWS = 40  # past this many classes present, a drawn matrix keeps those with the most mistakes
 OTHER = "(other classes)"
+MEAN_IMAGE_SAMPLE = 16  # images read per class for its mean image: enough to see the typical picture
+THUMBNAIL = 64  # longest side of a mean image and of a map drawn without one
 
 
 @dataclass
@@ -24,6 +30,7 @@ class Confusion:
     rows: list[int]  # model output index per row
     columns: list[int]  # model output index per column; -1 for the "other classes" column
     names: list[str]  # the model's class names
+    hidden: int = 0  # true classes with images that have no row (the matrix keeps those with the most mistakes)
 
     def label(self, output: int) -> str:
         return OTHER if output < 0 else self.names[output]
@@ -36,20 +43,54 @@ class Confusion:
                             columns=[self.label(c) for c in self.columns])
 
 
-def confusion(ev: Evaluation) -> Confusion:
-    """The confusion matrix; condensed to the classes present (plus one column for the rest) for wide models."""
-    predicted = ev.predicted
-    if len(ev.class_names) <= FULL_MATRIX_LIMIT:
-        rows = columns = list(range(len(ev.class_names)))
+def confusion(ev: Evaluation, max_rows: int | None = None) -> Confusion:
+    """The confusion matrix; condensed to the classes present (plus one column for the rest) for wide models.
+
+    With ``max_rows`` and more classes present than that (a 1,000-class validation
+    set), only the ``max_rows`` true classes with the most mistakes are kept, so a
+    drawn matrix stays readable; ``hidden`` counts the rows left out.
+    """
+    predicted, classes = ev.predicted, len(ev.class_names)
+    if classes <= FULL_MATRIX_LIMIT:
+        rows = columns = list(range(classes))
+        hidden = 0
     else:
-        rows = sorted(set(ev.true.tolist()))
-        columns = rows + ([-1] if np.isin(predicted, rows, invert=True).any() else [])
-    column_of = {c: j for j, c in enumerate(columns)}
-    counts = np.zeros((len(rows), len(columns)), np.int64)
-    row_of = {r: i for i, r in enumerate(rows)}
-    for t, p in zip(ev.true.tolist(), predicted.tolist()):
-        counts[row_of[t], column_of.get(p, column_of.get(-1, 0))] += 1
-    return Confusion(counts, rows, columns, ev.class_names)
+        present = np.flatnonzero(np.bincount(ev.true, minlength=classes))
+        if max_rows is not None and len(present) > max_rows:
+            mistakes = np.bincount(ev.true[ev.true != predicted], minlength=classes)[present]
+            present = np.sort(present[np.argsort(-mistakes, kind="stable")[:max_rows]])
+        rows = present.tolist()
+        hidden = int((np.bincount(ev.true, minlength=classes) > 0).sum()) - len(rows)
+        kept = np.isin(ev.true, rows)
+        columns = rows + ([-1] if np.isin(predicted[kept], rows, invert=True).any() else [])
+    # Output index -> matrix row / column; outputs without a column count in "other classes".
+    row_of = np.full(classes, -1, np.int64)
+    row_of[rows] = np.arange(len(rows))
+    column_of = np.full(classes, columns.index(-1) if -1 in columns else -1, np.int64)
+    column_of[[c for c in columns if c >= 0]] = np.arange(len([c for c in columns if c >= 0]))
+    r, c = row_of[ev.true], column_of[predicted]
+    keep = (r >= 0) & (c >= 0)
+    counts = np.bincount(r[keep] * len(columns) + c[keep], minlength=len(rows) * len(columns))
+    return Confusion(counts.reshape(len(rows), len(columns)).astype(np.int64), rows, columns, ev.class_names, hidden)
+
+
+def matrix_caption(matrix: Confusion) -> str:
+    """What a drawn matrix shows, in one or two sentences."""
+    text = "Rows: true class; columns: predicted."
+    if matrix.hidden:
+        text += (f" The {len(matrix.rows)} classes with the most mistakes of the {len(matrix.rows) + matrix.hidden} "
+                 f"with images are shown; the CSV holds them all.")
+    return text
+
+
+def worst_classes(ev: Evaluation, count: int = 24) -> list[int]:
+    """Every class with images when there are at most ``count``; else the ``count`` with the most mistakes."""
+    support = np.bincount(ev.true, minlength=len(ev.class_names))
+    present = np.flatnonzero(support)
+    if len(present) <= count:
+        return present.tolist()
+    mistakes = np.bincount(ev.true[ev.true != ev.predicted], minlength=len(ev.class_names))[present]
+    return present[np.argsort(-mistakes, kind="stable")[:count]].tolist()
 
 
 def default_cell(matrix: Confusion) -> tuple[int, int]:
@@ -69,26 +110,33 @@ def default_cell(matrix: Confusion) -> tuple[int, int]:
     return matrix.rows[i], matrix.columns[j]
 
 
-def cell_members(ev: Evaluation, true_class: int, predicted_class: int) -> np.ndarray:
-    """Indices of the images in one cell; ``predicted_class=-1`` is the "other classes" column."""
+def cell_members(ev: Evaluation, true_class: int, predicted_class: int,
+                 columns: Sequence[int] | None = None) -> np.ndarray:
+    """Indices of the images in one cell; ``predicted_class=-1`` is the "other classes" column, every
+    prediction outside ``columns`` (the matrix's; by default the classes present)."""
     predicted = ev.predicted
     if predicted_class < 0:
-        present = sorted(set(ev.true.tolist()))
-        return np.flatnonzero((ev.true == true_class) & np.isin(predicted, present, invert=True))
+        shown = [c for c in columns if c >= 0] if columns is not None else np.unique(ev.true)
+        return np.flatnonzero((ev.true == true_class) & np.isin(predicted, shown, invert=True))
     return np.flatnonzero((ev.true == true_class) & (predicted == predicted_class))
 
 
 def class_report(ev: Evaluation) -> pd.DataFrame:
     """Precision, recall, F1 and support for every class with images, computed from the predictions."""
-    predicted, rows = ev.predicted, []
-    for c in sorted(set(ev.true.tolist())):
-        hits = int(((ev.true == c) & (predicted == c)).sum())
-        support, claimed = int((ev.true == c).sum()), int((predicted == c).sum())
-        precision = hits / claimed if claimed else 0.0
-        recall = hits / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"class": ev.class_names[c], "precision": precision, "recall": recall, "f1": f1, "support": support})
-    return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
+    # Counted with bincount: a loop of masks over 1,000 classes and 100,000 images takes seconds.
+    classes, predicted = len(ev.class_names), ev.predicted
+    support = np.bincount(ev.true, minlength=classes)
+    claimed = np.bincount(predicted, minlength=classes)
+    hits = np.bincount(ev.true[ev.true == predicted], minlength=classes)
+    present = np.flatnonzero(support)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(claimed > 0, hits / np.maximum(claimed, 1), 0.0)[present]
+        recall = (hits / np.maximum(support, 1))[present]
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.where(precision + recall > 0,
+                                                                              precision + recall, 1), 0.0)
+    return pd.DataFrame({"class": [ev.class_names[c] for c in present], "precision": precision, "recall": recall,
+                         "f1": f1, "support": support[present].astype(np.int64)},
+                        columns=["class", "precision", "recall", "f1", "support"])
 
 
 def summary(ev: Evaluation) -> dict:
@@ -126,10 +174,10 @@ def percent_text(probability: float) -> str:
     return f"{round(probability * 100)}%"
 
 
-def top_classes_text(probabilities: np.ndarray, class_names: list[str], count: int = 3) -> str:
-    """One image's ``count`` most probable classes, e.g. ``"3: 58% · 2: 42% · 5: <1%"``; ``probabilities`` is (classes,)."""
-    top = np.argsort(-probabilities, kind="stable")[:count]
-    return " · ".join(f"{class_names[c]}: {percent_text(float(probabilities[c]))}" for c in top)
+def top_classes_text(classes: np.ndarray, probabilities: np.ndarray, class_names: list[str], count: int = 3) -> str:
+    """One image's ``count`` most probable classes, e.g. ``"3: 58% · 2: 42% · 5: <1%"``, from its top-k
+    ``classes`` (k,) and their ``probabilities`` (k,), most probable first."""
+    return " · ".join(f"{class_names[c]}: {percent_text(float(p))}" for c, p in zip(classes[:count], probabilities[:count]))
 
 
 def top_confusions(ev: Evaluation, count: int = 15) -> pd.DataFrame:
@@ -148,51 +196,94 @@ def top_confusions(ev: Evaluation, count: int = 15) -> pd.DataFrame:
 
 def predictions_table(ev: Evaluation) -> pd.DataFrame:
     """One row per image: true class, top-3 predictions with probabilities, and the least likely class."""
-    order = np.argsort(-ev.probabilities, axis=1)
-    rows = np.arange(len(ev.files))
-    table = {"file": ev.files, "true_class": [ev.class_names[t] for t in ev.true],
-             "predicted_class": [ev.class_names[p] for p in order[:, 0]] if len(rows) else [],
-             "correct": ev.true == ev.predicted,
-             "p_true": ev.probabilities[rows, ev.true] if len(rows) else []}
-    for k in range(min(3, ev.probabilities.shape[1])):
-        table[f"top{k + 1}_class"] = [ev.class_names[c] for c in order[:, k]]
-        table[f"top{k + 1}_probability"] = ev.probabilities[rows, order[:, k]]
-    table["lowest_class"] = [ev.class_names[c] for c in order[:, -1]] if len(rows) else []
-    table["lowest_probability"] = ev.probabilities[rows, order[:, -1]] if len(rows) else []
+    names = np.asarray(ev.class_names, dtype=object)  # indexed at once: 100,000 rows by name lookups take a while
+    table = {"file": ev.files, "true_class": names[ev.true], "predicted_class": names[ev.predicted],
+             "correct": ev.true == ev.predicted, "p_true": ev.p_true}
+    for k in range(min(3, len(ev.class_names))):
+        table[f"top{k + 1}_class"] = names[ev.top_classes[:, k]] if len(ev.files) else []
+        table[f"top{k + 1}_probability"] = ev.top_probabilities[:, k] if len(ev.files) else []
+    table["lowest_class"] = names[ev.least_class]
+    table["lowest_probability"] = ev.least_probability
     return pd.DataFrame(table)
 
 
 @dataclass
 class ClassAttention:
     name: str
-    mean_image: np.ndarray  # (t, t, 3) uint8
-    correct_map: np.ndarray | None  # (t, t) mean Grad-CAM over correctly classified images, in [0, 1]
+    mean_image: np.ndarray | None  # (t, t', 3) uint8 mean of a sample of the class's images; None when none was readable
+    correct_map: np.ndarray | None  # (t, t') mean Grad-CAM over correctly classified images, in [0, 1]
     wrong_map: np.ndarray | None  # the same over misclassified images
     correct: int
     wrong: int
+    sampled: int = 0  # images the mean image averages
 
 
-def class_attention(ev: Evaluation) -> list[ClassAttention]:
-    """Per class with images: its mean image and mean Grad-CAM (of the predicted class) over right and wrong calls."""
+def thumbnail_size(ev: Evaluation) -> tuple[int, int]:
+    """(t, t') of mean images and maps: the model's input scaled to at most THUMBNAIL a side (the maps' aspect
+    when the input size is not known)."""
+    height, width = ev.input_size or (ev.cams.shape[1:3] if ev.cams.size else (1, 1))
+    scale = min(1.0, THUMBNAIL / max(height, width)) if ev.input_size else THUMBNAIL / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _mean_maps(ev: Evaluation, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(sums (len(classes), 2, h, w), counts (len(classes), 2)) of Grad-CAMs, [:, 0] wrong and [:, 1] right."""
+    slot = np.full(len(ev.class_names), -1, np.int64)
+    slot[classes] = np.arange(len(classes))
+    group = slot[ev.true] * 2 + (ev.true == ev.predicted)
+    keep = slot[ev.true] >= 0
+    group, cams = group[keep], ev.cams[keep]
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group, minlength=2 * len(classes))
+    sums = np.zeros((2 * len(classes), *ev.cams.shape[1:]), np.float64)
+    if len(order):
+        # Sorted once and summed per run of equal groups: far faster than a mask per class on 100,000 maps.
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        filled = counts > 0
+        sums[filled] = np.add.reduceat(cams[order].astype(np.float64), starts[filled], axis=0)
+    return sums.reshape(len(classes), 2, *ev.cams.shape[1:]), counts.reshape(len(classes), 2)
+
+
+def _mean_image(ev: Evaluation, members: np.ndarray, size: tuple[int, int], read: Callable[[str], np.ndarray | None],
+                sample: int) -> tuple[np.ndarray | None, int]:
+    """The mean of up to ``sample`` of ``members``' images (a seeded pick), and how many could be read."""
+    picked = np.random.default_rng(0).permutation(members)[:sample] if len(members) > sample else members
+    images = [image for image in (read(ev.location(int(i))) for i in picked) if image is not None]
+    if not images:
+        return None, 0
+    return resize_batch(images, size).mean(axis=0).round().astype(np.uint8), len(images)
+
+
+def class_attention(ev: Evaluation, classes: Sequence[int] | None = None,
+                    read: Callable[[str], np.ndarray | None] | None = None,
+                    sample: int = MEAN_IMAGE_SAMPLE) -> list[ClassAttention]:
+    """Per class with images (or per output in ``classes``): its mean image and mean Grad-CAM (of the
+    predicted class) over right and wrong calls.
+
+    The maps use every image. The mean image averages a seeded sample of at most
+    ``sample`` images, read with ``read(location)`` (None when one cannot be read);
+    without ``read``, or when none of a class's images can be read, it is None.
+    """
     if ev.cams.size == 0:
         return []
-    size = ev.thumbnails.shape[1:3]
-    right = ev.true == ev.predicted
+    present = np.flatnonzero(np.bincount(ev.true, minlength=len(ev.class_names)))
+    classes = [int(c) for c in (present if classes is None else classes) if c in set(present.tolist())]
+    if not classes:
+        return []
+    size = thumbnail_size(ev)
+    sums, counts = _mean_maps(ev, classes)
+    # Upsampling is linear, so the means are taken at the layer's resolution and only they are upsampled (at once).
+    means = sums / np.maximum(counts, 1)[:, :, None, None]
+    maps = upsample(means.reshape(-1, *means.shape[2:]).astype(np.float32), size).reshape(*counts.shape, *size)
+    peaks = maps.reshape(*counts.shape, -1).max(axis=2)
+    maps = np.where(peaks[:, :, None, None] > 0, maps / np.where(peaks > 0, peaks, 1)[:, :, None, None], maps)
     found = []
-    for c in sorted(set(ev.true.tolist())):
-        members = ev.true == c
-
-        def mean_map(mask: np.ndarray) -> np.ndarray | None:
-            if not mask.any():
-                return None
-            # Upsampling is linear, so the mean is taken at the layer's resolution and only it is upsampled.
-            mean = upsample(ev.cams[mask].mean(axis=0)[None], size)[0]
-            return mean / mean.max() if mean.max() > 0 else mean
-
-        found.append(ClassAttention(
-            ev.class_names[c], ev.thumbnails[members].mean(axis=0).round().astype(np.uint8),
-            mean_map(members & right), mean_map(members & ~right), int((members & right).sum()), int((members & ~right).sum()),
-        ))
+    for n, c in enumerate(classes):
+        image, sampled = (_mean_image(ev, np.flatnonzero(ev.true == c), size, read, sample) if read is not None
+                          else (None, 0))
+        right, wrong = (maps[n, k] if counts[n, k] else None for k in (1, 0))
+        found.append(ClassAttention(ev.class_names[c], image, right, wrong, int(counts[n, 1]), int(counts[n, 0]),
+                                    sampled))
     return found
 
 
@@ -226,12 +317,17 @@ def attention_grid(attention: list[ClassAttention], colormap: str = "jet", opaci
 
 
 def _panels(item: ClassAttention, colormap: str, opacity: float) -> list[np.ndarray]:
+    """Mean image, map when right, map when wrong; without a mean image each map is drawn alone on grey."""
     from explainers.reports.render import overlay
 
-    def panel(map_: np.ndarray | None) -> np.ndarray:
-        return np.full_like(item.mean_image, 255) if map_ is None else overlay(item.mean_image, map_, opacity, colormap)
+    shape = next(m.shape for m in (item.correct_map, item.wrong_map) if m is not None)
+    base = item.mean_image if item.mean_image is not None else np.full((*shape, 3), 128, np.uint8)
+    strength = opacity if item.mean_image is not None else 1.0
 
-    return [item.mean_image, panel(item.correct_map), panel(item.wrong_map)]
+    def panel(map_: np.ndarray | None) -> np.ndarray:
+        return np.full_like(base, 255) if map_ is None else overlay(base, map_, strength, colormap)
+
+    return [base, panel(item.correct_map), panel(item.wrong_map)]
 
 
 def attention_strip(item: ClassAttention, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
@@ -241,25 +337,49 @@ def attention_strip(item: ClassAttention, colormap: str = "jet", opacity: float 
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
 
 
-def report_html(ev: Evaluation, model_name: str, colormap: str = "jet", opacity: float = 0.5) -> str:
+def report_html(ev: Evaluation, model_name: str, colormap: str = "jet", opacity: float = 0.5,
+                read: Callable[[str], np.ndarray | None] | None = None) -> str:
     """The dataset view as one offline HTML file: scores, confusion matrix, confusions, attention, skipped files."""
     from explainers.reports.html import Section, html_report
     from explainers.reports.render import png_bytes
 
     totals = summary(ev)
+    matrix = confusion(ev, MATRIX_ROWS)
     overview = pd.DataFrame([{"images": totals["images"], "accuracy": totals["accuracy"], "macro F1": totals["macro_f1"],
                               "skipped files": len(ev.skipped), "class mapping": ev.mapping.mode,
                               "Grad-CAM layer": ev.cam_layer or "none"}])
     sections = [
         Section("Summary", table=overview),
-        Section("Confusion matrix", png=confusion_png(confusion(ev)), caption="Rows: true class; columns: predicted."),
+        Section("Confusion matrix", png=confusion_png(matrix), caption=matrix_caption(matrix)),
         Section("Per class", table=class_report(ev)),
         Section("Top confusions", table=top_confusions(ev)),
     ]
-    attention = class_attention(ev)
+    attention = class_attention(ev, worst_classes(ev), read)
     if attention:
         sections.append(Section("Attention per class", png=png_bytes(attention_grid(attention, colormap, opacity)),
                                 caption="Mean image; mean Grad-CAM of the predicted class when right and when wrong."))
     if ev.skipped:
         sections.append(Section("Skipped files", table=pd.DataFrame(ev.skipped, columns=["file", "reason"])))
-    return html_report("Dataset evaluation", f"{model_name} on {ev.root.name} · {len(ev.files):,} images", sections)
+    return html_report("Dataset evaluation", f"{model_name} on {ev.root_name} · {len(ev.files):,} images", sections)
+
+
+def write_files(ev: Evaluation, out: Path, read: Callable[[str], np.ndarray | None] | None = None) -> list[Path]:
+    """The CLI's report files in ``out``: predictions.csv, confusion_matrix.csv (every class) and .png
+    (readable: at most MATRIX_ROWS rows), metrics.json and class_attention.png when there are maps."""
+    import json
+
+    from explainers.reports.render import png_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "predictions.csv", out / "confusion_matrix.csv", out / "confusion_matrix.png", out / "metrics.json"]
+    predictions_table(ev).to_csv(written[0], index=False)
+    confusion(ev).frame().to_csv(written[1])
+    written[2].write_bytes(confusion_png(confusion(ev, MATRIX_ROWS)))
+    metrics = {**summary(ev), "mapping": ev.mapping.mode, "model": ev.model_name, "runner": ev.runner,
+               "per_class": class_report(ev).to_dict(orient="records")}
+    written[3].write_text(json.dumps(metrics, indent=2) + "\n")
+    attention = class_attention(ev, worst_classes(ev), read)
+    if attention:
+        written.append(out / "class_attention.png")
+        written[-1].write_bytes(png_bytes(attention_grid(attention)))
+    return written

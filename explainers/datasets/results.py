@@ -1,0 +1,358 @@
+"""A dataset evaluation as a results folder: ``results.json`` plus one Parquet row per image under ``rows/``.
+
+The in-process evaluation and the Ray pipeline both score batches with
+``score_rows`` and write the same folder; the dashboard and the CLI's reports
+open it with ``open_results`` and never run the model again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from explainers.datasets.evaluation import Evaluation
+from explainers.datasets.mapping import ClassMapping
+from explainers.errors import InputError
+from explainers.methods.cams import combine_cam
+from explainers.methods.registry import REGISTRY
+from explainers.models.loading import LoadedModel
+from explainers.runtime.targets import TOP1, probabilities_from_logits
+
+TOP_K = 5
+
+SCHEMA = pa.schema([
+    ("path", pa.string()),
+    ("true_class", pa.int32()),
+    ("top_classes", pa.list_(pa.int32())),
+    ("top_probabilities", pa.list_(pa.float32())),
+    ("p_true", pa.float32()),
+    ("least_class", pa.int32()),
+    ("least_probability", pa.float32()),
+    ("cam", pa.binary()),
+    ("error", pa.string()),
+])
+RESULT_COLUMNS = ("top_classes", "top_probabilities", "p_true", "least_class", "least_probability", "cam")
+
+
+def cam_shape(model: LoadedModel, cam_layer: str | None) -> tuple[int, int]:
+    """(h, w) of the Grad-CAM ``score_rows`` gives at ``cam_layer``: the layer's spatial size; (0, 0) for None."""
+    if cam_layer is None:
+        return 0, 0
+    for info in model.layers:
+        if info.path == cam_layer and info.height and info.width:
+            return int(info.height), int(info.width)
+    raise InputError(f"'{cam_layer}' is not a layer of {model.display_name} with a fixed spatial size.")
+
+
+def _scores(model: LoadedModel, images: list[np.ndarray], cam_layer: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (B, classes), cams (B, h, w) float32 in [0, 1], (B, 0, 0) without a CAM layer)."""
+    x = model.to_input(model.resize(images))
+    targets = np.full(len(x), TOP1, np.int32)
+    if cam_layer is None:
+        logits = model.runtime.forward(x, targets, batch_size=len(x)).logits
+        cams = np.zeros((len(x), 0, 0), np.float32)
+    else:
+        # One backward pass gives both the logits and the predicted class's gradients at the layer.
+        result = model.runtime.gradients(x, targets, (cam_layer,), batch_size=len(x))
+        acts, grads = result.activations[0], result.layer_gradients[0]
+        cams = combine_cam(acts, REGISTRY["gradcam"].cam_weights(acts, grads), acts.shape[1:3])  # at layer resolution
+        peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
+        cams = np.where(peak > 0, cams / np.where(peak > 0, peak, 1), 0).astype(np.float32)
+        logits = result.logits
+    return probabilities_from_logits(logits, model.output_kind), cams
+
+
+def rows_from_scores(paths: Sequence[str], true: Sequence[int], probabilities: np.ndarray,
+                     cams: np.ndarray) -> dict[str, list]:
+    """SCHEMA columns for scored images: ``probabilities`` (N, classes), ``cams`` (N, h, w) in [0, 1]."""
+    k = min(TOP_K, probabilities.shape[1])
+    # A stable sort keeps the lowest index first among ties, as argmax does, so top-1 is the prediction.
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    top_p = np.take_along_axis(probabilities, top, axis=1)
+    true_arr = np.asarray(true, np.int64)
+    least = probabilities.argmin(axis=1)
+    rows = np.arange(len(probabilities))
+    return {
+        "path": [str(p) for p in paths],
+        "true_class": [int(t) for t in true_arr],
+        "top_classes": top.astype(np.int32).tolist(),
+        "top_probabilities": top_p.astype(np.float32).tolist(),
+        "p_true": probabilities[rows, true_arr].astype(np.float32).tolist(),
+        "least_class": least.astype(np.int32).tolist(),
+        "least_probability": probabilities[rows, least].astype(np.float32).tolist(),
+        "cam": [c.astype("<f2").tobytes() for c in cams] if cams.size else [b""] * len(probabilities),
+        "error": [None] * len(probabilities),
+    }
+
+
+def score_rows(model: LoadedModel, paths: Sequence[str], true: Sequence[int], images: Sequence[np.ndarray | str],
+               cam_layer: str | None) -> dict[str, list]:
+    """One Parquet row per image (SCHEMA's columns, in the order given): the model's pass for the images that
+    decoded, an error row for each ``str`` entry (the reason it could not be read).
+
+    ``cam_layer`` None skips Grad-CAM (``cam`` is then empty bytes). The result
+    converts with ``pyarrow.table(columns, schema=SCHEMA)`` and is a valid Ray
+    Data ``map_batches`` return value.
+    """
+    good = [i for i, image in enumerate(images) if not isinstance(image, str)]
+    columns: dict[str, list] = {name: [None] * len(images) for name in SCHEMA.names}
+    columns["path"] = [str(p) for p in paths]
+    columns["true_class"] = [int(t) for t in true]
+    for i, image in enumerate(images):
+        if isinstance(image, str):
+            columns["error"][i] = image
+    if good:
+        probabilities, cams = _scores(model, [images[i] for i in good], cam_layer)
+        scored = rows_from_scores([paths[i] for i in good], [true[i] for i in good], probabilities, cams)
+        for name in RESULT_COLUMNS:
+            for j, i in enumerate(good):
+                columns[name][i] = scored[name][j]
+    return columns
+
+
+INFO_FILE, ROWS_FOLDER = "results.json", "rows"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ResultsInfo:
+    """What a results folder's rows mean; stored as ``results.json`` next to ``rows/``."""
+
+    model: str  # display name
+    model_spec: str  # what load_model was called with
+    fingerprint: str  # hash of the weights
+    class_names: list[str]
+    cam_layer: str | None
+    cam_shape: tuple[int, int]  # (h, w) of every row's ``cam``; (0, 0) without a CAM layer
+    root: str  # the evaluated folder, or the URI it was read from
+    mapping_mode: str
+    unknown_folders: list[str]  # class folders the model has no class for, left out
+    skipped: list[tuple[str, str]]  # the scan's (path relative to root, why it was left out)
+    total: int  # images of known classes
+    seconds: float
+    runner: str  # "in-process", "ray local" or "ray <address>"
+    created: str = ""  # ISO 8601 UTC; write_info fills it when empty
+    input_size: tuple[int, int] | None = None  # the model's (H, W), for showing the images at its scale
+    version: int = FORMAT_VERSION
+
+
+def write_info(out: str | Path, info: ResultsInfo) -> Path:
+    """Write ``<out>/results.json`` (the folder is made when missing); returns its path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not info.created:
+        info.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = out / INFO_FILE
+    path.write_text(json.dumps(asdict(info), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def write_rows(out: str | Path, columns: dict[str, list] | pa.Table, name: str = "part-00000") -> Path:
+    """Write SCHEMA rows as ``<out>/rows/<name>.parquet``; returns its path."""
+    folder = Path(out) / ROWS_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    table = columns if isinstance(columns, pa.Table) else pa.table(columns, schema=SCHEMA)
+    path = folder / f"{name}.parquet"
+    pq.write_table(table.cast(SCHEMA), path)
+    return path
+
+
+def clear_rows(out: str | Path) -> None:
+    """Remove the Parquet files of an earlier run, so a folder written again holds only the new rows."""
+    for path in (Path(out) / ROWS_FOLDER).glob("*.parquet"):
+        path.unlink()
+
+
+def evaluation_columns(ev: Evaluation) -> dict[str, list]:
+    """An Evaluation as SCHEMA columns: its scored images, then its unreadable images as error rows."""
+    scored = {
+        "path": list(ev.files),
+        "true_class": ev.true.astype(np.int32).tolist(),
+        "top_classes": ev.top_classes.astype(np.int32).tolist(),
+        "top_probabilities": ev.top_probabilities.astype(np.float32).tolist(),
+        "p_true": ev.p_true.astype(np.float32).tolist(),
+        "least_class": ev.least_class.astype(np.int32).tolist(),
+        "least_probability": ev.least_probability.astype(np.float32).tolist(),
+        "cam": [c.astype("<f2").tobytes() for c in ev.cams] if ev.cams.size else [b""] * len(ev.files),
+        "error": [None] * len(ev.files),
+    }
+    for (file, reason), true in zip(ev.skipped_images, ev.skipped_images_true, strict=True):
+        for name in SCHEMA.names:
+            scored[name].append(None)
+        scored["path"][-1], scored["true_class"][-1], scored["error"][-1] = file, int(true), reason
+    return scored
+
+
+def _folder_name(out: Path) -> str:
+    return f"'{out.name or out}'"
+
+
+def read_info(out: str | Path) -> ResultsInfo:
+    """``<out>/results.json`` checked field by field; InputError naming the folder and the problem otherwise."""
+    out = Path(out)
+    name = _folder_name(out)
+    if not out.is_dir():
+        raise InputError(f"{name} is not a folder.")
+    path = out / INFO_FILE
+    if not path.is_file():
+        raise InputError(f"{name} holds no {INFO_FILE}, so it is not a results folder "
+                         "(`python -m explainers evaluate --out` writes one).")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{INFO_FILE} in {name} could not be read as JSON ({error}).") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{INFO_FILE} in {name} is not a JSON object.")
+    if isinstance(data.get("version"), int) and data["version"] > FORMAT_VERSION:
+        raise InputError(f"{INFO_FILE} in {name} is format {data['version']}, newer than this tool reads "
+                         f"({FORMAT_VERSION}); update the dashboard.")
+    required = [f.name for f in fields(ResultsInfo) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise InputError(f"{INFO_FILE} in {name} lacks {', '.join(missing)}.")
+    try:
+        names = data["class_names"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError("class_names is not a non-empty list of names")
+        shape = tuple(int(v) for v in data["cam_shape"])
+        if len(shape) != 2 or min(shape) < 0:
+            raise ValueError("cam_shape is not two sizes")
+        size = data.get("input_size")
+        info = ResultsInfo(
+            model=str(data["model"]), model_spec=str(data["model_spec"]), fingerprint=str(data["fingerprint"]),
+            class_names=names, cam_layer=None if data["cam_layer"] is None else str(data["cam_layer"]),
+            cam_shape=shape, root=str(data["root"]), mapping_mode=str(data["mapping_mode"]),
+            unknown_folders=[str(f) for f in data["unknown_folders"]],
+            skipped=[(str(f), str(r)) for f, r in data["skipped"]], total=int(data["total"]),
+            seconds=float(data["seconds"]), runner=str(data["runner"]), created=str(data.get("created", "")),
+            input_size=None if size is None else (int(size[0]), int(size[1])),
+            version=int(data.get("version", FORMAT_VERSION)))
+    except (TypeError, ValueError, IndexError) as error:
+        raise InputError(f"{INFO_FILE} in {name} has a field of the wrong kind ({error}).") from None
+    return info
+
+
+def _read_rows(out: Path) -> pa.Table:
+    name = _folder_name(out)
+    files = sorted(p for p in (out / ROWS_FOLDER).rglob("*.parquet") if not p.name.startswith((".", "_")))
+    if not files:
+        raise InputError(f"{name} holds no Parquet files under {ROWS_FOLDER}/, so it has no results.")
+    tables = []
+    for path in files:
+        part = path.relative_to(out).as_posix()
+        try:
+            parquet = pq.ParquetFile(path)
+            missing = [c for c in SCHEMA.names if c not in parquet.schema_arrow.names]
+            if missing:
+                raise InputError(f"'{part}' in {name} lacks the column(s) {', '.join(missing)}.")
+            tables.append(parquet.read(columns=SCHEMA.names).cast(SCHEMA))
+        except (pa.ArrowException, OSError, ValueError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(f"'{part}' in {name} is not a readable Parquet file of results ({reason}).") from None
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def _fixed_lists(column: pa.ChunkedArray | pa.Array, width: int, what: str, name: str) -> np.ndarray:
+    """A list column whose every entry has ``width`` items, as an (N, width) array."""
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if len(lengths) and (lengths != width).any():
+        raise InputError(f"The rows of {name} do not all hold {width} {what}.")
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False).reshape(len(lengths), width)
+
+
+def _cams(column: pa.Array, shape: tuple[int, int], name: str) -> np.ndarray:
+    """The float16 maps of a binary column, (N, h, w) float32, read straight from its data buffer."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    count, size = len(column), shape[0] * shape[1]
+    lengths = pc.binary_length(column).to_numpy(zero_copy_only=False)
+    if count and (lengths != 2 * size).any():
+        raise InputError(f"The maps in {name} are not all {shape[0]}x{shape[1]} float16, as results.json says.")
+    if count == 0 or size == 0:
+        return np.zeros((count, *shape), np.float32)
+    offsets = np.frombuffer(column.buffers()[1], np.int32 if column.type == pa.binary() else np.int64)
+    start, end = offsets[column.offset], offsets[column.offset + count]
+    data = np.frombuffer(column.buffers()[2], np.uint8)[start:end]
+    return data.view("<f2").reshape(count, *shape).astype(np.float32)
+
+
+def open_results(out: str | Path) -> Evaluation:
+    """The Evaluation a results folder holds, rows sorted by path, with no model pass.
+
+    The results carry their own class names, so they open whatever model is loaded.
+    InputError, one sentence naming the folder and the problem, when ``out`` is not a
+    readable results folder.
+    """
+    out = Path(out)
+    info = read_info(out)
+    name = _folder_name(out)
+    table = _read_rows(out)
+    failed = table.filter(pc.is_valid(table["error"]))
+    table = table.filter(pc.is_null(table["error"]))
+    table = table.take(pc.sort_indices(table["path"])) if table.num_rows else table
+    for column in RESULT_COLUMNS:
+        if table[column].null_count:
+            raise InputError(f"{name} has rows with neither a {column} nor an error.")
+    if pc.count_distinct(table["path"]).as_py() != table.num_rows:
+        raise InputError(f"{name} holds more than one row for some images.")
+    classes = len(info.class_names)
+    k = min(TOP_K, classes)
+    true = table["true_class"].to_numpy(zero_copy_only=False).astype(np.int64)
+    least = table["least_class"].to_numpy(zero_copy_only=False)
+    top = pc.list_flatten(table["top_classes"]).to_numpy(zero_copy_only=False)
+    for what, values in (("true", true), ("least likely", least), ("top", top)):
+        if values.size and (values.min() < 0 or values.max() >= classes):
+            raise InputError(f"{name} has {what} class indices outside the {classes} classes its {INFO_FILE} names.")
+    top = _fixed_lists(table["top_classes"], k, "top classes", name)
+    failed = failed.sort_by("path")
+    unreadable = list(zip(failed["path"].to_pylist(), failed["error"].to_pylist()))
+    return Evaluation(
+        root=info.root,
+        files=table["path"].to_pylist(),
+        true=true,
+        top_classes=top.astype(np.int32),
+        top_probabilities=_fixed_lists(table["top_probabilities"], k, "top probabilities", name).astype(np.float32),
+        p_true=table["p_true"].to_numpy(zero_copy_only=False).astype(np.float32),
+        least_class=least.astype(np.int32),
+        least_probability=table["least_probability"].to_numpy(zero_copy_only=False).astype(np.float32),
+        cams=_cams(table["cam"], info.cam_shape, name),
+        class_names=list(info.class_names),
+        cam_layer=info.cam_layer,
+        mapping=ClassMapping(np.zeros(0, np.int64), info.mapping_mode, list(info.unknown_folders)),
+        skipped=list(info.skipped) + unreadable,
+        skipped_images=unreadable,
+        skipped_images_true=failed["true_class"].to_pylist(),
+        total=info.total,
+        seconds=info.seconds,
+        model_name=info.model,
+        runner=info.runner,
+        input_size=info.input_size,
+    )
+
+
+def results_info(ev: Evaluation, model: LoadedModel, scan_skipped: Sequence[tuple[str, str]]) -> ResultsInfo:
+    """The results.json of an in-process Evaluation of ``model``; ``scan_skipped`` is the scan's list."""
+    shape = ev.cams.shape[1:3] if ev.cams.ndim == 3 and ev.cams.size else (0, 0)
+    return ResultsInfo(
+        model=model.display_name, model_spec=model.spec, fingerprint=model.fingerprint,
+        class_names=list(ev.class_names), cam_layer=ev.cam_layer, cam_shape=(int(shape[0]), int(shape[1])),
+        root=ev.root, mapping_mode=ev.mapping.mode, unknown_folders=list(ev.mapping.unknown),
+        skipped=[(str(f), str(r)) for f, r in scan_skipped], total=ev.total, seconds=ev.seconds,
+        runner=ev.runner, input_size=(int(model.input_size[0]), int(model.input_size[1])))
+
+
+def write_results(out: str | Path, ev: Evaluation, model: LoadedModel) -> Path:
+    """Write an in-process Evaluation as a results folder (replacing an earlier run's rows); returns ``out``."""
+    out = Path(out)
+    scan_skipped = ev.skipped[: len(ev.skipped) - len(ev.skipped_images)]
+    clear_rows(out)
+    write_rows(out, evaluation_columns(ev))
+    write_info(out, results_info(ev, model, scan_skipped))
+    return out
