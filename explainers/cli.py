@@ -189,7 +189,7 @@ def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     from explainers.datasets import report as report
     from explainers.datasets.evaluate import Evaluation, evaluate_iter
-    from explainers.datasets.evaluation import read_image
+    from explainers.datasets.evaluation import is_uri, read_image
     from explainers.datasets.mapping import map_classes
     from explainers.datasets.results import write_results
     from explainers.datasets.scan import scan_folder
@@ -198,6 +198,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
     if args.ray is not None:
         _evaluate_on_ray(args, model)
         return
+    if is_uri(args.data):
+        raise InputError(f"'{args.data}' is a URI; without --ray, evaluate reads local folders only: add --ray to read "
+                         "it through pyarrow.")
     scan = scan_folder(args.data)
     out = _out_dir(args.out)
     mapping = map_classes(scan.folders, model, args.mapping)

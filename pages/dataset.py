@@ -46,7 +46,7 @@ def _results_folder() -> Evaluation:
         st.stop()
     try:
         with st.spinner("Reading the results…"):
-            opened = cached.open_results(ex.data_roots.resolve_inside(path, roots))
+            opened = cached.open_results(ex.data_roots.resolve_inside(path, roots), roots)
     except ex.InputError as error:
         st.error(str(error))
         st.stop()

@@ -112,6 +112,9 @@ def test_evaluate_on_the_digits_demo_writes_consistent_files(tmp_path):
 @pytest.mark.parametrize("argv, expected", [
     (["layers", "--model", "/no/such/model.keras"], "'/no/such/model.keras' does not exist."),
     (["evaluate", "--data", "/no/such/folder", "--out", "/tmp/unused"], "'/no/such/folder' is not a folder."),
+    (["evaluate", "--model", "digits_cnn", "--data", "s3://bucket/val", "--out", "/tmp/unused"],
+     "'s3://bucket/val' is a URI; without --ray, evaluate reads local folders only: add --ray to read it through "
+     "pyarrow."),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(argv, expected):
     process = subprocess.run([sys.executable, "-m", "explainers", *argv], capture_output=True, text=True,

@@ -123,3 +123,12 @@ def test_samples_are_real_photos():
     for path in samples.values():
         height, width, _ = ex.decode_image(path).shape
         assert min(height, width) >= 300
+
+
+def test_a_pipe_named_like_an_image_is_refused_without_reading_it(tmp_path):
+    import os
+
+    pipe = tmp_path / "photo.png"
+    os.mkfifo(pipe)  # opening it to read would wait for a writer that never comes
+    with pytest.raises(ex.InputError, match="'photo.png' is not a regular file."):
+        ex.decode_image(pipe)

@@ -131,6 +131,10 @@ def _break_info(path, **changes):
     (lambda p: _break_info(p, cam_shape=[14, 14]), "maps in 'res' are not all 14x14 float16"),
     (lambda p: shutil.copy(next((p / "rows").glob("*.parquet")), p / "rows" / "twice.parquet"),
      "holds more than one row for some images"),
+    (lambda p: _break_info(p, cam_shape=[100000, 100000]), "cam_shape is not two sizes of 0 to 512"),
+    (lambda p: _break_info(p, input_size=[0, 28]), "input_size is not two sizes of 1 to 4096"),
+    (lambda p: _null_in_top_classes(next((p / "rows").glob("*.parquet"))), "do not all hold 5 top classes"),
+    (lambda p: (p / "results.json").write_bytes(b" " * (R.MAX_INFO_BYTES + 1)), "results.json in 'res' is over 64 MB"),
 ])
 def test_a_bad_results_folder_gets_one_sentence_naming_it(written, tmp_path, damage, expected):
     path = _copy(written[1], tmp_path)
@@ -138,6 +142,55 @@ def test_a_bad_results_folder_gets_one_sentence_naming_it(written, tmp_path, dam
     with pytest.raises(ex.InputError, match=expected) as error:
         R.open_results(path)
     assert "\n" not in str(error.value)
+
+
+def _null_in_top_classes(path):
+    table = pq.read_table(path)
+    lists = table["top_classes"].to_pylist()
+    lists[0][1] = None  # as NaN once flattened, it would pass a range check
+    pq.write_table(table.set_column(table.schema.get_field_index("top_classes"), "top_classes",
+                                    pa.array(lists, pa.list_(pa.int32()))), path)
+
+
+def test_a_hosted_dashboard_reads_no_file_a_link_or_a_pipe_puts_in_a_results_folder(written, tmp_path):
+    import os
+
+    roots = [tmp_path / "root"]
+    inside = shutil.copytree(written[1], roots[0] / "res")
+    assert len(R.open_results(inside, roots).files) == 60  # as it is, it opens
+    elsewhere = shutil.copytree(written[1], tmp_path / "elsewhere")
+    part = next((inside / "rows").glob("*.parquet"))
+    part.unlink()
+    part.symlink_to(next((elsewhere / "rows").glob("*.parquet")))
+    with pytest.raises(ex.InputError, match=r"'rows/part-00000.parquet' in 'res' leads outside the folders"):
+        R.open_results(inside, roots)
+    assert len(R.open_results(inside).files) == 60  # the command line, run by the owner, has no roots
+    (inside / "results.json").unlink()
+    (inside / "results.json").symlink_to(elsewhere / "results.json")
+    with pytest.raises(ex.InputError, match="'results.json' in 'res' leads outside the folders"):
+        R.open_results(inside, roots)
+    part.unlink()
+    os.mkfifo(part)  # reading it would block the server's thread for good
+    shutil.copy(elsewhere / "results.json", inside / "results.json.tmp")
+    (inside / "results.json").unlink()
+    (inside / "results.json.tmp").rename(inside / "results.json")
+    with pytest.raises(ex.InputError, match="'rows/part-00000.parquet' in 'res' is not a regular file"):
+        R.open_results(inside, roots)
+
+
+def test_rows_that_would_unpack_past_the_limit_are_refused_from_the_footers(written, tmp_path, monkeypatch):
+    path = _copy(written[1], tmp_path)
+    size = pq.ParquetFile(next((path / "rows").glob("*.parquet"))).metadata.row_group(0).total_byte_size
+    monkeypatch.setattr(R, "MAX_ROW_BYTES", size - 1)
+    with pytest.raises(ex.InputError, match="holds 61 rows and 0 MB of data; a results folder may hold at most"):
+        R.open_results(path)
+
+
+def test_a_run_that_fails_midway_leaves_no_results_folder_to_mistake_for_it(written, tmp_path):
+    path = _copy(written[1], tmp_path)
+    R.clear_rows(path)  # what every writer does first, before its rows come
+    with pytest.raises(ex.InputError, match="holds no results.json"):
+        R.open_results(path)
 
 
 def synthetic_results(out, rows=100_000, classes=1000, shape=(7, 7), parts=4, seed=0):

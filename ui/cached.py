@@ -245,21 +245,21 @@ def class_attention(evaluation: ex.datasets.Evaluation, token: str, classes: Seq
 def _results_stamp(folder: Path) -> tuple:
     """Names, sizes and modification times of a results folder's files: a new run there opens afresh."""
     try:
-        files = [folder / ex.datasets.results.INFO_FILE, *sorted((folder / "rows").rglob("*.parquet"))]
+        files = [folder / ex.datasets.results.INFO_FILE, *ex.datasets.results.row_files(folder)]
         return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
     except OSError:
         return ()
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _open_results(folder: str, stamp: tuple) -> ex.datasets.Evaluation:
-    return ex.datasets.open_results(folder)
+def _open_results(folder: str, stamp: tuple, roots: tuple[Path, ...]) -> ex.datasets.Evaluation:
+    return ex.datasets.open_results(folder, roots)
 
 
-def open_results(folder: Path) -> ex.datasets.Evaluation:
-    """A results folder's Evaluation, read once per content for the whole server (views only read it);
-    InputError naming the folder and the problem otherwise."""
-    return _open_results(str(folder), _results_stamp(folder))
+def open_results(folder: Path, roots: Sequence[Path]) -> ex.datasets.Evaluation:
+    """A results folder's Evaluation, read once per content for the whole server (views only read it); every file
+    it reads lies inside ``roots``. InputError naming the folder and the problem otherwise."""
+    return _open_results(str(folder), _results_stamp(folder), tuple(roots))
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

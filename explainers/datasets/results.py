@@ -120,6 +120,13 @@ def score_rows(model: LoadedModel, paths: Sequence[str], true: Sequence[int], im
 
 INFO_FILE, ROWS_FOLDER = "results.json", "rows"
 FORMAT_VERSION = 1
+# What a results folder may hold, so that a crafted one cannot make a hosted server read or allocate without end.
+MAX_INFO_BYTES = 64 << 20
+MAX_ROW_FILES = 10_000
+MAX_ROWS = 5_000_000
+MAX_ROW_BYTES = 2 << 30  # uncompressed, as the Parquet footers state it
+MAX_MAP_SIDE = 512
+MAX_INPUT_SIDE = 4096
 
 
 @dataclass
@@ -165,9 +172,16 @@ def write_rows(out: str | Path, columns: dict[str, list] | pa.Table, name: str =
     return path
 
 
+def row_files(out: str | Path) -> list[Path]:
+    """The Parquet files of a results folder, as they are written and read: ``rows/*.parquet``, sorted."""
+    return sorted(p for p in (Path(out) / ROWS_FOLDER).glob("*.parquet") if not p.name.startswith((".", "_")))
+
+
 def clear_rows(out: str | Path) -> None:
-    """Remove the Parquet files of an earlier run, so a folder written again holds only the new rows."""
-    for path in (Path(out) / ROWS_FOLDER).glob("*.parquet"):
+    """Remove an earlier run's results.json and Parquet files, so that a run writing the folder again and failing
+    midway leaves a folder that does not open, rather than one that mixes two runs."""
+    (Path(out) / INFO_FILE).unlink(missing_ok=True)
+    for path in row_files(out):
         path.unlink()
 
 
@@ -195,16 +209,19 @@ def _folder_name(out: Path) -> str:
     return f"'{out.name or out}'"
 
 
-def read_info(out: str | Path) -> ResultsInfo:
+def read_info(out: str | Path, roots: Sequence[Path] | None = None) -> ResultsInfo:
     """``<out>/results.json`` checked field by field; InputError naming the folder and the problem otherwise."""
     out = Path(out)
     name = _folder_name(out)
     if not out.is_dir():
         raise InputError(f"{name} is not a folder.")
     path = out / INFO_FILE
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{name} holds no {INFO_FILE}, so it is not a results folder "
                          "(`python -m explainers evaluate --out` writes one).")
+    _checked_file(path, out, roots)
+    if path.stat().st_size > MAX_INFO_BYTES:
+        raise InputError(f"{INFO_FILE} in {name} is over {MAX_INFO_BYTES >> 20} MB, more than a results description.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -223,9 +240,11 @@ def read_info(out: str | Path) -> ResultsInfo:
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise ValueError("class_names is not a non-empty list of names")
         shape = tuple(int(v) for v in data["cam_shape"])
-        if len(shape) != 2 or min(shape) < 0:
-            raise ValueError("cam_shape is not two sizes")
+        if len(shape) != 2 or min(shape) < 0 or max(shape) > MAX_MAP_SIDE:
+            raise ValueError(f"cam_shape is not two sizes of 0 to {MAX_MAP_SIDE}")
         size = data.get("input_size")
+        if size is not None and (len(size) != 2 or not all(1 <= int(v) <= MAX_INPUT_SIDE for v in size)):
+            raise ValueError(f"input_size is not two sizes of 1 to {MAX_INPUT_SIDE}")
         info = ResultsInfo(
             model=str(data["model"]), model_spec=str(data["model_spec"]), fingerprint=str(data["fingerprint"]),
             class_names=names, cam_layer=None if data["cam_layer"] is None else str(data["cam_layer"]),
@@ -240,32 +259,65 @@ def read_info(out: str | Path) -> ResultsInfo:
     return info
 
 
-def _read_rows(out: Path) -> pa.Table:
+def _checked_file(path: Path, out: Path, roots: Sequence[Path] | None) -> None:
+    """Refuse a file of the results folder that is not a regular file, or that a link takes outside ``roots``."""
+    part = path.relative_to(out).as_posix()
+    if roots is not None:
+        from explainers.inputs.data_roots import inside
+
+        if not inside(path.resolve(), roots):
+            raise InputError(f"'{part}' in {_folder_name(out)} leads outside the folders this dashboard may read.")
+    if not path.is_file():  # a pipe or a device would block the read, or never end
+        raise InputError(f"'{part}' in {_folder_name(out)} is not a regular file.")
+
+
+def _read_rows(out: Path, roots: Sequence[Path] | None) -> pa.Table:
     name = _folder_name(out)
-    files = sorted(p for p in (out / ROWS_FOLDER).rglob("*.parquet") if not p.name.startswith((".", "_")))
+    files = row_files(out)
     if not files:
         raise InputError(f"{name} holds no Parquet files under {ROWS_FOLDER}/, so it has no results.")
-    tables = []
+    if len(files) > MAX_ROW_FILES:
+        raise InputError(f"{name} holds {len(files):,} Parquet files; a results folder may have at most "
+                         f"{MAX_ROW_FILES:,}.")
+    parquets, rows, size = [], 0, 0
     for path in files:
+        _checked_file(path, out, roots)
         part = path.relative_to(out).as_posix()
         try:
             parquet = pq.ParquetFile(path)
             missing = [c for c in SCHEMA.names if c not in parquet.schema_arrow.names]
             if missing:
                 raise InputError(f"'{part}' in {name} lacks the column(s) {', '.join(missing)}.")
+            metadata = parquet.metadata
+            rows += metadata.num_rows
+            size += sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups))
+        except (pa.ArrowException, OSError, ValueError) as error:
+            raise InputError(f"'{part}' in {name} is not a readable Parquet file of results ({_first_line(error)}).") from None
+        parquets.append((part, parquet))
+    # Checked from the footers before any row is read: a few kB of compressed zeros can unpack to gigabytes.
+    if rows > MAX_ROWS or size > MAX_ROW_BYTES:
+        raise InputError(f"{name} holds {rows:,} rows and {size >> 20:,} MB of data; a results folder may hold at most "
+                         f"{MAX_ROWS:,} rows and {MAX_ROW_BYTES >> 30} GB.")
+    tables = []
+    for part, parquet in parquets:
+        try:
             tables.append(parquet.read(columns=SCHEMA.names).cast(SCHEMA))
         except (pa.ArrowException, OSError, ValueError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise InputError(f"'{part}' in {name} is not a readable Parquet file of results ({reason}).") from None
+            raise InputError(f"'{part}' in {name} is not a readable Parquet file of results ({_first_line(error)}).") from None
     return pa.concat_tables(tables).combine_chunks()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _fixed_lists(column: pa.ChunkedArray | pa.Array, width: int, what: str, name: str) -> np.ndarray:
     """A list column whose every entry has ``width`` items, as an (N, width) array."""
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    if len(lengths) and (lengths != width).any():
+    values = pc.list_flatten(column)
+    if len(lengths) and ((lengths != width).any() or values.null_count):
         raise InputError(f"The rows of {name} do not all hold {width} {what}.")
-    return pc.list_flatten(column).to_numpy(zero_copy_only=False).reshape(len(lengths), width)
+    return values.to_numpy(zero_copy_only=False).reshape(len(lengths), width)
 
 
 def _cams(column: pa.Array, shape: tuple[int, int], name: str) -> np.ndarray:
@@ -283,17 +335,18 @@ def _cams(column: pa.Array, shape: tuple[int, int], name: str) -> np.ndarray:
     return data.view("<f2").reshape(count, *shape).astype(np.float32)
 
 
-def open_results(out: str | Path) -> Evaluation:
+def open_results(out: str | Path, roots: Sequence[Path] | None = None) -> Evaluation:
     """The Evaluation a results folder holds, rows sorted by path, with no model pass.
 
     The results carry their own class names, so they open whatever model is loaded.
-    InputError, one sentence naming the folder and the problem, when ``out`` is not a
-    readable results folder.
+    With ``roots`` (a hosted dashboard), every file read must lie inside them, links
+    followed. InputError, one sentence naming the folder and the problem, when ``out``
+    is not a readable results folder or holds more than its limits.
     """
     out = Path(out)
-    info = read_info(out)
+    info = read_info(out, roots)
     name = _folder_name(out)
-    table = _read_rows(out)
+    table = _read_rows(out, roots)
     failed = table.filter(pc.is_valid(table["error"]))
     table = table.filter(pc.is_null(table["error"]))
     table = table.take(pc.sort_indices(table["path"])) if table.num_rows else table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import stat
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -55,7 +56,10 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
     if isinstance(data, (str, Path)):
         name = name or Path(data).name
         try:
-            size = Path(data).stat().st_size
+            status = Path(data).stat()
+            if not stat.S_ISREG(status.st_mode):  # reading a pipe or a device would block or never end
+                raise InputError(f"'{name}' is not a regular file.")
+            size = status.st_size
             if size > MAX_IMAGE_BYTES:
                 raise InputError(f"'{name}' is {size >> 20} MB; an image file may be at most {MAX_IMAGE_BYTES >> 20} MB.")
             data = Path(data).read_bytes()
