@@ -6,6 +6,7 @@ never with ``ray stop`` (which would end every Ray on the machine).
 """
 
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -22,7 +23,7 @@ import pytest
 
 import explainers as ex
 from explainers.bench_ray import varied_digits
-from explainers.datasets import ray_session
+from explainers.datasets import distributed, ray_session
 from explainers.datasets.distributed import ModelSpec, evaluate_on_ray
 from explainers.datasets.results import open_results, write_results
 from explainers.datasets.sources import Reader, list_images
@@ -263,6 +264,101 @@ def test_a_model_missing_on_a_worker_is_one_sentence(cluster, digits_model, tmp_
     with pytest.raises(ex.InputError) as raised:
         evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path / "out", spec=missing, on_progress=lambda *_: None)
     assert str(raised.value) == f"On a Ray worker: '{tmp_path / 'elsewhere.keras'}' does not exist."
+
+
+@pytest.mark.parametrize(("asked", "expected"), [
+    ({"gpus_per_actor": 1.0}, "1 actor(s) with 1 CPU(s) and 1 GPU(s) each ask for 1 GPU(s), but the Ray cluster has "
+                              "0; lower --actors or --gpus-per-actor."),
+    ({"actors": 3}, "3 actor(s) with 1 CPU(s) each ask for 3 CPU(s), plus 0.25 for reading images, but the Ray "
+                    "cluster has 3; lower --actors or --cpus-per-actor."),
+])
+def test_asking_for_more_than_the_cluster_has_is_one_sentence(cluster, digits_model, tmp_path, asked, expected):
+    start = time.monotonic()
+    with pytest.raises(ex.InputError) as raised:  # Ray Data alone would wait for the resources forever
+        evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path, on_progress=lambda *_: None, **asked)
+    assert str(raised.value) == expected
+    assert time.monotonic() - start < 10
+
+
+def test_a_busy_cluster_gives_up_in_bounded_time_and_frees_what_it_asked_for(cluster, digits_model, tmp_path,
+                                                                             monkeypatch):
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    monkeypatch.setattr(distributed, "RESOURCES_SECONDS", 3)
+    busy = placement_group([{"CPU": 1}] * 3)  # every CPU of the cluster taken, as by another job
+    ray.get(busy.ready(), timeout=30)
+    try:
+        start = time.monotonic()
+        with pytest.raises(ex.InputError) as raised:
+            evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path, on_progress=lambda *_: None)
+        assert str(raised.value) == ("The Ray cluster had no room for 1 actor(s) with 1 CPU(s) each within 3 s: its "
+                                     "nodes are busy, or each too small for one actor; try again later or lower "
+                                     "--actors.")
+        assert time.monotonic() - start < 30
+    finally:
+        remove_placement_group(busy)
+    # Nothing of the run that gave up takes the CPUs once they are free: the next run has the whole cluster.
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < 3:
+        assert time.monotonic() < deadline, f"CPUs still taken: {ray.available_resources()}"
+        time.sleep(0.2)
+
+
+def test_actors_slower_to_start_than_allowed_are_one_sentence(cluster, digits_model, tmp_path, monkeypatch,
+                                                              caplog):
+    import ray
+
+    caplog.set_level(logging.CRITICAL, logger="ray.data")  # as the CLI does: no record keeps the failed run alive
+    monkeypatch.setattr(distributed, "ACTOR_START_SECONDS", 0.01)  # far less than building the model takes
+    with pytest.raises(ex.InputError) as raised:
+        evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path, on_progress=lambda *_: None)
+    assert str(raised.value) == ("1 actor(s) with 1 CPU(s) each did not all start on the Ray cluster within 0.01 s: "
+                                 "its nodes became busy, or loading the model takes them longer; try again later.")
+    # The actor Ray Data gave up on does not keep its CPU once it has started: the next run has the whole cluster.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 3:
+        assert time.monotonic() < deadline, f"CPUs still taken: {ray.available_resources()}"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(("raised_by_ray", "expected"), [
+    ("timeout", "The Ray run failed: No progress for 1800 s."),
+    ("internal", "The Ray run failed: KeyError: 'block'."),
+])
+def test_ray_data_errors_are_one_sentence_and_other_errors_are_not_hidden(cluster, digits_model, tmp_path,
+                                                                         monkeypatch, raised_by_ray, expected):
+    from ray.data.exceptions import ExecutionTimeoutError, SystemException
+
+    def fail(*args, **kwargs):
+        if raised_by_ray == "timeout":  # Ray Data's own, for a run that stopped making progress
+            raise ExecutionTimeoutError("No progress for 1800 s.")
+        raise KeyError("block") from SystemException()  # as Ray Data re-raises an error of its internals
+
+    monkeypatch.setattr(distributed, "run_pipeline", fail)
+    with pytest.raises(ex.InputError) as raised:
+        evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path)
+    assert str(raised.value) == expected
+
+    def bug(*args, **kwargs):
+        raise KeyError("a bug of this module's")
+
+    monkeypatch.setattr(distributed, "run_pipeline", bug)
+    with pytest.raises(KeyError, match="a bug of this module's"):  # not hidden behind a sentence about Ray
+        evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path)
+
+
+def test_no_image_in_a_class_of_the_model_is_refused_before_ray_starts(digits_model, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for folder in ("cats", "dogs"):
+        (data / folder).mkdir(parents=True)
+        (data / folder / "one.png").write_bytes(min((DIGITS_TEST_FOLDER / "0").iterdir()).read_bytes())
+    monkeypatch.setattr(distributed, "import_ray", lambda: pytest.fail("Ray was started for a run with no rows"))
+    with pytest.raises(ex.InputError) as raised:
+        evaluate_on_ray(digits_model, data, tmp_path / "out", mapping_mode="by name")
+    assert str(raised.value) == (f"No image in '{data.resolve()}' is in a folder the model has a class for (mapping "
+                                 f"by name; folders: cats, dogs); check --mapping or the folder names.")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_uri_is_listed_and_read_through_pyarrow(digits, digits_model):

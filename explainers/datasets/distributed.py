@@ -18,6 +18,7 @@ retried, and the driver receives each batch's output once.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import re
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +43,12 @@ if TYPE_CHECKING:
 
 READ_CPUS = 0.25  # reading and decoding a batch is light next to the model's pass: readers share the actors' cores
 ROWS_PER_FILE = 16384  # fewer, larger Parquet files: opening a results folder reads every file's footer
+# Ray Data waits for resources, and for its actors to start, forever by default: on a busy cluster the run
+# would hang. How long the actors' CPUs and GPUs may take to be free before the run gives up:
+RESOURCES_SECONDS = 120
+# and then how long the actors may take to start, model loading included: a large model's weights loading on a
+# node for the first time take a while, hence minutes.
+ACTOR_START_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -68,15 +76,19 @@ class ModelSpec:
         return cls(spec, model.preprocessing, tuple(model.class_names), output)
 
 
-def _read_batch(batch: dict[str, np.ndarray], root: str, remote: bool, size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Decode a batch and resize it to the model's input (as ``model.resize`` would): fixed-shape pixels travel
-    between Ray workers as one tensor. An unreadable image keeps its row, blank, with its reason in ``error``."""
+def _read_batch(batch: pa.Table, root: str, remote: bool, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Decode a batch (rows holding lists of a batch's images) and resize it to the model's input (as
+    ``model.resize`` would): fixed-shape pixels travel between Ray workers as one tensor. An unreadable image
+    keeps its row, blank, with its reason in ``error``."""
+    import pyarrow.compute as pc
+
+    sources, paths = (pc.list_flatten(batch[name]).to_pylist() for name in ("source", "path"))
     reader = Reader(root, remote)
-    decoded = [reader.decode(str(s), str(p)) for s, p in zip(batch["source"], batch["path"])]
+    decoded = [reader.decode(s, p) for s, p in zip(sources, paths)]
     blank = np.zeros((*size, 3), np.uint8)
     return {
-        "path": batch["path"],
-        "true": batch["true"],
+        "path": np.asarray(paths, dtype=object),
+        "true": pc.list_flatten(batch["true"]).to_numpy().astype(np.int32),
         "pixels": resize_batch([blank if isinstance(d, str) else d for d in decoded], size),
         "error": np.asarray([d if isinstance(d, str) else "" for d in decoded], dtype=object),
     }
@@ -139,7 +151,56 @@ def _cause(error: Exception) -> str:
         found = re.match(r"explainers\.errors\.\w+: (.+)$", line)
         if found:
             return f"On a Ray worker: {found.group(1)}"
-    return f"The Ray run failed: {lines[-1].rstrip('.')}."
+    last = lines[-1].rstrip(".")
+    if type(error).__module__ == "builtins" and last != type(error).__name__:
+        last = f"{type(error).__name__}: {last}"  # an internal error of Ray Data's: its message may be a bare key
+    return f"The Ray run failed: {last}."
+
+
+def _from_ray(ray: ModuleType, error: Exception) -> bool:
+    """Whether ``error`` comes from Ray rather than from this module: Ray Core's errors, Ray Data's own (a stalled
+    run's timeout, say), and anything Ray Data's internals raise, which it marks as caused by a SystemException."""
+    from ray.data.exceptions import ExecutionTimeoutError, SystemException
+
+    return (isinstance(error, (ray.exceptions.RayError, ExecutionTimeoutError, SystemException))
+            or isinstance(error.__cause__, SystemException))
+
+
+def _resources(actors: int, cpus_per_actor: float, gpus_per_actor: float) -> str:
+    gpus = f" and {gpus_per_actor:g} GPU(s)" if gpus_per_actor else ""
+    return f"{actors} actor(s) with {cpus_per_actor:g} CPU(s){gpus} each"
+
+
+def check_resources(ray: ModuleType, actors: int, cpus_per_actor: float, gpus_per_actor: float) -> None:
+    """InputError in one sentence when the cluster this process is connected to has fewer CPUs or GPUs, busy or
+    not, than the actors ask for (the readers need a share too), or when they are not free within
+    RESOURCES_SECONDS: Ray Data would otherwise wait for them forever."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    have = ray.cluster_resources()
+    cpus, gpus = float(have.get("CPU", 0)), float(have.get("GPU", 0))
+    # A small tolerance: Ray keeps fractional resources in units of 1/10000.
+    if actors * gpus_per_actor > gpus + 1e-4:
+        raise InputError(f"{_resources(actors, cpus_per_actor, gpus_per_actor)} ask for "
+                         f"{actors * gpus_per_actor:g} GPU(s), but the Ray cluster has {gpus:g}; lower --actors or "
+                         f"--gpus-per-actor.")
+    if actors * cpus_per_actor + READ_CPUS > cpus + 1e-4:
+        raise InputError(f"{_resources(actors, cpus_per_actor, gpus_per_actor)} ask for "
+                         f"{actors * cpus_per_actor:g} CPU(s), plus {READ_CPUS:g} for reading images, but the Ray "
+                         f"cluster has {cpus:g}; lower --actors or --cpus-per-actor.")
+    # Waited for as a placement group of this process's own, not by Ray Data's actors: removed, the group gives
+    # back what it waited for at once, where actors Ray Data gave up on stay queued as long as a reference to
+    # them lives (a logged traceback, say) and take the resources when they come free.
+    actor = {"CPU": cpus_per_actor, **({"GPU": gpus_per_actor} if gpus_per_actor else {})}
+    group = placement_group([actor] * actors + [{"CPU": READ_CPUS}])
+    try:
+        ray.get(group.ready(), timeout=RESOURCES_SECONDS)
+    except ray.exceptions.GetTimeoutError:
+        raise InputError(f"The Ray cluster had no room for {_resources(actors, cpus_per_actor, gpus_per_actor)} "
+                         f"within {RESOURCES_SECONDS} s: its nodes are busy, or each too small for one actor; try "
+                         f"again later or lower --actors.") from None
+    finally:
+        remove_placement_group(group)
 
 
 class _RowsWriter:
@@ -173,12 +234,16 @@ def run_pipeline(model: LoadedModel, spec: ModelSpec, listing: Listing, out: Pat
 
     if on_progress:
         ray.data.DataContext.get_current().enable_progress_bars = False  # the caller shows its own
-    items = pa.table({"source": listing.sources, "path": listing.paths, "true": pa.array(listing.true, pa.int32())})
-    # One block per batch, so reads spread over the cluster and no batch is split across two reads.
-    blocks = [items.slice(start, batch_size) for start in range(0, len(items), batch_size)]
-    ds = ray.data.from_arrow(blocks)
+    # One row, and one block, per batch: reads spread over the cluster and no batch is split across two reads.
+    # from_items builds the blocks here; from_arrow would run a Ray task per block for its metadata, and on a
+    # cluster whose CPUs are all taken would wait for them forever.
+    batches = [{"source": listing.sources[start:start + batch_size], "path": listing.paths[start:start + batch_size],
+                "true": listing.true[start:start + batch_size]} for start in range(0, len(listing.paths), batch_size)]
+    ds = ray.data.from_items(batches, override_num_blocks=len(batches))
+    # Set on this dataset's own copy of the context: other pipelines in this process keep theirs.
+    ds.context.wait_for_min_actors_s = ACTOR_START_SECONDS
     # A reader per actor: each reader process imports the engine (and TensorFlow) once, seconds of CPU apiece.
-    ds = ds.map_batches(_read_batch, batch_size=batch_size, num_cpus=READ_CPUS,
+    ds = ds.map_batches(_read_batch, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS,
                         compute=ray.data.TaskPoolStrategy(size=actors),
                         fn_kwargs={"root": listing.root, "remote": listing.remote, "size": tuple(model.input_size)})
     ds = ds.map_batches(Scorer, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
@@ -221,8 +286,15 @@ def evaluate_on_ray(model: LoadedModel, data: str | Path, out: str | Path, *, ad
     spec = spec or ModelSpec.of(model)
     if cam_layer == "default":
         cam_layer = model.default_cam_layer
-    shape = results.cam_shape(model, cam_layer)
+    results.cam_shape(model, cam_layer)  # refuses a layer without a fixed spatial size before Ray starts
     listing = list_images(data, model, mapping_mode)
+    if not listing.paths:
+        # Refused here, before Ray starts: a pipeline with no rows writes no Parquet, and the folder would not open.
+        unknown = listing.mapping.unknown
+        folders = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise InputError(f"No image in '{listing.root}' is in a folder the model has a class for (mapping "
+                         f"{listing.mapping.mode}; folders: {folders or 'none'}); check --mapping or the folder "
+                         f"names.")
     if on_listed:
         on_listed(listing)
     try:
@@ -231,18 +303,30 @@ def evaluate_on_ray(model: LoadedModel, data: str | Path, out: str | Path, *, ad
         raise InputError(f"'{out}' cannot be created: {error.strerror or error}.") from None
     ray = import_ray()
     session = contextlib.nullcontext() if ray.is_initialized() else ray_session(address, local_cpus(actors, cpus_per_actor))
+    failure = ""
     try:
         with session:
+            check_resources(ray, actors, cpus_per_actor, gpus_per_actor)
             run = run_pipeline(model, spec, listing, out, cam_layer=cam_layer, actors=actors,
                                cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
                                on_progress=on_progress)
-    except ray.exceptions.RayError as error:
-        raise InputError(_cause(error)) from None
+    except ray.exceptions.GetTimeoutError:
+        # What Ray Data raises when the actors have not all started within wait_for_min_actors_s.
+        failure = (f"{_resources(actors, cpus_per_actor, gpus_per_actor)} did not all start on the Ray cluster "
+                   f"within {ACTOR_START_SECONDS} s: its nodes became busy, or loading the model takes them longer; "
+                   f"try again later.")
+    except Exception as error:
+        if isinstance(error, InputError) or not _from_ray(ray, error):
+            raise
+        failure = _cause(error)
+    if failure:
+        # Raised here, after a collection, rather than in the except clause: a pipeline that failed while starting
+        # is not shut down by Ray Data, and its actors, on a cluster this process stays connected to, live as
+        # long as the exception chain that holds their handles.
+        gc.collect()
+        raise InputError(failure)
     run.runner = "ray local" if address == LOCAL else f"ray {address}"
-    results.write_info(out, results.ResultsInfo(
-        model=model.display_name, model_spec=model.spec, fingerprint=model.fingerprint,
-        class_names=list(model.class_names), cam_layer=cam_layer, cam_shape=shape, root=listing.root,
-        mapping_mode=listing.mapping.mode, unknown_folders=list(listing.mapping.unknown), skipped=listing.skipped,
-        total=len(listing.paths), seconds=run.seconds, runner=run.runner,
-        input_size=(int(model.input_size[0]), int(model.input_size[1]))))
+    results.write_info(out, results.run_info(
+        model, cam_layer=cam_layer, root=listing.root, mapping=listing.mapping, skipped=listing.skipped,
+        total=len(listing.paths), seconds=run.seconds, runner=run.runner))
     return run
