@@ -20,8 +20,7 @@ from explainers.datasets.evaluation import Evaluation, Progress
 from explainers.datasets.mapping import ClassMapping, map_classes
 from explainers.datasets.results import RESULT_COLUMNS, TOP_K, cam_shape, score_rows
 from explainers.datasets.scan import DatasetScan, _relative, scan_folder
-from explainers.errors import InputError
-from explainers.inputs.images import decode_image
+from explainers.datasets.sources import Reader
 from explainers.models.loading import LoadedModel
 from explainers.runtime.cache import ResultCache
 
@@ -37,13 +36,9 @@ def _file_key(path: Path) -> tuple:
 
 
 def _decode(paths: list[Path], root: Path) -> list[np.ndarray | str]:
-    out: list[np.ndarray | str] = []
-    for path in paths:
-        try:
-            out.append(decode_image(path, _relative(path, root)))
-        except InputError as error:
-            out.append(str(error))
-    return out
+    """Each image's pixels or the reason it cannot be used, as the Ray pipeline's readers give them."""
+    reader = Reader(str(root), remote=False)
+    return [reader.decode(str(path), _relative(path, root)) for path in paths]
 
 
 def _stack(values: list[tuple], classes: int, shape: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -390,15 +390,14 @@ def open_results(out: str | Path, roots: Sequence[Path] | None = None) -> Evalua
     )
 
 
-def results_info(ev: Evaluation, model: LoadedModel, scan_skipped: Sequence[tuple[str, str]]) -> ResultsInfo:
-    """The results.json of an in-process Evaluation of ``model``; ``scan_skipped`` is the scan's list."""
-    shape = ev.cams.shape[1:3] if ev.cams.ndim == 3 and ev.cams.size else (0, 0)
+def run_info(model: LoadedModel, *, cam_layer: str | None, root: str, mapping: ClassMapping,
+             skipped: Sequence[tuple[str, str]], total: int, seconds: float, runner: str) -> ResultsInfo:
+    """The results.json of a run of ``model`` over ``root``, in-process or on Ray; ``skipped`` is the scan's list."""
     return ResultsInfo(
         model=model.display_name, model_spec=model.spec, fingerprint=model.fingerprint,
-        class_names=list(ev.class_names), cam_layer=ev.cam_layer, cam_shape=(int(shape[0]), int(shape[1])),
-        root=ev.root, mapping_mode=ev.mapping.mode, unknown_folders=list(ev.mapping.unknown),
-        skipped=[(str(f), str(r)) for f, r in scan_skipped], total=ev.total, seconds=ev.seconds,
-        runner=ev.runner, input_size=(int(model.input_size[0]), int(model.input_size[1])))
+        class_names=list(model.class_names), cam_layer=cam_layer, cam_shape=cam_shape(model, cam_layer), root=root,
+        mapping_mode=mapping.mode, unknown_folders=list(mapping.unknown), skipped=[(str(f), str(r)) for f, r in skipped],
+        total=total, seconds=seconds, runner=runner, input_size=(int(model.input_size[0]), int(model.input_size[1])))
 
 
 def write_results(out: str | Path, ev: Evaluation, model: LoadedModel) -> Path:
@@ -407,5 +406,6 @@ def write_results(out: str | Path, ev: Evaluation, model: LoadedModel) -> Path:
     scan_skipped = ev.skipped[: len(ev.skipped) - len(ev.skipped_images)]
     clear_rows(out)
     write_rows(out, evaluation_columns(ev))
-    write_info(out, results_info(ev, model, scan_skipped))
+    write_info(out, run_info(model, cam_layer=ev.cam_layer, root=ev.root, mapping=ev.mapping, skipped=scan_skipped,
+                             total=ev.total, seconds=ev.seconds, runner=ev.runner))
     return out
