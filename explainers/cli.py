@@ -154,9 +154,7 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
     """``evaluate --ray``: the same results folder and reports, scored by a Ray Data pipeline."""
-    from explainers.datasets import report as report
     from explainers.datasets.distributed import ModelSpec, evaluate_on_ray
-    from explainers.datasets.evaluation import read_image
     from explainers.datasets.ray_session import import_ray
     from explainers.datasets.results import open_results
 
@@ -177,19 +175,25 @@ def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
                               mapping_mode=args.mapping, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
                               gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size, on_listed=listed,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
-    evaluation = open_results(out)
+    _write_reports(open_results(out), out, f"{run.seconds:.0f} s on {run.runner} with {args.actors} actor(s), "
+                                            f"start-up included; results in {out}")
+
+
+def _write_reports(evaluation, out: Path, done: str) -> None:
+    """The evaluate files from ``evaluation`` in ``out``, a warning per skipped file, and one summary line."""
+    from explainers.datasets import report as report
+    from explainers.datasets.evaluation import read_image
+
     for file, reason in evaluation.skipped:
         _warn(f"{file}: {reason}")
     report.write_files(evaluation, out, read_image)
-    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files)} images; {len(evaluation.skipped)} skipped; "
-          f"{run.seconds:.0f} s on {run.runner} with {args.actors} actor(s), start-up included; results in {out}",
-          file=sys.stderr)
+    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files):,} images; {len(evaluation.skipped)} skipped; "
+          f"{done}", file=sys.stderr)
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from explainers.datasets import report as report
     from explainers.datasets.evaluate import Evaluation, evaluate_iter
-    from explainers.datasets.evaluation import is_uri, read_image
+    from explainers.datasets.evaluation import is_uri
     from explainers.datasets.mapping import map_classes
     from explainers.datasets.results import write_results
     from explainers.datasets.scan import scan_folder
@@ -215,24 +219,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 evaluation = step
             else:
                 bar.update(task, completed=step.done, total=step.total)
-    for file, reason in evaluation.skipped:
-        _warn(f"{file}: {reason}")
     write_results(out, evaluation, model)  # results.json + rows/: `report --results` redraws from them
-    report.write_files(evaluation, out, read_image)
-    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files)} images; "
-          f"{len(evaluation.skipped)} skipped; results in {out}", file=sys.stderr)
+    _write_reports(evaluation, out, f"results in {out}")
 
 
 def run_report(args: argparse.Namespace) -> None:
-    from explainers.datasets import report as report
-    from explainers.datasets.evaluation import read_image
     from explainers.datasets.results import open_results
 
     evaluation = open_results(args.results)  # no model: the results carry their class names
     out = _out_dir(args.out or args.results)
-    report.write_files(evaluation, out, read_image)
-    print(f"accuracy {evaluation.accuracy:.4f} on {len(evaluation.files):,} images of {evaluation.model_name} "
-          f"({evaluation.runner}); {len(evaluation.skipped)} skipped; reports in {out}", file=sys.stderr)
+    _write_reports(evaluation, out, f"{evaluation.model_name} ({evaluation.runner}); reports in {out}")
 
 
 def _option(method: str, param: str) -> str:
@@ -279,6 +275,7 @@ def _target(text: str, count: int):
 
 def run_visualize(args: argparse.Namespace) -> None:
     from explainers.learned import (
+        Settings,
         animation_gif,
         channel_animation,
         channel_visualization,
@@ -294,7 +291,7 @@ def run_visualize(args: argparse.Namespace) -> None:
         raise InputError("Give either --classes (class names or indices) or --layer with --channels.")
     if args.layer and not args.channels:
         raise InputError("--layer needs --channels: the channel indices to visualise.")
-    settings = {name: getattr(args, name) for name in _setting_names()}
+    settings = {setting.name: getattr(args, setting.name) for setting in dataclasses.fields(Settings)}
     with _progress_bar() as bar:
         task = bar.add_task("Optimising", total=args.steps)
 
@@ -318,12 +315,6 @@ def run_visualize(args: argparse.Namespace) -> None:
     if frames is not None:  # the same run's frames, from the cache
         (out / f"{safe_stem(names[0])}.gif").write_bytes(animation_gif(frames))
     print(f"wrote {len(names)} visualisations to {out}", file=sys.stderr)
-
-
-def _setting_names() -> list[str]:
-    from explainers.learned import Settings
-
-    return [setting.name for setting in dataclasses.fields(Settings)]
 
 
 def run_methods(args: argparse.Namespace) -> None:

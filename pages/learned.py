@@ -116,7 +116,9 @@ pictures, labels = last["pictures"], last["labels"]
 stretch = st.toggle("Stretch contrast for display", True, key="learned_stretch",
                     help="Spreads each picture's 1st to 99th percentile over the full range. The model was shown, "
                          "and its top-3 describe, the pictures as optimised; the downloads are as shown.")
-shown = [render.stretch_contrast(p) if stretch else p for p in pictures]
+if ("shown", stretch) not in last:  # stretched once per run and setting, not on every rerun
+    last[("shown", stretch)] = [render.stretch_contrast(p) if stretch else p for p in pictures]
+shown = last[("shown", stretch)]
 
 
 def activation_picture(i: int) -> bytes:
@@ -146,7 +148,7 @@ with st.expander(f"How {labels[0]} took shape (animation)"):
                      "from the grey start to the picture above.")
 downloads = st.columns(2)
 downloads[1].download_button("Animation (GIF)", last["animation"], "optimisation.gif", "image/gif", key="learned_gif")
-if ("png", stretch) not in last:  # encoded once per run and contrast setting, not on every rerun
+if ("png", stretch) not in last:
     last[("png", stretch)] = render.png_bytes(render.compose_grid([shown], [""], labels))
 grid = last[("png", stretch)]
 downloads[0].download_button("Visualisations (PNG)", grid, "visualizations.png", "image/png", key="learned_png")

@@ -76,20 +76,26 @@ def rows_from_scores(paths: Sequence[str], true: Sequence[int], probabilities: n
     k = min(TOP_K, probabilities.shape[1])
     # A stable sort keeps the lowest index first among ties, as argmax does, so top-1 is the prediction.
     top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    top_p = np.take_along_axis(probabilities, top, axis=1)
     true_arr = np.asarray(true, np.int64)
     least = probabilities.argmin(axis=1)
     rows = np.arange(len(probabilities))
+    return _columns(paths, true_arr, top, np.take_along_axis(probabilities, top, axis=1),
+                    probabilities[rows, true_arr], least, probabilities[rows, least], cams)
+
+
+def _columns(paths: Sequence[str], true: np.ndarray, top: np.ndarray, top_p: np.ndarray, p_true: np.ndarray,
+             least: np.ndarray, least_p: np.ndarray, cams: np.ndarray) -> dict[str, list]:
+    """SCHEMA columns of scored rows, from their per-image arrays."""
     return {
         "path": [str(p) for p in paths],
-        "true_class": [int(t) for t in true_arr],
+        "true_class": np.asarray(true).astype(np.int32).tolist(),
         "top_classes": top.astype(np.int32).tolist(),
         "top_probabilities": top_p.astype(np.float32).tolist(),
-        "p_true": probabilities[rows, true_arr].astype(np.float32).tolist(),
+        "p_true": p_true.astype(np.float32).tolist(),
         "least_class": least.astype(np.int32).tolist(),
-        "least_probability": probabilities[rows, least].astype(np.float32).tolist(),
-        "cam": [c.astype("<f2").tobytes() for c in cams] if cams.size else [b""] * len(probabilities),
-        "error": [None] * len(probabilities),
+        "least_probability": least_p.astype(np.float32).tolist(),
+        "cam": [c.astype("<f2").tobytes() for c in cams] if cams.size else [b""] * len(paths),
+        "error": [None] * len(paths),
     }
 
 
@@ -187,17 +193,8 @@ def clear_rows(out: str | Path) -> None:
 
 def evaluation_columns(ev: Evaluation) -> dict[str, list]:
     """An Evaluation as SCHEMA columns: its scored images, then its unreadable images as error rows."""
-    scored = {
-        "path": list(ev.files),
-        "true_class": ev.true.astype(np.int32).tolist(),
-        "top_classes": ev.top_classes.astype(np.int32).tolist(),
-        "top_probabilities": ev.top_probabilities.astype(np.float32).tolist(),
-        "p_true": ev.p_true.astype(np.float32).tolist(),
-        "least_class": ev.least_class.astype(np.int32).tolist(),
-        "least_probability": ev.least_probability.astype(np.float32).tolist(),
-        "cam": [c.astype("<f2").tobytes() for c in ev.cams] if ev.cams.size else [b""] * len(ev.files),
-        "error": [None] * len(ev.files),
-    }
+    scored = _columns(ev.files, ev.true, ev.top_classes, ev.top_probabilities, ev.p_true, ev.least_class,
+                      ev.least_probability, ev.cams)
     for (file, reason), true in zip(ev.skipped_images, ev.skipped_images_true, strict=True):
         for name in SCHEMA.names:
             scored[name].append(None)
