@@ -267,7 +267,8 @@ def class_attention(ev: Evaluation, classes: Sequence[int] | None = None,
     if ev.cams.size == 0:
         return []
     present = np.flatnonzero(np.bincount(ev.true, minlength=len(ev.class_names)))
-    classes = [int(c) for c in (present if classes is None else classes) if c in set(present.tolist())]
+    with_images = set(present.tolist())
+    classes = [int(c) for c in (present if classes is None else classes) if c in with_images]
     if not classes:
         return []
     size = thumbnail_size(ev)
