@@ -1,8 +1,8 @@
 """The public calls: ``attribute`` (raw maps), ``explain`` (maps in [0, 1] at image resolution), ``layer_grid``.
 
-Results are cached per image, keyed by the model's weights fingerprint, the
-image's pixels, the method, its parameters, the layer and the class, so asking
-again, or adding one image to a selection, computes only what is new.
+Results are cached per image, keyed by the model's fingerprint (its network and
+what it receives: preprocessing, channels, input size, output kind), the image's
+pixels, the method, its parameters, the layer and the class, so asking again, or adding one image to a selection, computes only what is new.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[str
     """Resized pixels and preprocessed inputs, cached per image: every method on a page shares them."""
     pixels, inputs = [], []
     for array, digest in zip(arrays, digests):
-        key = ("input", model.fingerprint, digest, model.input_size, model.preprocessing)
+        key = ("input", model.fingerprint, digest)
         hit = INPUTS.get(key)
         if hit is None:
             resized = model.resize([array])
@@ -183,7 +183,7 @@ def _request(model: LoadedModel, images: Sequence[ImageLike], method: str, targe
     layer = _layer_for(model, spec.label, layer, spec.needs_layer)
     arrays, digests = prepare_images(model, images)
     wanted = resolve_targets(targets, len(arrays), model.class_names)
-    context = (model.fingerprint, model.preprocessing, method, layer, tuple(sorted(params.items())))
+    context = (model.fingerprint, method, layer, tuple(sorted(params.items())))
     keys = [(*context, digest, int(t)) for digest, t in zip(digests, wanted)]
     return spec, params, layer, arrays, digests, wanted, context, keys
 
@@ -254,7 +254,7 @@ def layer_grid(
         raise InputError("Choose at least one layer for the grid.")
     arrays, digests = prepare_images(model, images)
     wanted = resolve_targets(targets, len(arrays), model.class_names)
-    contexts = [(model.fingerprint, model.preprocessing, method, layer, ()) for layer in layers]
+    contexts = [(model.fingerprint, method, layer, ()) for layer in layers]
 
     def lookup() -> tuple[list[list], list[int]]:
         cells = [[RESULTS.get((*c, d, int(t))) for c in contexts] for d, t in zip(digests, wanted)]

@@ -34,7 +34,7 @@ if model.channels == 1:
     details.append("grayscale input")
 if model.labels_source:
     details.append(f"class names from {model.labels_source}")
-st.caption(" · ".join(details) + f" · weights fingerprint {model.fingerprint[:12]} (results are cached per model "
+st.caption(" · ".join(details) + f" · weights fingerprint {model.network_fingerprint[:12]} (results are cached per model "
            "and image content)")
 
 digests = [cached.digest(image) for image in selection.images]  # picture keys: the pixels, not the arrays

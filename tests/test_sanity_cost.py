@@ -26,7 +26,7 @@ def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothin
     assert before >= 2 * sanity.TRACE_ALLOWANCE_SECONDS  # neither method has run on a copy yet
 
     checks = sanity.sanity_checks(embedded_model, images, methods)
-    copy = sanity._COPIES[embedded_model.fingerprint]
+    copy = sanity._COPIES[embedded_model.network_fingerprint]
     stages = len(sanity.DEFAULT_STAGES)
     assert stages <= 3 and all(c.layers_randomized == list(sanity.DEFAULT_STAGES) for c in checks.values())
     assert copy.runtime.passes_run == stages * 2  # one pass per stage and method: both images of a stage in it
@@ -35,7 +35,7 @@ def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothin
 
     other_class = int(originals["saliency"].classes[0]) + 1
     sanity.sanity_checks(embedded_model, images, methods, targets=[other_class])
-    assert sanity._COPIES[embedded_model.fingerprint] is copy
+    assert sanity._COPIES[embedded_model.network_fingerprint] is copy
     assert {key: set(probe._passes) for key, probe in copy.runtime._compiled.items()} == traced  # nothing retraced
     assert copy.runtime.passes_run == 2 * stages * 2
 
@@ -48,7 +48,7 @@ def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothin
 def test_a_stage_is_the_same_model_whichever_stages_came_before(fresh, embedded_model, sample):
     images = [sample(IMAGE)]
     direct = sanity.sanity_check(embedded_model, images, "saliency", stages=(8,))
-    copy = sanity._COPIES[embedded_model.fingerprint]
+    copy = sanity._COPIES[embedded_model.network_fingerprint]
     ex.RESULTS.clear()  # compute the stage again, through another cascade
     cascade = sanity.sanity_check(embedded_model, images, "saliency", stages=(1, 8))
     np.testing.assert_allclose(cascade.correlations[-1], direct.correlations[0], atol=1e-6)

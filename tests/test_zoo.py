@@ -49,7 +49,7 @@ def test_weights_in_the_keras_cache_are_used_without_downloading(monkeypatch, tm
     monkeypatch.setattr(zoo, "_download", lambda url, target: pytest.fail("downloaded although cached"))
 
     loaded = ex.load_model("keras:MobileNetV2")
-    assert loaded.fingerprint == ex.models.weights_fingerprint(reference)
+    assert loaded.network_fingerprint == ex.models.weights_fingerprint(reference)
     assert loaded.input_size == (224, 224) and loaded.preprocessing == "tf"
     assert loaded.default_layers == ("block_2_expand", "block_9_expand", "Conv_1")
     image = np.random.default_rng(0).integers(0, 255, (100, 120, 3), np.uint8)

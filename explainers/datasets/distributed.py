@@ -114,7 +114,7 @@ class Scorer:
         self.model = spec.load()
         if self.model.fingerprint != fingerprint:
             raise InputError(f"'{spec.spec}' on this Ray node is not the model the run was started with (its weights "
-                             f"differ); give every node the same file.")
+                             f"or preprocessing differ); give every node the same file.")
         self.cam_layer = cam_layer
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:

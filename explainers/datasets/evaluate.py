@@ -73,7 +73,7 @@ def evaluate_iter(
     shape = cam_shape(model, cam_layer)
     known = [i for i, folder in enumerate(scan.folder_of_file) if mapping.output_of_folder[folder] >= 0]
     true_of = {i: int(mapping.output_of_folder[scan.folder_of_file[i]]) for i in known}
-    context = ("dataset", model.fingerprint, model.preprocessing, cam_layer)
+    context = ("dataset", model.fingerprint, cam_layer)
     results: dict[int, tuple] = {}
     errors: dict[int, str] = {}
     todo = []

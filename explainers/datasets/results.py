@@ -141,7 +141,7 @@ class ResultsInfo:
 
     model: str  # display name
     model_spec: str  # what load_model was called with
-    fingerprint: str  # hash of the weights
+    fingerprint: str  # LoadedModel.fingerprint: the network and its preprocessing
     class_names: list[str]
     cam_layer: str | None
     cam_shape: tuple[int, int]  # (h, w) of every row's ``cam``; (0, 0) without a CAM layer

@@ -55,8 +55,10 @@ def register_gradient_cam(name: str, label: str, reference: str, weights_fn: Cam
 register_gradient_cam("gradcam", "Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", gradcam_weights)
 
 
-register_gradient_cam("gradcam_plus_plus", "Grad-CAM++", "Chattopadhyay et al. 2018, arXiv:1710.11063",
-                      gradcam_plus_plus_weights)
+register_gradient_cam("gradcam_plus_plus", "Grad-CAM++",
+                      "Chattopadhyay et al. 2018, arXiv:1710.11063; as in the authors' released code, the pixel "
+                      "weights are normalised to sum to 1 per channel (pytorch-grad-cam does not, so the two differ "
+                      "most on shallow layers)", gradcam_plus_plus_weights)
 
 
 register_gradient_cam("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30", layercam_weights)
@@ -138,20 +140,20 @@ def xgradcam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
 
 
 def eigencam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
-    """Each image's first right singular vector of its ``(h*w, K)`` activations: ``(N, 1, 1, K)``.
+    """Each image's first right singular vector of its uncentred ``(h*w, K)`` activations: ``(N, 1, 1, K)``.
 
-    Class-agnostic (the gradients are ignored). The singular vector's sign is
-    arbitrary, so it is chosen to make the projection rise with the channel sum.
+    Class-agnostic (the gradients are ignored). A singular vector's sign is arbitrary;
+    it is chosen so that the projection's sum is positive, i.e. the map follows the
+    activations' mass. (A sign read from the centred covariance with the channel sum
+    flips a projection of one sign, as an uncentred one usually is, to all negative,
+    and the ReLU then leaves a blank map.) Activations that are not all zero always
+    give a projection with some positive entry.
     """
     n, h, w, k = activations.shape
     weights = np.empty((n, k), np.float32)
     for i, acts in enumerate(activations.reshape(n, h * w, k).astype(np.float64)):
         vector = np.linalg.svd(acts, full_matrices=False)[2][0]
-        projection, total = acts @ vector, acts.sum(axis=1)
-        agreement = np.dot(projection - projection.mean(), total - total.mean())
-        if agreement < 0 or (agreement == 0 and projection @ total < 0):  # 1x1 maps have no spread to compare
-            vector = -vector
-        weights[i] = vector
+        weights[i] = -vector if (acts @ vector).sum() < 0 else vector
     return weights[:, None, None, :]
 
 
@@ -161,4 +163,7 @@ register_gradient_cam("hirescam", "HiResCAM", "Draelos & Carin 2020, arXiv:2011.
 register_gradient_cam("xgradcam", "XGrad-CAM", "Fu et al. 2020, arXiv:2008.02312", xgradcam_weights)
 
 
-register_gradient_cam("eigencam", "Eigen-CAM", "Muhammad & Yeasin 2020, arXiv:2008.00299", eigencam_weights)
+register_gradient_cam("eigencam", "Eigen-CAM",
+                      "Muhammad & Yeasin 2020, arXiv:2008.00299; the paper's uncentred SVD of the activations "
+                      "(pytorch-grad-cam centres them first), its sign chosen to follow the activations' mass",
+                      eigencam_weights)

@@ -33,8 +33,11 @@ KERAS_PREFIX = "keras:"
 class LoadedModel:
     """A Keras classifier with everything needed to feed it and name its outputs.
 
-    ``fingerprint`` is a hash of the weights: caches key on it, so two sessions
-    with the same model share results and a retrained model never does.
+    ``network_fingerprint`` is a hash of the architecture, the weights and the chosen output: what
+    compiled passes and their timings depend on. ``fingerprint`` adds what the network receives
+    and how its scores are read (preprocessing, channels, input size, output kind): every cache of
+    results keys on it, so two sessions with the same model share results, while a retrained model
+    or the same network under another preprocessing never does.
     """
 
     spec: str  # what load_model was called with: "efficientnet_lite0", "keras:VGG16", a path
@@ -44,7 +47,7 @@ class LoadedModel:
     class_names: list[str]
     preprocessing: str  # a key of preprocessing.PRESETS
     default_layers: tuple[str, ...] = ()
-    fingerprint: str = field(default="")
+    network_fingerprint: str = field(default="")
     channels: int = 3  # 1 for a grayscale model: images are converted to luma
     output_kind: str = ""  # softmax, sigmoid or linear: how the model's scores become probabilities
     format: str = "Keras"
@@ -52,12 +55,21 @@ class LoadedModel:
     labels_source: str = ""  # where class_names came from, for the model card
 
     def __post_init__(self) -> None:
-        if not self.fingerprint:
-            self.fingerprint = weights_fingerprint(self.model)
+        if not self.network_fingerprint:
+            self.network_fingerprint = weights_fingerprint(self.model)
         if not self.default_layers:
             self.default_layers = tuple(spread_over_depth(self.layers))
         if not self.output_kind:
             self.output_kind = output_kind(self.model)
+
+    @property
+    def fingerprint(self) -> str:
+        """The key of every cached result: the network and everything that shapes what it receives and returns.
+
+        Derived on each read, so a variant (``dataclasses.replace``) can never carry a stale one.
+        """
+        return _fingerprint(self.network_fingerprint, self.preprocessing, self.channels, self.input_size,
+                            self.output_kind)
 
     @functools.cached_property
     def layers(self) -> list[LayerInfo]:
@@ -106,8 +118,10 @@ class LoadedModel:
             _check_preset(preprocessing)
             changes["preprocessing"] = preprocessing
         twin = dataclasses.replace(self, **changes)
-        # Passes and the layer list depend on the network only: reuse what was built.
-        twin.__dict__.update({k: v for k, v in self.__dict__.items() if k in ("runtime", "layers")})
+        # Passes depend on the network only: every variant shares one runtime (cheap until a pass is traced),
+        # and the layer list when it was built already.
+        twin.__dict__["runtime"] = self.runtime
+        twin.__dict__.update({k: v for k, v in self.__dict__.items() if k == "layers"})
         return twin
 
     def to_input(self, pixels: np.ndarray) -> np.ndarray:
@@ -130,6 +144,12 @@ class LoadedModel:
         """Per image, the ``k`` most probable classes as ``(index, name, probability)``."""
         order = np.argsort(-probabilities, axis=-1)[:, :k]
         return [[(int(c), self.class_names[c], float(row[c])) for c in top] for top, row in zip(order, probabilities)]
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(network: str, preprocessing: str, channels: int, input_size: tuple[int, int], output_kind: str) -> str:
+    described = f"{network}|preprocessing {preprocessing}|channels {channels}|input {input_size}|output {output_kind}"
+    return hashlib.blake2b(described.encode(), digest_size=16).hexdigest()
 
 
 def weights_fingerprint(model: keras.Model, salt: str = "") -> str:
@@ -262,7 +282,7 @@ def _load_file(path: Path, preprocessing: str | None, output: str | int | None) 
         format=loaded.format,
         output_names=tuple(loaded.output_names),
         labels_source="ImageNet (1000 outputs)" if len(class_names) == 1000 else "",
-        fingerprint=weights_fingerprint(loaded.model, salt=loaded.chosen if len(loaded.output_names) > 1 else ""),
+        network_fingerprint=weights_fingerprint(loaded.model, salt=loaded.chosen if len(loaded.output_names) > 1 else ""),
     )
 
 

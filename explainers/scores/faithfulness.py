@@ -57,7 +57,7 @@ def deletion_insertion(
     deletion, insertion = [], []
     for i, raw in enumerate(attribution.raw):
         # Keyed by the map's own bytes, so any map (a method's, or one built by hand) is safe to cache.
-        key = ("curves", model.fingerprint, model.preprocessing, digests[i], _map_digest(raw),
+        key = ("curves", model.fingerprint, digests[i], _map_digest(raw),
                int(attribution.classes[i]), steps)
         with IN_FLIGHT.hold(key):  # another session scoring the same map waits, then reads the cache
             hit = RESULTS.get(key) or _curves(model, pixels[i], raw, int(attribution.classes[i]), counts, batch_size, key)

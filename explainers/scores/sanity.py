@@ -80,12 +80,13 @@ _COPIES_LOCK = threading.Lock()
 
 def _copy_of(model: LoadedModel) -> _RandomisedCopy:
     with _COPIES_LOCK:
-        if model.fingerprint not in _COPIES:
-            _COPIES[model.fingerprint] = _RandomisedCopy(model)
+        # The clone depends on the network only: variants under other preprocessing share it.
+        if model.network_fingerprint not in _COPIES:
+            _COPIES[model.network_fingerprint] = _RandomisedCopy(model)
             while len(_COPIES) > MAX_COPIES:
                 _COPIES.popitem(last=False)
-        _COPIES.move_to_end(model.fingerprint)
-        return _COPIES[model.fingerprint]
+        _COPIES.move_to_end(model.network_fingerprint)
+        return _COPIES[model.network_fingerprint]
 
 
 def _stage_model(model: LoadedModel, count: int, seed: int, clone: keras.Model | None = None,
@@ -96,7 +97,7 @@ def _stage_model(model: LoadedModel, count: int, seed: int, clone: keras.Model |
     """
     stage = dataclasses.replace(model, model=clone if clone is not None else model.model,
                                 spec=f"{model.spec} (top {count} randomised)",
-                                fingerprint=f"{model.fingerprint}|top {count} re-drawn, seed {seed}")
+                                network_fingerprint=f"{model.network_fingerprint}|top {count} re-drawn, seed {seed}")
     stage.__dict__.update({k: v for k, v in model.__dict__.items() if k == "layers"})  # same graph, same layers
     if runtime is not None:
         stage.__dict__["runtime"] = runtime
@@ -170,7 +171,7 @@ def estimate_seconds(model: LoadedModel, images: Sequence[ImageLike], methods: M
     ``originals`` are the methods' maps on the model itself, for their classes.
     """
     backward, forward = pass_seconds(model)
-    copy = _COPIES.get(model.fingerprint)
+    copy = _COPIES.get(model.network_fingerprint)
     total = 0.0
     for name, (layer, params) in methods.items():
         method, original = get_method(name), originals[name]
@@ -207,7 +208,8 @@ def randomize_top_layers(model: LoadedModel, count: int, seed: int = 0) -> Loade
     clone.set_weights(model.model.get_weights())
     for index, layer in enumerate(weighted_layers_from_top(clone)[:count]):
         redraw(layer, seed, index)
-    return dataclasses.replace(model, model=clone, spec=f"{model.spec} (top {count} randomised)", fingerprint="")
+    return dataclasses.replace(model, model=clone, spec=f"{model.spec} (top {count} randomised)",
+                               network_fingerprint="")
 
 
 def redraw(layer: keras.layers.Layer, seed: int, index: int) -> None:
