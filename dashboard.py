@@ -23,15 +23,22 @@ URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_
 auth.gate(page.url_path for page in PAGES)
 
 navigation = st.navigation(PAGES)
+auth.return_after_sign_in(PAGES, navigation)  # back from sign-in: to the link the visitor opened, query and all
 # On a fresh server the engine (TensorFlow) is still loading: the title and the sidebar's
 # outline are drawn first, so the visitor sees the app while it does.
 with frame.outline_until_ready(navigation.title):
-    from ui import share, sidebar
+    from ui import budget, share, sidebar
 
     sidebar.render()
 page_prefix = URL_PREFIXES.get(navigation.url_path, "overview_")
 # Before the page as well as after it: once a page calls st.stop, Streamlit sends nothing more in
 # that run (a `finally` runs, but its link update is dropped), so the link must already be out.
+share.keep(page_prefix)  # this page's view as the visitor left it, back after a visit to another page
 share.publish(page_prefix)
-navigation.run()
+link_slot = st.sidebar.empty()
+share.offer_link(link_slot, page_prefix, navigation.url_path)
+# A page's engine work ends between batches once the visitor has gone; its view is kept when its run ends.
+with budget.stopped_with_the_run(), share.remembered(page_prefix):
+    navigation.run()
 share.publish(page_prefix)  # values the page set itself (a default it chose, a clicked cell)
+share.offer_link(link_slot, page_prefix, navigation.url_path)

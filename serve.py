@@ -1,9 +1,10 @@
 """The dashboard as an ASGI app, as `make run` and the hosting command start it: streamlit run serve.py
 
-The same app as ``streamlit run dashboard.py``, with two things a server start allows:
+The same app as ``streamlit run dashboard.py``, with what a server start allows:
 Streamlit's frontend files are answered from memory (``ui/frontend_assets.py``), which is
-most of what a new visitor costs the server, and the engine starts with the server
-(``ui/frame.py``), so the first visitor waits for neither. Any ASGI server can run it
+most of what a new visitor costs the server; the engine starts with the server
+(``ui/frame.py``), so the first visitor waits for neither; and an unknown address of any
+depth goes home rather than to a blank page (``ui/unknown_paths.py``). Any ASGI server can run it
 too: ``uvicorn serve:app``.
 """
 
@@ -15,6 +16,7 @@ from starlette.middleware import Middleware
 
 from ui import frame
 from ui.frontend_assets import FrontendAssets
+from ui.unknown_paths import HomeForUnknownPaths
 
 
 @contextlib.asynccontextmanager
@@ -23,5 +25,6 @@ async def _engine_started_with_the_server(_app: st.App):
     yield
 
 
-app = st.App(Path(__file__).with_name("dashboard.py"), middleware=[Middleware(FrontendAssets)],
+app = st.App(Path(__file__).with_name("dashboard.py"),
+             middleware=[Middleware(FrontendAssets), Middleware(HomeForUnknownPaths)],
              lifespan=_engine_started_with_the_server)

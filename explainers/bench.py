@@ -19,9 +19,12 @@ and warm (everything cached, as on a revisit or a display change).
 
 ``--learned`` measures class visualisation (``explainers.learned``) with its
 default settings: seconds for one class alone and per class when optimised
-together (wall and CPU), and the hit rate: how many of a fixed set of classes
-the model itself classifies as their own class, on the embedded model (20
-ImageNet classes) and the digits CNN (its 10 classes).
+together (wall and CPU), the estimate's error (measured seconds over the
+estimate's low end, for 1, 2 and 4 classes, on quiet cores and with one core
+kept busy beside the run as a browser would; with the CPU other processes took
+meanwhile, read from /proc/stat), and the hit rate: how many of a fixed set of
+classes the model itself classifies as their own class, on the embedded model
+(20 ImageNet classes) and the digits CNN (its 10 classes).
 
 ``--dataset`` measures images per second on the digits demo folder (1,000
 images) with the bundled digits CNN, each run interleaved with a bare
@@ -36,7 +39,10 @@ per-batch costs the README's scaling model uses (``explainers.bench_ray``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -140,6 +146,43 @@ HIT_RATE_CLASSES = ("goldfish", "tree frog", "flamingo", "Golden Retriever", "ta
                     "airliner", "castle", "umbrella", "mushroom", "balloon")
 
 
+def _cpu_seconds_used() -> float | None:
+    """CPU-seconds every process has used since boot (Linux's /proc/stat), or None where it cannot be read."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and I/O wait
+
+
+def bench_learned_estimate(model, counts: tuple[int, ...] = (1, 2, 4)) -> None:
+    """The estimate's error: measured seconds over the page's estimate, on quiet cores and with one core busy."""
+    from explainers import learned
+
+    settings = learned.Settings().for_model(model)
+    print(f"\nestimate vs measured, {settings.steps} steps (took / the estimate's low end, which quiet cores should "
+          "meet within ±30%; 'others': the CPU other processes took during the run):")
+    for busy in (False, True):
+        # A second process spinning on one core stands for the browser that draws the page's progress.
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+        try:
+            for count in counts:
+                low, high = learned.estimate_range(model, count, settings)
+                learned.VISUALIZATIONS.clear()
+                used, cpu = _cpu_seconds_used(), time.process_time()
+                took = seconds(lambda count=count: learned.class_visualization(model, HIT_RATE_CLASSES[:count]))
+                others = "" if used is None else (
+                    f", others {(_cpu_seconds_used() - used - (time.process_time() - cpu)) / took:.1f} cores")
+                print(f"  {count} class{'es' if count > 1 else ' '} {'one core busy' if busy else 'quiet        '}: "
+                      f"estimate {low:5.1f}..{high:5.1f} s, took {took:5.1f} s, took / estimate {took / low:4.2f} "
+                      f"({'within' if 0.7 * low <= took <= 1.3 * high else 'OUTSIDE'} the range ±30%){others}")
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+
+
 def bench_learned(repeats: int, together: int = 10) -> None:
     from explainers import learned
     from explainers.models.loading import DIGITS_MODEL
@@ -154,6 +197,7 @@ def bench_learned(repeats: int, together: int = 10) -> None:
         cpus.append(time.process_time() - cpu)
     print(f"one class alone, {learned.Settings().steps} steps (medians of {repeats}): "
           f"{statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} CPU-s")
+    bench_learned_estimate(model)
     for loaded, classes in ((model, HIT_RATE_CLASSES), (load_model(DIGITS_MODEL), None)):
         classes = list(classes or loaded.class_names)
         hits, start = [], time.perf_counter()

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
+from explainers.inputs.data_roots import check_path
 from explainers.inputs.images import IMAGE_SUFFIXES
-from explainers.models.preprocessing import PRESETS
+from explainers.models.preprocessing import PRESETS, describe_presets
 
 EXIT_BAD_INPUT = 2
 
@@ -50,8 +51,8 @@ def _load(args: argparse.Namespace):
 def _read_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
     from explainers.inputs.images import decode_image
 
-    if not folder.is_dir():
-        raise InputError(f"'{folder}' is not a folder.")
+    if not check_path(folder).is_dir():
+        raise InputError(f"'{echo(folder)}' is not a folder.")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     names, images = [], []
     for path in paths:
@@ -61,7 +62,7 @@ def _read_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
         except InputError as error:
             _warn(str(error))
     if not images:
-        raise InputError(f"'{folder}' holds no readable image ({', '.join(IMAGE_SUFFIXES)}).")
+        raise InputError(f"'{echo(folder)}' holds no readable image ({', '.join(IMAGE_SUFFIXES)}).")
     return names, images
 
 
@@ -69,7 +70,7 @@ def _out_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"'{path}' cannot be created: {error.strerror or error}.") from None
+        raise InputError(f"'{echo(path)}' cannot be created: {error.strerror or error}.") from None
     return path
 
 
@@ -274,15 +275,7 @@ def _target(text: str, count: int):
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    from explainers.learned import (
-        Settings,
-        animation_gif,
-        channel_animation,
-        channel_visualization,
-        class_animation,
-        class_index,
-        class_visualization,
-    )
+    from explainers.learned import UNMOVED_NOTE, Settings, animation_gif, channel_run, class_index, class_run
     from explainers.reports.render import compose_grid, safe_stem
 
     model = _load(args)
@@ -299,18 +292,19 @@ def run_visualize(args: argparse.Namespace) -> None:
             bar.update(task, completed=done, total=total)
 
         if args.classes:
-            pictures = class_visualization(model, args.classes, report, **settings)
-            frames = class_animation(model, args.classes, **settings) if args.animation else None
+            run = class_run(model, args.classes, report, **settings)
             names = [model.class_names[class_index(model, c)] for c in args.classes]
         else:
-            pictures = channel_visualization(model, args.layer, args.channels, report, **settings)
-            frames = channel_animation(model, args.layer, args.channels, **settings) if args.animation else None
+            run = channel_run(model, args.layer, args.channels, report, **settings)
             names = [f"{args.layer} channel {c}" for c in args.channels]
+    pictures, frames = run.pictures, run.frames if args.animation else None
     probabilities = model.predict(list(pictures))
-    for name, picture, row in zip(names, pictures, probabilities):
+    for name, picture, row, unmoved in zip(names, pictures, probabilities, run.unmoved):
         _write_png(out / f"{safe_stem(name)}.png", picture)
         top = ", ".join(f"{model.class_names[c]} {row[c]:.2f}" for c in np.argsort(-row)[:3])
-        print(f"{name}: the model sees {top}")
+        # An unmoved picture is no result: its top classes would read as a confident answer.
+        print(f"{name}: {UNMOVED_NOTE.format(target='class' if args.classes else 'channel')}" if unmoved
+              else f"{name}: the model sees {top}")
     _write_png(out / "visualizations.png", compose_grid([list(pictures)], [""], names))
     if frames is not None:  # the same run's frames, from the cache
         (out / f"{safe_stem(names[0])}.gif").write_bytes(animation_gif(frames))
@@ -334,7 +328,8 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--model", default=DEFAULT_MODEL,
                        help="efficientnet_lite0 (embedded), digits_cnn, keras:<Application> or a model path (default %(default)s)")
     model.add_argument("--labels", type=Path, help="class names: JSON list or dict, one per line, or a {0: 'cat'} dict")
-    model.add_argument("--preprocess", choices=list(PRESETS), help="input preset for a model file (default: detected)")
+    model.add_argument("--preprocess", choices=list(PRESETS),
+                       help=f"input preset for a model file (default: detected): {describe_presets()}")
     model.add_argument("--output", help="for a model with several outputs, the one to explain")
 
     layers = commands.add_parser("layers", parents=[model], help="list the layers a CAM method can use, in order")

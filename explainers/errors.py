@@ -11,3 +11,20 @@ class InputError(ValueError):
 
 class ModelUnavailableError(InputError):
     """A model cannot be loaded here (e.g. its weights need a download and we are offline)."""
+
+
+# How much of a user's own text (a name, a path, a link's value) a message repeats: enough to recognise it, never
+# so much that one pasted value fills the page (a 60,000-character name in a link once stretched the sidebar).
+ECHO_LIMIT = 100
+
+
+def echo(text: object, limit: int = ECHO_LIMIT) -> str:
+    """``text`` as a message repeats it: whole when short, else its start and end around an ellipsis.
+
+    The end is kept because that is where paths and file names differ.
+    """
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head):]}"

@@ -24,6 +24,7 @@ import numpy as np
 from explainers.errors import InputError
 from explainers.models.loading import LoadedModel
 from explainers.models.preprocessing import _LUMA, PRESETS
+from explainers.runtime import stopping
 from explainers.runtime.cache import ResultCache
 from explainers.runtime.probe import build_probe
 
@@ -62,6 +63,12 @@ class Settings:
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 FRAMES = 25  # pictures kept of the first target's optimisation, for its animation
+# A picture whose pixels spread less than this (standard deviation, in 0..255 levels) is flat: with nothing to
+# raise, the regularisers alone shape it, down to one colour (often black: the norm pulls every pixel to 0).
+FLAT_LEVELS = 2.0
+UNMOVED_NOTE = ("The optimisation did not move this picture: its {target}'s score did not rise from the grey start, "
+                "or the picture came out flat. It shows nothing the {target} responds to, so what the model sees in "
+                "it means nothing.")
 VISUALIZATIONS = ResultCache(max_bytes=128 << 20)
 _TF_KERAS_VIS = threading.Lock()  # its jitter draws from NumPy's global generator: one run at a time, seeded
 
@@ -121,7 +128,7 @@ def _traced_pixel_model(model: LoadedModel, layer: str | None) -> _Traced:
 
 
 def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings: Settings,
-              progress: Progress | None) -> np.ndarray:
+              progress: Progress | None) -> Visualization:
     from tf_keras_vis.activation_maximization import ActivationMaximization
     from tf_keras_vis.activation_maximization.callbacks import Callback
     from tf_keras_vis.activation_maximization.input_modifiers import Jitter, Rotate2D
@@ -132,6 +139,7 @@ def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings
 
     class _Report(Callback):
         def __call__(self, i, values, *args, **kwargs) -> None:
+            stopping.check()  # each step is a batch of passes: a run nobody waits for ends here
             if i % every == 0 or i + 1 == settings.steps:  # the first target's picture, for the animation
                 frames.append(_as_pictures(values[0][:1])[0])
             if progress is not None:
@@ -149,13 +157,24 @@ def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings
         rotate.random_generator = np.random.default_rng([settings.seed, 1])
         modifiers.append(rotate)
     regularizers = [TotalVariation2D(weight=settings.tv_weight), Norm(weight=settings.norm_weight, p=1)]
-    visualizer = ActivationMaximization(_traced_pixel_model(model, layer), clone=False)
+    pixel_model = _traced_pixel_model(model, layer)
+    visualizer = ActivationMaximization(pixel_model, clone=False)
     with _TF_KERAS_VIS:
         np.random.seed(settings.seed)
         result = visualizer(score, seed_input=start, input_range=(0, 255), input_modifiers=modifiers,
                             regularizers=regularizers, steps=settings.steps,
                             optimizer=keras.optimizers.RMSprop(settings.learning_rate, 0.999), callbacks=[_Report()])
-    return Visualization(_as_pictures(result), np.stack(frames))
+    pictures = _as_pictures(result)
+    return Visualization(pictures, np.stack(frames), _unmoved(pixel_model, score, start, result, pictures))
+
+
+def _unmoved(pixel_model, score, start: np.ndarray, end, pictures: np.ndarray) -> np.ndarray:
+    """``(N,)`` True where the optimisation did not move a picture: its target's score at the end is no higher than
+    at the start (a dead channel, a zero gradient), or the picture came out flat (``FLAT_LEVELS``)."""
+    before, after = (np.asarray(score(pixel_model([np.asarray(x, np.float32)])), np.float64) for x in (start, end))
+    rose = after - before > 1e-6 * np.maximum(1.0, np.abs(before))
+    flat = pictures.reshape(len(pictures), -1).std(axis=1) < FLAT_LEVELS
+    return ~rose | flat
 
 
 def _as_pictures(values) -> np.ndarray:
@@ -168,6 +187,7 @@ def _as_pictures(values) -> np.ndarray:
 class Visualization:
     pictures: np.ndarray  # (N, H, W, 3) uint8
     frames: np.ndarray  # (F, H, W, 3) uint8: the first target's picture as the optimisation went
+    unmoved: np.ndarray  # (N,) bool: the optimisation did not move this picture (see UNMOVED_NOTE): no result
 
 
 def _cached(key: tuple, compute: Callable[[], Visualization]) -> Visualization:
@@ -215,6 +235,18 @@ def channel_animation(model: LoadedModel, layer: str, channels: Sequence[int], p
                       **params) -> np.ndarray:
     """``(F, H, W, 3)`` uint8: the first channel's picture as ``channel_visualization`` optimised it."""
     return _channel_run(model, layer, channels, progress, params).frames
+
+
+def class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None = None,
+              **params) -> Visualization:
+    """The whole of ``class_visualization``'s run: the pictures, the first one's frames, which did not move."""
+    return _class_run(model, classes, progress, params)
+
+
+def channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
+                **params) -> Visualization:
+    """The whole of ``channel_visualization``'s run: the pictures, the first one's frames, which did not move."""
+    return _channel_run(model, layer, channels, progress, params)
 
 
 def _class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None,
@@ -265,6 +297,32 @@ def estimate_seconds(model: LoadedModel, targets: int, settings: Settings) -> fl
     backward, _ = pass_seconds(model)
     height, width = model.input_size
     return settings.steps * (targets * backward + STEP_OVERHEAD_SECONDS * height * width / 224**2)
+
+
+# How much longer a visualisation takes when other work shares the cores (the browser drawing the page's progress,
+# another job): each step is many small operations split over the cores, so it loses more than its share.
+# ``python -m explainers.bench --learned`` measures it: on this 2-core CPU, 1.8 to 2.4 times the quiet estimate
+# with about one core taken by other work, 2.8 to 3.6 with one and a half (the estimate alone was 13 s for a
+# run that took 31 s with a browser beside it).
+BUSY_FACTOR = 3.0
+
+
+def estimate_range(model: LoadedModel, targets: int, settings: Settings) -> tuple[float, float]:
+    """``(low, high)`` seconds for visualising ``targets`` classes or channels: ``estimate_seconds`` on cores of its
+    own, and ``BUSY_FACTOR`` times that on cores shared with other work. One figure cannot be right for both."""
+    low = estimate_seconds(model, targets, settings)
+    return low, low * BUSY_FACTOR
+
+
+def describe_range(low: float, high: float) -> str:
+    """``estimate_range`` in words for a button: ``about 12–36 s``, ``about 50 s to 3 min``, ``under 2 s``."""
+    from explainers.estimates import describe, duration
+
+    if low < 1 or round(low) == round(high):
+        return f"under {duration(high)}" if low < 1 <= high else describe(high)
+    if high < 90:  # both in seconds
+        return f"about {low:.0f}–{high:.0f} s"
+    return f"about {duration(low)} to {duration(high)}"
 
 
 def channels_unavailable(model: LoadedModel) -> str | None:

@@ -16,6 +16,9 @@ SCAN_MAX_ENTRIES_ENV = "ATTRIBUTION_DASHBOARD_SCAN_MAX_ENTRIES"
 SCAN_MAX_DEPTH_ENV = "ATTRIBUTION_DASHBOARD_SCAN_MAX_DEPTH"
 DEFAULT_SCAN_MAX_ENTRIES = 100_000
 DEFAULT_SCAN_MAX_DEPTH = 6
+# On a host, the seconds one request (maps, scores, a sanity check, a visualisation, a dataset run) may be
+# estimated to take; a request above it is refused in one sentence. Unset: no ceiling, as for one local user.
+MAX_REQUEST_SECONDS_ENV = "ATTRIBUTION_DASHBOARD_MAX_REQUEST_SECONDS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -48,3 +51,13 @@ def scan_max_entries() -> int:
 def scan_max_depth() -> int:
     """Folder levels one scan descends below the dataset folder (``ATTRIBUTION_DASHBOARD_SCAN_MAX_DEPTH``, default 6)."""
     return _positive_int(SCAN_MAX_DEPTH_ENV, DEFAULT_SCAN_MAX_DEPTH)
+
+
+def max_request_seconds() -> float | None:
+    """The most seconds one request may be estimated to take (``ATTRIBUTION_DASHBOARD_MAX_REQUEST_SECONDS``), or
+    None for no ceiling (unset, empty, or not a number above 0)."""
+    try:
+        value = float(os.environ.get(MAX_REQUEST_SECONDS_ENV, "").strip().replace("_", ""))
+    except ValueError:
+        return None
+    return value if value > 0 and value != float("inf") else None

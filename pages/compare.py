@@ -9,15 +9,16 @@ import time
 import numpy as np
 import streamlit as st
 
-from explainers import REGISTRY, scores, unavailable_methods
+from explainers import REGISTRY, estimates, scores, unavailable_methods
 from explainers.attribution import format_probability, is_low_probability, low_probability_note
 from explainers.reports import comparison, render
 from explainers.scores import sanity as sanity_scores
-from ui import cached, charts, method_params
+from ui import budget, cached, charts, method_params
 from ui.selection import current
 from ui.widgets import UNLIKELY_CAPTION, photo
 
 DEFAULT_METHODS = ["saliency", "smoothgrad", "scorecam"]
+DEFAULT_STEPS = 16  # of the deletion and insertion curves
 LAYER_METHODS = [name for name, m in REGISTRY.items() if m.needs_layer]
 THUMB = 200
 SCORE_HELP = {
@@ -84,6 +85,15 @@ colormap = display[1].selectbox("Colormap", render.COLORMAPS, key="cmp_colormap"
 clip = display[2].select_slider("Clip at percentile", [90.0, 95.0, 99.0, 99.5, 100.0], 99.0, key="cmp_clip",
                                 help="Gradient maps are spiky; clipping the top pixels makes their structure visible.")
 
+digests = [cached.digest(image) for image in selection.images]
+# The scores' steps slider is drawn below the maps, but what it holds is part of what this run computes.
+steps = st.session_state.get("cmp_steps", DEFAULT_STEPS)
+requested = {name: (settings[name]["layer"], settings[name]["params"]) for name in methods}
+maps_estimate = estimates.comparison_seconds(model, selection.images, requested, targets, steps)
+asked = (model.fingerprint, tuple(digests), tuple(int(t) for t in targets), cached.sanity_request(requested), steps)
+if not budget.approved("cmp", asked, maps_estimate, "Computing these maps and their scores"):
+    st.stop()
+
 results: dict[str, object] = {}
 progress = st.progress(0.0, "Computing maps…")
 for index, name in enumerate(methods):
@@ -110,7 +120,6 @@ def timing(result) -> str:
     return f"{seconds} · {result.cached} of {len(result.raw)} from cache" if result.cached else seconds
 
 
-digests = [cached.digest(image) for image in selection.images]
 explained = [float(selection.probabilities[i][targets[i]]) for i in range(len(selection.names))]
 unlikely = [is_low_probability(p) for p in explained]
 if any(unlikely):
@@ -132,7 +141,7 @@ for i, image_name in enumerate(selection.names):
         column.image(cell(i, name, THUMB), caption=UNLIKELY_CAPTION if unlikely[i] else None)
 
 st.subheader("Which map to trust")
-steps = st.select_slider("Deletion / insertion steps", [8, 16, 32, 64], 16, key="cmp_steps")
+steps = st.select_slider("Deletion / insertion steps", [8, 16, 32, 64], DEFAULT_STEPS, key="cmp_steps")
 curves = {}
 with st.spinner("Scoring deletion and insertion…"):
     for name in methods:
@@ -174,24 +183,22 @@ with tabs[0]:
     st.caption(f"Mean over the {len(selection.names)} images. {SCORE_HELP['deletion']} {SCORE_HELP['insertion']}")
 with tabs[1]:
     st.caption(SCORE_HELP["sanity"])
-    stages = sanity_scores.DEFAULT_STAGES
     sanity_methods = {n: (settings[n]["layer"], settings[n]["params"]) for n in methods}
     sanity_asked = (model.fingerprint, model.preprocessing, tuple(digests), tuple(int(t) for t in targets),
                     cached.sanity_request(sanity_methods))
-    st.caption(f"It runs on a randomised copy of the model: its top {', '.join(map(str, stages[:-1]))} and "
-               f"{stages[-1]} weighted layers re-drawn in turn, one map per stage, method and image "
-               f"({len(stages) * len(methods) * len(selection.names)} maps).")
+    st.caption(sanity_scores.describe_stages(model, len(methods), len(selection.names)))
     last = st.session_state.get(SANITY_STATE)
     if last is not None and last["asked"] == sanity_asked:
         draw_sanity(last["checks"], last["seconds"])
     else:
         estimate = cached.sanity_estimate(model, selection.images, sanity_methods, results)
-        cost = "under 1 s" if estimate < 1 else f"about {estimate:.0f} s"
+        cost = estimates.describe(estimate)
         if last is not None:
             st.info("The last sanity check was run for other methods, images, classes or parameters; its result is "
                     "hidden until it runs for these.")
         slot = st.empty()  # the button goes once it is pressed: its estimate no longer applies
-        if slot.button(f"{'Run again' if last is not None else 'Run the sanity check'} ({cost})", key="cmp_sanity_run"):
+        if budget.allowed(estimate, "The sanity check") and slot.button(
+                f"{'Run again' if last is not None else 'Run the sanity check'} ({cost})", key="cmp_sanity_run"):
             slot.empty()
             with st.spinner(f"Randomising a copy of the model and computing its maps ({cost})…"):
                 start = time.perf_counter()
@@ -229,10 +236,14 @@ downloads[1].download_button("Scores per image (CSV)", lambda: per_image_scores.
                              "scores.csv", "text/csv", on_click="ignore", key="cmp_csv")
 
 
+ran = st.session_state.get(SANITY_STATE)
+reported_sanity = ran["checks"] if ran and ran["asked"] == sanity_asked else None  # only when run for these maps
+
+
 def report() -> str:
     return comparison.report_html(model.display_name, selection.images, row_labels, results, curves, per_image_scores,
                                   agreement, clip, opacity, colormap, selection.probabilities, selection.names,
-                                  model.class_names)
+                                  model.class_names, reported_sanity)
 
 
 downloads[2].download_button("Export report (HTML)", report, "comparison_report.html", "text/html", on_click="ignore",

@@ -4,18 +4,23 @@ from ui.frame import through_the_entrypoint
 
 through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
 
+import hashlib
+from typing import NamedTuple
+
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 import explainers as ex
+from explainers import estimates
 from explainers.datasets import report as report
 from explainers.datasets.evaluate import Evaluation, Progress
 from explainers.datasets.evaluation import read_image
 from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
+from explainers.errors import echo
 from explainers.reports import render
-from ui import cached
+from ui import budget, cached, share
 from ui.selection import current
 from ui.widgets import photo
 
@@ -24,8 +29,11 @@ RESULTS_FOLDER = "A results folder on the server"
 MAPPINGS = {"auto": "Automatic", BY_POSITION: "Sorted folders = outputs 0, 1, 2…", BY_NAME: "Folder name = class name",
             BY_WORDNET_ID: "Folder name = WordNet id (n01440764…)"}
 GALLERY_LIMIT = 24
+MATRIX_CELL = (16, 80)  # px: the smallest and largest side of a confusion matrix cell
+MATRIX_WIDTH = 720  # px: the matrix's width, as cell sizes within MATRIX_CELL allow
 ATTENTION_CLASSES = 12  # past 24 classes with images, the attention tab starts on this many with the most mistakes
 _RESULTS, _STOPPED = "dataset_results", "dataset_stopped"
+_LAST_ZIP = "ds_last_zip"  # the ZIP this session last unpacked: the uploader is empty after a visit to another page
 
 selection = current()
 st.title("Your dataset")
@@ -34,6 +42,11 @@ st.caption("A folder with one subfolder per class, through the model: where it e
 roots = ex.data_roots.configured_roots()  # no roots: no folder of the server can be named
 sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER, RESULTS_FOLDER] if roots else [])
 source = st.radio("Images", sources, horizontal=True, key="ds_source")
+
+
+def _some_names(names: list[str], count: int = 10) -> str:
+    """The first ``count`` of the user's folder names, each shortened, for a message."""
+    return ", ".join(echo(name, 40) for name in names[:count]) + ("…" if len(names) > count else "")
 
 
 def _results_folder() -> Evaluation:
@@ -50,10 +63,22 @@ def _results_folder() -> Evaluation:
     except ex.InputError as error:
         st.error(str(error))
         st.stop()
-    st.caption(f"Results of **{opened.model_name or 'an unnamed model'}** ({opened.runner}) on {opened.root_name}, "
+    st.caption(f"Results of **{opened.model_name or 'an unnamed model'}** ({opened.runner}) on {echo(opened.root_name)}, "
                f"read from the folder with no model pass. They carry their own {len(opened.class_names):,} class "
                "names, so they show the same whichever model the sidebar holds.")
     return opened
+
+
+class UnpackedZip(NamedTuple):
+    name: str  # as uploaded
+    folder: str
+
+
+def _forget_removed_zip() -> None:
+    # Only the visitor removing the file changes the uploader; a visit to another page empties it silently,
+    # and the ZIP's results stay.
+    if st.session_state.get("ds_zip") is None:
+        st.session_state.pop(_LAST_ZIP, None)
 
 
 def _folder() -> str | None:
@@ -66,12 +91,20 @@ def _folder() -> str | None:
         return str(ex.data_roots.resolve_inside(path, roots)) if path else None
     upload = st.file_uploader("ZIP of the class folders", type=["zip"], key="ds_zip",
                               help=f"Inside: <class name>/<image> (one top folder is fine), images as "
-                                   f"{ex.images.FORMAT_NAMES}. Limit: server.maxUploadSize.")
+                                   f"{ex.images.FORMAT_NAMES}. Limit: server.maxUploadSize.",
+                              on_change=_forget_removed_zip)
     if upload is None:
-        return None
+        last = st.session_state.get(_LAST_ZIP)
+        if last is None:
+            return None
+        st.caption(f"{echo(last.name)}, uploaded earlier in this session; upload another ZIP to replace it.")
+        share.used_upload("dataset")
+        return last.folder
     unpacked: dict = st.session_state.setdefault("ds_unpacked", {})
     if upload.file_id not in unpacked:
         unpacked[upload.file_id] = str(ex.uploads.unpack_zip(upload.getvalue(), upload.name))
+    st.session_state[_LAST_ZIP] = UnpackedZip(upload.name, unpacked[upload.file_id])
+    share.used_upload("dataset")
     return unpacked[upload.file_id]
 
 
@@ -127,8 +160,8 @@ def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
                    "they are matched by position (the first sorted folder is output 0). If that is not what the model "
                    "was trained on, name the folders after its classes or pick another model.")
     for problem in ([f"{len(mapping.unknown)} class folder(s) the model has no class for, left out: "
-                     f"{', '.join(mapping.unknown[:10])}{'…' if len(mapping.unknown) > 10 else ''}."] if mapping.unknown else []) + (
-                    [f"Empty class folder(s): {', '.join(scan.empty_folders)}."] if scan.empty_folders else []):
+                     f"{_some_names(mapping.unknown)}."] if mapping.unknown else []) + (
+                    [f"Empty class folder(s): {_some_names(scan.empty_folders)}."] if scan.empty_folders else []):
         st.warning(problem)
 
     key = (model.fingerprint, model.preprocessing, tuple(model.class_names), str(scan.root), mapping.mode, cam_layer, len(scan.files))
@@ -146,11 +179,10 @@ def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
                 return step
         raise AssertionError("evaluate_iter ends with an Evaluation")
 
-    def _scored_before() -> Evaluation | None:
-        """The evaluation when every image was scored before (by any session): gathered from the cache, nothing drawn."""
+    def _scored_before() -> Evaluation:
+        """What earlier runs (of any session) scored of this folder: gathered from the cache, nothing drawn."""
         steps = ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=True)
-        found = next(step for step in steps if isinstance(step, Evaluation))
-        return found if found.complete else None
+        return next(step for step in steps if isinstance(step, Evaluation))
 
     evaluation = results.get(key)
     if evaluation is None:
@@ -160,10 +192,14 @@ def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
             if st.button("Resume", key="ds_resume"):
                 st.session_state.pop(_STOPPED)
                 st.rerun()
-        elif (evaluation := _scored_before()) is not None:  # no run to stop, so no Stop button and no rerun to drop it
+        elif (evaluation := _scored_before()).complete:  # no run to stop, so no Stop button and no rerun to drop it
             results.clear()
             results[key] = evaluation
         else:
+            remaining = evaluation.total - len(evaluation.files) - len(evaluation.skipped_images)
+            if not budget.approved("ds", key, estimates.evaluation_seconds(model, remaining, cam_layer),
+                                   f"Evaluating the {remaining:,} images not scored yet"):
+                st.stop()
             st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
                       help="Finished images stay cached; Resume continues from there.")
             evaluation = _run(cached_only=False)
@@ -227,6 +263,22 @@ def _gallery_picture(image: np.ndarray | None, cam: np.ndarray | None) -> bytes 
     return cached.picture(("ds_gallery", cached.digest(image), cached.digest(cam)), draw)
 
 
+def _image_with_map(place, index: int) -> bool:
+    """One evaluated image in ``place``: its Grad-CAM over it, its file, its three most probable classes.
+
+    Returns whether the image itself could be read here (else its map is shown alone).
+    """
+    image = cached.dataset_image(evaluation.location(index), show_size, image_roots)
+    picture = _gallery_picture(image, evaluation.cams[index] if evaluation.cams.size else None)
+    if picture is not None:
+        place.image(picture, width="stretch", caption=evaluation.files[index])
+    else:
+        place.markdown(f"`{evaluation.files[index]}`")
+    place.caption(report.top_classes_text(evaluation.top_classes[index], evaluation.top_probabilities[index],
+                                          evaluation.class_names))
+    return image is not None
+
+
 evaluation_key = cached.evaluation_digest(evaluation)  # names the content, for views shared between sessions
 matrix = report.confusion(evaluation, report.MATRIX_ROWS)  # drawn: at most MATRIX_ROWS rows stay readable
 confusions = report.top_confusions(evaluation)
@@ -250,7 +302,8 @@ with matrix_tab:
                                                                        value_name="count")
         long["count"] = counts["count"].to_numpy()  # both melted the same way, so rows line up
         cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click")
-        width, height = (max(240, min(720, 80 + 34 * count)) for count in (len(order), len(matrix.rows)))
+        # One cell size both ways, so cells stay square for any class count (the chart's width follows it).
+        step = max(MATRIX_CELL[0], min(MATRIX_CELL[1], MATRIX_WIDTH // len(order)))
         base = alt.Chart(long).encode(
             x=alt.X("predicted:N", sort=order, title="predicted class"),
             y=alt.Y("true:N", sort=order[: len(matrix.rows)], title="true class"),
@@ -265,10 +318,11 @@ with matrix_tab:
             color=alt.condition(alt.datum.value > float(frame.to_numpy().max()) / 2, alt.value("white"),
                                 alt.value("black")),
         ).transform_filter(alt.datum.count > 0)
-        return (heat + labels).properties(width=width, height=height)
+        return (heat + labels).properties(width=alt.Step(step), height=alt.Step(step))
 
+    # width="content": Streamlit would otherwise stretch the chart to the page, and its cells with it.
     event = st.altair_chart(cached.chart(("ds_matrix", evaluation_key, normalized), matrix_chart), key="ds_matrix",
-                            on_select="rerun", selection_mode="cell")
+                            on_select="rerun", selection_mode="cell", width="content")
     clicked = (event.selection.get("cell") or [None])[0] if event else None
 
     # Clicking a cell and choosing it below are the same selection; a new click wins.
@@ -292,17 +346,7 @@ with matrix_tab:
     if len(members):
         st.caption("Under each image: its file, then the model's three most probable classes with their probabilities.")
     gallery = st.columns(6)
-    unreachable = 0
-    for slot, index in enumerate(members[:GALLERY_LIMIT]):
-        image = cached.dataset_image(evaluation.location(index), show_size, image_roots)
-        unreachable += image is None
-        picture = _gallery_picture(image, evaluation.cams[index] if evaluation.cams.size else None)
-        if picture is not None:
-            gallery[slot % 6].image(picture, width="stretch", caption=evaluation.files[index])
-        else:
-            gallery[slot % 6].markdown(f"`{evaluation.files[index]}`")
-        gallery[slot % 6].caption(report.top_classes_text(evaluation.top_classes[index],
-                                                          evaluation.top_probabilities[index], evaluation.class_names))
+    unreachable = sum(not _image_with_map(gallery[slot % 6], index) for slot, index in enumerate(members[:GALLERY_LIMIT]))
     if unreachable:
         st.caption(f"{unreachable} of these images cannot be read from this server "
                    + ("(not inside its data folders, or not there any more), so their Grad-CAM is shown alone."
@@ -322,8 +366,15 @@ with image_tab:
     wanted = filters[1].multiselect("True class", sorted(set(predictions["true_class"])), key="ds_image_classes")
     shown = predictions[~predictions["correct"]] if errors_only else predictions
     shown = shown[shown["true_class"].isin(wanted)] if wanted else shown
-    st.caption(f"{len(shown):,} of {len(predictions):,} images. Click a column header to sort.")
-    st.dataframe(shown, hide_index=True, width="stretch")
+    st.caption(f"{len(shown):,} of {len(predictions):,} images. Click a column header to sort, and the box at a "
+               "row's left to see that image with its Grad-CAM.")
+    # Keyed by the filters: a row picked in one filtered table means nothing in another.
+    rows_key = f"ds_image_row_{errors_only}_{hashlib.blake2b(repr(sorted(wanted)).encode(), digest_size=8).hexdigest()}"
+    picked = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                          key=rows_key)
+    picked_rows = [row for row in picked.selection.rows if row < len(shown)] if picked else []
+    if picked_rows:
+        _image_with_map(st.columns(3)[0], int(shown.index[picked_rows[0]]))  # the table's index is the image's
 
 with attention_tab:
     worst = report.worst_classes(evaluation, 2 * ATTENTION_CLASSES)

@@ -7,10 +7,10 @@ through_the_entrypoint()  # before the engine is imported: a deep link's first r
 import numpy as np
 import streamlit as st
 
-from explainers import REGISTRY
+from explainers import REGISTRY, estimates
 from explainers.attribution import LOW_PROBABILITY, format_probability, is_low_probability, low_probability_note
 from explainers.reports import render
-from ui import cached, layer_positions
+from ui import budget, cached, layer_positions
 from ui.selection import current
 from ui.widgets import UNLIKELY_CAPTION, photo
 
@@ -53,6 +53,10 @@ else:
 
 layer_mode = right.radio("Choose layers", ["By name", "By position from the end"], horizontal=True, key="grid_layer_mode")
 if layer_mode == "By name":
+    chosen_layers = st.session_state.get("grid_layers")
+    if chosen_layers and not set(chosen_layers) & set(model.conv_layers):
+        # Chosen for another model (switched in the sidebar): this one's defaults, not an empty grid.
+        st.session_state["grid_layers"] = list(model.default_layers)
     layers = right.multiselect("Layers (in graph order)", model.conv_layers, default=list(model.default_layers),
                                key="grid_layers")
     layers = [path for path in model.conv_layers if path in layers]  # shallow to deep, whatever the click order
@@ -76,7 +80,13 @@ mode = display[2].radio("Show", render.DISPLAY_MODES, horizontal=True, key="grid
 
 images = selection.images * len(bands)
 targets = np.concatenate([classes for _, classes in bands])
-with st.spinner(f"Computing {len(images) * len(layers)} maps in one pass…"):
+cells = len(images) * len(layers)
+grid_estimate = estimates.grid_seconds(model, images, layers, targets, method)
+grid_asked = (model.fingerprint, tuple(cached.digest(image) for image in images), tuple(layers),
+              tuple(int(t) for t in targets), method)
+if not budget.approved("grid", grid_asked, grid_estimate, f"Computing these {cells} maps"):
+    st.stop()
+with st.spinner(f"Computing {cells} maps in one pass…"):
     grids = cached.layer_grid(model, images, layers, targets, method)
 
 
@@ -154,9 +164,9 @@ downloads[1].download_button("Every cell (ZIP)", cells_zip, "layer_grid_cells.zi
 
 with st.expander("Feature maps: what a layer's most active channels respond to"):
     columns = st.columns(3)
-    feature_layer = columns[0].selectbox("Layer", layers, key="features_layer")
-    image_name = columns[1].selectbox("Image", selection.names, key="features_image")
-    count = columns[2].slider("Channels", 4, 32, 16, 4, key="features_count")
+    feature_layer = columns[0].selectbox("Layer", layers, key="grid_features_layer")
+    image_name = columns[1].selectbox("Image", selection.names, key="grid_features_image")
+    count = columns[2].slider("Channels", 4, 32, 16, 4, key="grid_features_count")
     image = selection.images[selection.names.index(image_name)]
     features = cached.feature_maps(model, image, feature_layer, count)
     st.caption(f"{feature_layer} has {infos[feature_layer].channels} channels at {infos[feature_layer].resolution}; "

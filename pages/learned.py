@@ -10,12 +10,11 @@ import time
 import numpy as np
 import streamlit as st
 
-import explainers as ex
 from explainers import learned
 from explainers.learned import Settings, class_index
 from explainers.methods.maps import upsample
 from explainers.reports import render
-from ui import cached
+from ui import budget, cached
 from ui.selection import current
 from ui.widgets import photo
 
@@ -83,10 +82,11 @@ if not targets:
 
 last = st.session_state.get(RESULT)
 if last is None or last["asked"] != asked:
-    estimate = learned.estimate_seconds(model, targets, settings)
+    estimate, busy = learned.estimate_range(model, targets, settings)  # cores of its own, or shared
+    kind = {"the classes": ("class", "classes"), "the channels": ("channel", "channels")}[tab][targets != 1]
     button = st.empty()  # emptied once the run is done: the pictures answer it
-    if button.button(f"Visualise {targets} {'classes' if tab == 'the classes' else 'channels'} "
-                     f"(about {estimate:.0f} s)", key="learned_run"):
+    if budget.allowed(estimate, f"Visualising {targets} {kind}") and button.button(
+            f"Visualise {targets} {kind} ({learned.describe_range(estimate, busy)})", key="learned_run"):
         bar, start = st.progress(0.0, "Starting…"), time.perf_counter()
 
         def report(done: int, total: int) -> None:
@@ -95,18 +95,18 @@ if last is None or last["asked"] != asked:
 
         params = dataclasses.asdict(settings)
         if tab == "the classes":
-            pictures = ex.class_visualization(model, list(asked[2]), report, **params)
-            frames = learned.class_animation(model, list(asked[2]), **params)  # the same run, from the cache
+            run = learned.class_run(model, list(asked[2]), report, **params)
             labels = [model.class_names[c] for c in asked[2]]
         else:
-            pictures = ex.channel_visualization(model, layer, channels, report, **params)
-            frames = learned.channel_animation(model, layer, channels, **params)
+            run = learned.channel_run(model, layer, channels, report, **params)
             labels = [f"{layer} channel {c}" for c in channels]
+        pictures, frames = run.pictures, run.frames
         bar.empty()
         button.empty()
         # Encoded once here, not on every rerun that shows the result.
         last = st.session_state[RESULT] = {
             "asked": asked, "pictures": pictures, "labels": labels, "animation": learned.animation_gif(frames),
+            "unmoved": run.unmoved,
             "seconds": time.perf_counter() - start,
         }
     else:
@@ -131,15 +131,24 @@ def activation_picture(i: int) -> bytes:
 
 probabilities = cached.predict(model, list(pictures))
 columns = st.columns(4)
+unmoved = np.asarray(last.get("unmoved", [False] * len(pictures)))  # a result kept from before the check: none
 for i, (picture, label) in enumerate(zip(shown, labels)):
     top = np.argsort(-probabilities[i])[:3]
     seen = " · ".join(f"{model.class_names[c]} {probabilities[i][c]:.2f}" for c in top)
     column = columns[i % len(columns)]
-    column.image(photo(picture, THUMB), caption=f"{label}. The model sees: {seen}")
+    # A picture the optimisation did not move is no result: its top classes would read as a confident answer.
+    caption = (learned.UNMOVED_NOTE.format(target="class" if asked[0] == "classes" else "channel") if unmoved[i]
+               else f"The model sees: {seen}")
+    column.image(photo(picture, THUMB), caption=f"{label}. {caption}")
     if asked[0] == "channels" and features is not None and i < len(features.maps):
         column.image(activation_picture(i), caption=f"channel {channels[i]} on {selection.names[0]}")
+if unmoved.any():
+    st.warning(f"The optimisation did not move {int(unmoved.sum())} of the {len(pictures)} pictures (their target's "
+               "score did not rise, or the picture came out flat): they show nothing, whatever the model's top "
+               "classes for them. A dead channel or a class the picture cannot change never moves; a weak one "
+               "may, with lighter regularisers or more steps.")
 if asked[0] == "classes":
-    hits = sum(int(probabilities[i].argmax()) == c for i, c in enumerate(asked[2]))
+    hits = sum(int(probabilities[i].argmax()) == c and not unmoved[i] for i, c in enumerate(asked[2]))
     st.caption(f"The model classifies {hits} of {len(pictures)} visualisations as the class they were made for. "
                f"Computed in {last['seconds']:.0f} s.")
 with st.expander(f"How {labels[0]} took shape (animation)"):

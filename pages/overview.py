@@ -9,9 +9,9 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from explainers import PRESETS
+from explainers import PRESETS, estimates
 from explainers.reports import render
-from ui import cached
+from ui import budget, cached
 from ui.selection import current
 from ui.widgets import photo, top_k_table
 
@@ -65,7 +65,10 @@ else:
     )
     info = infos[layer]
     st.caption(f"{info.class_name} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
-    if selection.names:
+    if selection.names and budget.approved(
+            "overview", (model.fingerprint, layer, tuple(digests)),
+            estimates.estimate_seconds(model, selection.images, "gradcam", layer=layer),
+            f"Grad-CAM of these {len(selection.names)} images"):
 
         @functools.cache
         def maps() -> list:  # one engine call for every image, made only when a picture is not cached yet

@@ -80,3 +80,22 @@ def test_uploads_join_the_selection_and_a_corrupt_one_gets_one_sentence(app):
     (error,) = app.sidebar.error
     assert error.value.startswith("'broken.jpg' ")
     assert len(app.sidebar.dataframe) == 1  # the rest of the sidebar carries on
+
+
+@pytest.mark.parametrize("page", PAGE_FILES)
+def test_a_link_with_paths_too_long_for_the_system_says_so_and_every_page_works(page, tmp_path, monkeypatch):
+    from explainers.settings import DATA_ROOTS_ENV
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
+    at = AppTest.from_file(ENTRYPOINT, default_timeout=180)
+    at.query_params.update({"model_spec": "own", "own_model_path": "m" * 3000,
+                            "ds_source": "A folder on the server", "ds_path": "d" * 3000})
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title
+    (error,) = at.sidebar.error
+    assert error.value.endswith("cannot be opened: file name too long. EfficientNet-Lite0 stays loaded.")
+    assert len(error.value) < 250  # the path is cut, not echoed whole
+    assert at.sidebar.dataframe[0].value["class"].iloc[0] == "Egyptian Mau"
+    if page == "pages/dataset.py":
+        assert [e.value for e in at.main.error] == [f"'{'d' * 66}…{'d' * 33}' cannot be opened: file name too long."]

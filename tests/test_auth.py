@@ -267,3 +267,71 @@ def test_missing_authlib_shows_one_sentence(monkeypatch, no_engine):
     (error,) = at.error
     assert "Authlib is not installed" in error.value
     assert not at.button and _widgets_and_media(at) == []
+
+
+# --- Back to the link opened, after sign-in. --------------------------------------------------------------------------
+
+PAGE_PATHS = ["", "layer_grid", "compare", "dataset", "learned"]
+
+
+def test_the_return_cookie_names_a_page_and_its_query_and_reads_back():
+    value = auth.return_cookie_value("layer_grid", {"grid_method": ["layercam"], "image_names": ["coffee", "rocket"]})
+    assert set(value) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789%_.-~")  # no ; ' or space
+    assert auth.parse_return(value, PAGE_PATHS) == auth.ReturnTarget(
+        "layer_grid", {"grid_method": ["layercam"], "image_names": ["coffee", "rocket"]})
+    assert auth.parse_return(auth.return_cookie_value("", {"image_names": ["rocket"]}), PAGE_PATHS) == \
+        auth.ReturnTarget("", {"image_names": ["rocket"]})
+    assert auth.parse_return(auth.return_cookie_value("", {}), PAGE_PATHS) is None  # the root itself: nothing to do
+
+
+def test_a_query_too_long_for_a_cookie_is_dropped_and_the_page_kept():
+    value = auth.return_cookie_value("compare", {"image_names": ["x" * 5000]})
+    assert auth.parse_return(value, PAGE_PATHS) == auth.ReturnTarget("compare", {})
+
+
+@pytest.mark.parametrize("value", [
+    None, "", "https%3A%2F%2Fevil.example%2Fcompare", "%2F%2Fevil.example", "//evil.example", "/compare",
+    "%2Fcompare", "..%2Fcompare", "compare%2F..%2F..%2Fetc", "evil.example%3Fa%3D1", "%5Cevil.example",
+    "javascript%3Aalert(1)", "no_such_page", "compare" + "%41" * 3000,
+])
+def test_a_return_cookie_naming_anything_but_a_page_of_this_app_is_ignored(value):
+    assert auth.parse_return(value, PAGE_PATHS) is None
+
+
+def test_the_sign_in_screen_remembers_the_link_it_was_opened_with(no_engine):
+    at = AppTest.from_file(ENTRYPOINT, default_timeout=180)
+    at.secrets["auth"] = AUTH
+    at.query_params.update({"grid_method": "layercam", "image_names": ["coffee", "rocket"]})
+    at.switch_page("pages/layer_grid.py")
+    at.run()
+    assert [b.label for b in at.button] == ["Sign in"]
+    (script,) = [e.proto.body for e in at.get("html")]
+    expected = auth.return_cookie_value("layer_grid", {"grid_method": ["layercam"], "image_names": ["coffee", "rocket"]})
+    assert f"{auth.RETURN_COOKIE}={expected};" in script
+
+
+def test_a_visitor_back_from_sign_in_lands_on_the_link_they_opened(monkeypatch):
+    cookie = auth.return_cookie_value("layer_grid", {"grid_method": ["layercam"], "image_names": ["rocket"]})
+    monkeypatch.setattr(auth, "_return_cookie", lambda: cookie)  # what the browser sends after the provider
+    at = _app(user=ANA, secrets=AUTH)  # sign-in lands on the root, with no query
+    assert not at.exception, at.exception
+    assert at.selectbox(key="grid_method").value == "layercam"
+    assert at.sidebar.multiselect(key="image_names").value == ["rocket"]
+    assert at.query_params["grid_method"] == "layercam"
+    forget = [e.proto.body for e in at.get("html")]
+    assert any(f"{auth.RETURN_COOKIE}=; path=/; max-age=0" in body for body in forget)  # served once
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception and not at.get("html")
+    assert [t.value for t in at.title] == ["Model and predictions"]  # the link is not imposed again
+
+
+def test_a_link_opened_by_a_signed_in_visitor_is_not_replaced_by_the_return_cookie(monkeypatch):
+    monkeypatch.setattr(auth, "_return_cookie", lambda: auth.return_cookie_value("compare", {}))
+    at = AppTest.from_file(ENTRYPOINT, default_timeout=180)
+    at.secrets["auth"] = AUTH
+    at.user = ANA
+    at.query_params.update({"grid_method": "gradcam_plus_plus"})
+    at.switch_page("pages/layer_grid.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="grid_method").value == "gradcam_plus_plus"

@@ -110,7 +110,7 @@ def test_evaluate_on_the_digits_demo_writes_consistent_files(tmp_path):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["layers", "--model", "/no/such/model.keras"], "'/no/such/model.keras' does not exist."),
+    (["layers", "--model", "/no/such/model.keras"], "'model.keras' does not exist."),
     (["evaluate", "--data", "/no/such/folder", "--out", "/tmp/unused"], "'/no/such/folder' is not a folder."),
     (["evaluate", "--model", "digits_cnn", "--data", "s3://bucket/val", "--out", "/tmp/unused"],
      "'s3://bucket/val' is a URI; without --ray, evaluate reads local folders only: add --ray to read it through "
@@ -128,3 +128,18 @@ def test_every_subcommand_has_help(capsys):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0 and "--model" in capsys.readouterr().out
+
+
+def test_preprocess_help_says_what_each_preset_computes_with_the_constants_it_uses(capsys):
+    with pytest.raises(SystemExit):
+        main(["gradcam", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert " ".join(ex.models.preprocessing.describe_presets().split()) in text
+    for name, preset in ex.PRESETS.items():
+        assert f"{name}: {preset.description}" in text
+        black, white = (preset.apply(np.full((1, 1, 3), v, np.float32))[0, 0] for v in (0.0, 255.0))
+        if name == "caffe":  # minus the BGR mean: black shows the mean itself
+            assert all(f"{-v:g}" in preset.description for v in black)
+        if name == "torch":  # (x / 255 - mean) / std: black and white give the std and the mean back
+            std = 1 / (white - black)
+            assert all(f"{v:g}" in preset.description for v in np.round(np.concatenate([std, -black * std]), 3))

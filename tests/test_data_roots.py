@@ -145,3 +145,79 @@ def test_an_unreadable_folder_is_skipped_with_its_reason(layout, monkeypatch):
     scan = scan_folder(root / "data", roots=[root])
     assert dict(scan.skipped)["5"] == "could not be read (Permission denied)"
     assert scan.empty_folders == ["5"] and len(scan.files) == 100
+
+
+# What a visitor can type or put in a link: one name past the system's 255-byte limit, and a whole path past PATH_MAX.
+LONG_NAME, LONG_PATH = "a" * 300, "/".join(["b" * 200] * 25)
+
+
+@pytest.mark.parametrize("text", [LONG_NAME, LONG_PATH], ids=["300-character name", "5,000-character path"])
+def test_a_path_too_long_for_the_system_gets_one_short_sentence(layout, text):
+    root, _ = layout
+    for check in (data_roots.resolve_inside, data_roots.resolve_model_path):
+        with pytest.raises(InputError) as caught:
+            check(text, [root])
+        message = str(caught.value)
+        assert message.endswith("cannot be opened: file name too long.") and len(message) < 200, message
+
+
+def test_any_error_the_system_raises_for_a_path_inside_is_one_sentence(layout, monkeypatch):
+    root, _ = layout
+    real_stat, real_walk = os.stat, os.walk
+    blocked = root / "data"
+
+    def stat(path, *args, **kwargs):  # the tests run as root, for whom chmod 000 blocks nothing
+        if Path(path) == blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    with pytest.raises(InputError, match=r"^'data' cannot be opened: permission denied\.$"):
+        data_roots.resolve_inside("data", [root])
+    monkeypatch.setattr(os, "stat", real_stat)
+
+    def walk(top, *args, **kwargs):
+        raise OSError(40, "Too many levels of symbolic links")
+
+    monkeypatch.setattr(os, "walk", walk)
+    with pytest.raises(InputError, match=r"^'data' cannot be opened: too many levels of symbolic links\.$"):
+        data_roots.resolve_model_path("data", [root])
+    monkeypatch.setattr(os, "walk", real_walk)
+    looped = root / "looped"  # a model folder holding two links that point at each other
+    looped.mkdir()
+    (looped / "a").symlink_to(looped / "b")
+    (looped / "b").symlink_to(looped / "a")
+    with pytest.raises(InputError, match=r"^'looped' holds a loop of links\.$"):
+        data_roots.resolve_model_path("looped", [root])
+
+
+def test_the_engine_answers_a_path_too_long_with_one_short_sentence(tmp_path, capsys):
+    import explainers as ex
+    from explainers.cli import main
+    from explainers.datasets.results import open_results
+
+    long_path = tmp_path / LONG_NAME
+    calls = {
+        "load_model": lambda: ex.load_model(str(long_path.with_suffix(".keras"))),
+        "scan_folder": lambda: scan_folder(long_path),
+        "open_results": lambda: open_results(long_path),
+        "decode_image": lambda: ex.decode_image(long_path.with_suffix(".png")),
+        "read_labels": lambda: ex.read_labels(long_path.with_suffix(".txt")),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InputError) as caught:
+            call()
+        message = str(caught.value)
+        assert "too long" in message.lower() and len(message) < 250, (name, message)
+    capsys.readouterr()
+    assert main(["gradcam", "--images", str(long_path), "--out", str(tmp_path / "out")]) != 0
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "too long" in error and len(error) < 250, error
+
+
+def test_echoed_user_text_is_whole_when_short_and_keeps_both_ends_when_long():
+    from explainers.errors import ECHO_LIMIT, echo
+
+    assert echo("validation/cats") == "validation/cats"
+    cut = echo("/data/" + "x" * 5000 + "/model.keras")
+    assert len(cut) == ECHO_LIMIT and cut.startswith("/data/xxx") and cut.endswith("xxx/model.keras") and "…" in cut

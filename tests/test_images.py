@@ -87,7 +87,7 @@ def test_missing_path_names_the_file(tmp_path):
 
 def test_decompression_bomb_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)
-    with pytest.raises(ex.InputError, match=r"'big\.png' is 100x100 pixels, over the"):
+    with pytest.raises(ex.InputError, match=r"'big\.png' is 100x100 pixels \(0\.0 megapixels\), over the limit of 0\.0 megapixels"):
         ex.decode_image(encode(Image.new("RGB", (100, 100))), "big.png")
 
 
@@ -132,3 +132,27 @@ def test_a_pipe_named_like_an_image_is_refused_without_reading_it(tmp_path):
     os.mkfifo(pipe)  # opening it to read would wait for a writer that never comes
     with pytest.raises(ex.InputError, match="'photo.png' is not a regular file."):
         ex.decode_image(pipe)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none: enough for a decoder to size it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height", [(10_000, 9_500), (20_000, 10_000)], ids=["95 MP", "200 MP"])
+def test_an_image_over_pillows_limit_is_refused_with_that_limit(width, height):
+    # Pillow refuses anything over Image.MAX_IMAGE_PIXELS (about 89.5 MP) whatever we allow: that is the real limit.
+    assert images.MAX_PIXELS == Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ex.InputError) as caught:
+        ex.decode_image(_png_header(width, height), "huge.png")
+    message = str(caught.value)
+    assert f"limit of {Image.MAX_IMAGE_PIXELS / 1e6:.1f} megapixels." in message and "100 megapixel" not in message
+    if width * height < 2 * Image.MAX_IMAGE_PIXELS:  # past twice the limit Pillow does not even give the size
+        assert message == f"'huge.png' is {width}x{height} pixels (95.0 megapixels), over the limit of 89.5 megapixels."

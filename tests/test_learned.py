@@ -172,3 +172,40 @@ def test_the_command_line_writes_each_visualisation_and_what_the_model_sees(tmp_
     assert gif.n_frames == 1 + sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))
     assert main(["visualize", "--model", ex.DIGITS_MODEL, "--out", str(tmp_path)]) == EXIT_BAD_INPUT
     assert "Give either --classes" in capsys.readouterr().err
+
+
+def _dead_and_live_channels() -> ex.LoadedModel:
+    """Channel 0 of "features" is dead (zero weights, no bias: zero gradient everywhere); channel 1 sees red.
+
+    Class 0's logit is the red channel, class 1's its opposite: both can rise.
+    """
+    inputs = keras.Input((SIZE, SIZE, 3))
+    layer = keras.layers.Conv2D(2, 1, use_bias=False, name="features")
+    head = keras.layers.Dense(2, activation="softmax", name="head")
+    outputs = head(keras.layers.GlobalAveragePooling2D()(layer(keras.layers.Rescaling(1 / 255.0)(inputs))))
+    layer.set_weights([100 * np.array([[[[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]], np.float32)])
+    head.set_weights([np.array([[0.0, 0.0], [10.0, -10.0]], np.float32), np.zeros(2, np.float32)])
+    return wrap(keras.Model(inputs, outputs), name="dead channel")
+
+
+@pytest.mark.parametrize("settings", [{}, dict(steps=10), dict(steps=40, tv_weight=0.0, norm_weight=0.0, jitter=0,
+                                                                  rotation=0.0)],
+                         ids=["defaults: pulled to black", "10 steps: still grey noise", "no regularisers: the start"])
+def test_a_dead_channel_is_recorded_as_not_moved_and_a_live_one_as_moved(settings):
+    model = _dead_and_live_channels()
+    run = learned.channel_run(model, "features", [0, 1], **settings)
+    assert run.unmoved.tolist() == [True, False]
+    assert learned.class_run(model, [0, 1], **settings).unmoved.tolist() == [False, False]  # logits do move
+
+
+def test_the_command_line_says_a_picture_did_not_move_instead_of_what_the_model_sees(tmp_path, capsys, monkeypatch):
+    from explainers.cli import main
+    from explainers.settings import DATA_ROOTS_ENV
+
+    _dead_and_live_channels().model.save(tmp_path / "dead.keras")
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
+    assert main(["visualize", "--model", str(tmp_path / "dead.keras"), "--layer", "features", "--channels", "0", "1",
+                 "--steps", "10", "--out", str(tmp_path / "out")]) == 0
+    dead, live = capsys.readouterr().out.splitlines()
+    assert dead == "features channel 0: " + learned.UNMOVED_NOTE.format(target="channel")
+    assert live.startswith("features channel 1: the model sees ")

@@ -241,3 +241,27 @@ def test_labels_file_in_dict_literal_form_loads_and_a_wrong_count_is_refused(tmp
     (tmp_path / "short.txt").write_text("cat\ndog\n")
     with pytest.raises(ex.InputError, match="'short.txt' names 2 classes but the model has 3 outputs"):
         ex.load_model(str(files[0] / "transfer.keras"), labels=str(tmp_path / "short.txt"))
+
+
+@pytest.mark.parametrize("name, content", [("notes.keras", b"my notes"), ("notes.h5", b"my notes"),
+                                           ("arch.json", b"{not json"), ("model.zip", b"PK not a zip"),
+                                           ("missing.keras", None)])
+def test_a_refusal_names_the_file_but_never_its_folders(tmp_path, name, content):
+    # An upload lies in the app's cache: no message may show where.
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(ex.InputError) as caught:
+        ex.load_model(str(tmp_path / name))
+    message = str(caught.value)
+    assert message.startswith(f"'{name}' ") and str(tmp_path) not in message and "File not found" not in message
+
+
+def test_uploaded_files_are_grouped_into_models_titled_by_their_files():
+    from explainers.models.files import model_uploads
+
+    assert model_uploads(["pets.keras", "arch.json", "arch.weights.h5", "old.h5"]) == [
+        ("pets.keras",), ("arch.json", "arch.weights.h5"), ("old.h5",)]
+    assert model_uploads(["a.json", "b.json", "b.h5", "loose.weights.h5"]) == [
+        ("a.json", "loose.weights.h5"), ("b.json", "b.h5")]  # named weights first, then the one left over
+    assert model_uploads(["arch.json", "whole.h5"]) == [("arch.json", "whole.h5")]  # as a folder of the two is read
+    assert model_uploads(["arch.json"]) == [("arch.json",)]  # read_model then says the weights are missing

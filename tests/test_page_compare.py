@@ -123,3 +123,39 @@ def test_adding_a_method_and_a_class_by_name(page):
     assert any("cat_chelsea: tabby cat" in caption for caption in image_captions)
     table = next(d.value for d in page.dataframe if "deletion AUC" in d.value.columns)
     assert list(table["method"]) == ["Grad-CAM", "Integrated Gradients"]
+
+
+def test_the_sanity_check_of_a_model_with_few_weighted_layers_states_and_plots_the_stages_it_runs(monkeypatch,
+                                                                                                   tmp_path):
+    from explainers.settings import DATA_ROOTS_ENV
+    from helpers import transfer_model
+
+    transfer_model().save(tmp_path / "small.keras")  # three weighted layers
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.session_state["model_spec"] = "own"
+    at.run()
+    at.sidebar.text_input(key="own_model_path").set_value(str(tmp_path / "small.keras")).run()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    stated = next(c.value for c in at.caption if "randomised copy" in c.value)
+    assert "top 1 and 3 of 3 weighted layers" in stated and "(2 stages × 3 methods × 2 images = 12 maps)" in stated
+    at.button(key="cmp_sanity_run").click().run()
+    assert not at.exception, at.exception
+    chart = next(s for s in charts(at) if "rank correlation" in json.dumps(s))
+    x = next(e["x"] for e in encodings(chart) if "x" in e)
+    assert x["type"] == "ordinal" and x["sort"] == ["top 1", "top 3 (all)"]
+
+    # The report the page offers holds the check just run: build it as a click on the download would.
+    from streamlit.delta_generator import DeltaGenerator
+
+    reports, offer = [], DeltaGenerator.download_button
+
+    def keep_report(self, label, data, *args, **kwargs):
+        if kwargs.get("key") == "cmp_report":
+            reports.append(data() if callable(data) else data)
+        return offer(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", keep_report)
+    at.run()
+    assert len(reports) == 1 and "<h2>Sanity check</h2>" in reports[0] and "<th>top 3 (all)</th>" in reports[0]

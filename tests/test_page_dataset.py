@@ -199,3 +199,54 @@ def test_a_results_folder_opens_with_its_images_only_when_they_lie_inside_the_da
     assert _metric(folder_app, "Images") == "1,000"
     assert any("cannot be read from this server" in c.value for c in folder_app.caption)
     assert any("each class's mean Grad-CAM is shown alone" in c.value for c in folder_app.caption)
+
+
+def _matrix_spec(at: AppTest) -> dict:
+    import json
+
+    (chart,) = [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+    return json.loads(chart.proto.spec)
+
+
+def test_matrix_cells_are_square_and_the_chart_follows_the_class_count(demo_app):
+    spec = _matrix_spec(demo_app)  # ten digit classes
+    assert spec["width"] == spec["height"] == {"step": 72}
+    # Two classes of the embedded model's thousand: rows for those two, columns for them and "other classes".
+    samples = ex.sample_images()
+    files = {"photos/Egyptian Mau/cat.png": samples["cat_chelsea"].read_bytes(),
+             "photos/espresso/coffee.png": samples["coffee"].read_bytes()}
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    at.switch_page(PAGE).run()
+    at.radio(key="ds_source").set_value("A ZIP upload").run()
+    at.file_uploader(key="ds_zip").set_value([("photos.zip", _zip(files), "application/zip")]).run()
+    assert not at.exception, at.exception
+    spec = _matrix_spec(at)  # a small square chart of 80-pixel cells, not one stretched over the page
+    assert spec["width"] == spec["height"] == {"step": 80}
+
+
+def test_picking_a_row_of_the_per_image_table_shows_that_image_with_its_map(demo_app):
+    (table,) = [d for d in demo_app.main.dataframe if "correct" in d.value.columns]
+    assert table.proto.selection_mode == [table.proto.SelectionMode.SINGLE_ROW]
+    row = 123
+    file = table.value["file"].iloc[row]
+    images_before = len([e for e in demo_app.main if type(e).__name__ == "Image"])
+    demo_app.session_state[table.key] = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    demo_app.run()
+    assert not demo_app.exception, demo_app.exception
+    shown = [e for e in demo_app.main if type(e).__name__ == "Image"]
+    assert len(shown) == images_before + 1
+    assert file in [c.value for c in demo_app.main.caption] or any(file in str(e.proto) for e in shown)
+    evaluation = ex.datasets.evaluate(ex.load_model(ex.DIGITS_MODEL), DIGITS_TEST_FOLDER)
+    index = evaluation.files.index(file)
+    expected = report.top_classes_text(evaluation.top_classes[index], evaluation.top_probabilities[index],
+                                       evaluation.class_names)
+    assert expected in [c.value for c in demo_app.main.caption]
+
+
+def test_a_typed_folder_path_too_long_for_the_system_gets_one_short_sentence(folder_app):
+    for source, key in (("A folder on the server", "ds_path"), ("A results folder on the server", "ds_results_path")):
+        folder_app.radio(key="ds_source").set_value(source).run()
+        folder_app.text_input(key=key).set_value("r" * 300).run()
+        assert not folder_app.exception, folder_app.exception
+        assert [e.value for e in folder_app.error] == [f"'{'r' * 66}…{'r' * 33}' cannot be opened: file name too long."]

@@ -134,3 +134,11 @@ def test_least_likely_class_band_explains_each_images_least_probable_class(page,
     model = ex.load_model()
     probabilities = model.predict([ex.decode_image(ex.sample_images()[n]) for n in ("cat_chelsea", "coffee")])
     assert engine_calls[-1]["targets"] == probabilities.argmin(axis=1).tolist()
+
+
+def test_switching_the_model_takes_the_new_models_default_layers(page):
+    page.sidebar.selectbox(key="model_spec").set_value(ex.DIGITS_MODEL).run()
+    assert not page.exception, page.exception
+    assert not [info for info in page.info if "Choose at least one layer" in info.value]
+    assert page.multiselect(key="grid_layers").value == list(ex.load_model(ex.DIGITS_MODEL).default_layers)
+    assert images_in_main(page) >= 2 * 2 * (1 + len(ex.load_model(ex.DIGITS_MODEL).default_layers))

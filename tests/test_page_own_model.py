@@ -156,3 +156,50 @@ def test_without_data_roots_there_is_no_path_box(app, monkeypatch):
     assert not app.exception
     assert not [t for t in app.sidebar.text_input if t.key in ("own_model_path", "own_model_labels_path")]
     assert "Upload a model file." in [i.value for i in app.sidebar.info]
+
+
+def test_a_path_too_long_for_the_system_gets_one_short_sentence(app, model_files):
+    _load_path(app, model_files / "pets.keras")
+    good_top = _top_class(app)
+    _load_path(app, "x" * 300)  # typed: a relative path, from the data root
+    (error,) = app.sidebar.error
+    assert error.value == f"'{'x' * 66}…{'x' * 33}' cannot be opened: file name too long. pets.keras stays loaded."
+    assert _top_class(app) == good_top
+    _load_path(app, model_files / "pets.keras")
+    app.sidebar.text_input(key="own_model_labels_path").set_value("y" * 300).run()
+    assert not app.exception, app.exception
+    assert app.sidebar.error[0].value.endswith("cannot be opened: file name too long. Classes are shown by number.")
+
+
+def test_an_uploaded_text_file_named_keras_is_refused_without_any_server_path(app):
+    from explainers.runtime.cache import cache_dir
+
+    app.sidebar.file_uploader(key="own_model_files").set_value(
+        [("notes.keras", b"my notes, not a model", "application/octet-stream")]).run()
+    assert not app.exception, app.exception
+    (error,) = app.sidebar.error
+    assert error.value.startswith("'notes.keras' is not a .keras file (a ZIP archive that model.save() writes)")
+    assert "/" not in error.value.replace("model.save()", "") and str(cache_dir()) not in error.value
+    assert "File not found" not in error.value
+
+
+def test_each_uploaded_model_gets_its_own_folder_and_is_titled_by_its_file(app, model_files, tmp_path):
+    model = transfer_model(classes=3, seed=5)
+    (tmp_path / "arch.json").write_text(model.to_json())
+    model.save_weights(tmp_path / "arch.weights.h5")
+    pets = ("pets.keras", (model_files / "pets.keras").read_bytes(), "application/octet-stream")
+    app.sidebar.file_uploader(key="own_model_files").set_value([pets]).run()
+    assert not app.sidebar.error and not [s for s in app.sidebar.selectbox if s.key == "own_model_upload"]
+    # The picker keeps the earlier file as the architecture and its weights are added.
+    architecture = ("arch.json", (tmp_path / "arch.json").read_bytes(), "application/json")
+    weights = ("arch.weights.h5", (tmp_path / "arch.weights.h5").read_bytes(), "application/octet-stream")
+    app.sidebar.file_uploader(key="own_model_files").set_value([pets, architecture, weights]).run()
+    assert not app.exception and not app.sidebar.error, (app.exception, [e.value for e in app.sidebar.error])
+    picker = app.sidebar.selectbox(key="own_model_upload")
+    assert picker.options == ["pets.keras", "arch.json"] and picker.value == "arch.json"  # the latest upload
+    assert any("**arch.json**" in m.value for m in app.main.markdown)  # titled by its file, not a hash
+    arch_top = app.sidebar.dataframe[0].value["probability"].tolist()
+    picker.set_value("pets.keras").run()
+    assert not app.exception and not app.sidebar.error
+    assert any("**pets.keras**" in m.value for m in app.main.markdown)
+    assert app.sidebar.dataframe[0].value["probability"].tolist() != arch_top

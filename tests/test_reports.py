@@ -72,3 +72,21 @@ def test_report_notes_and_frames_maps_of_a_class_below_the_threshold(embedded_mo
     framed = comparison.comparison_cell(images[1], results["gradcam"].raw[1], 120, marked=True)
     plain = comparison.comparison_cell(images[1], results["gradcam"].raw[1], 120)
     assert tuple(framed[0, 0]) == render.LOW_PROBABILITY_FRAME and tuple(plain[0, 0]) != render.LOW_PROBABILITY_FRAME
+
+
+def test_comparison_report_holds_the_sanity_check_it_is_given_with_the_stages_that_ran():
+    from explainers.scores import sanity
+    from helpers import random_images, transfer_model, wrap
+
+    model = wrap(transfer_model(size=32))  # three weighted layers: the check runs the stages top 1 and all 3
+    images = random_images(2, 32)
+    results = {m: ex.attribute(model, images, m) for m in ("saliency", "gradcam")}
+    curves = {m: ex.scores.deletion_insertion(model, images, r, steps=4) for m, r in results.items()}
+    scores = comparison.scores_table(results, curves, ["a", "b"], model.class_names)
+    checks = sanity.sanity_checks(model, images, {m: (None, {}) for m in results})
+    html = comparison.report_html("tiny", images, ["a", "b"], results, curves, scores, sanity=checks)
+    _assert_self_contained(html, images=3)  # the grid, the curves and the sanity check
+    assert "<h2>Sanity check</h2>" in html and "<th>top 1</th>" in html and "<th>top 3 (all)</th>" in html
+    for check in checks.values():
+        assert f"<td>{check.correlations[-1].mean():.3f}</td>" in html
+    assert "Sanity check" not in comparison.report_html("tiny", images, ["a", "b"], results, curves, scores)

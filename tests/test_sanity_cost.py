@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import explainers as ex
+from explainers.runtime.passes import pass_seconds
 from explainers.scores import sanity
 
 IMAGE = "coffee"
@@ -60,7 +61,7 @@ def test_a_stage_is_the_same_model_whichever_stages_came_before(fresh, embedded_
 def test_the_estimate_prices_each_missing_map_with_the_methods_registered_passes(fresh, embedded_model, sample):
     images = [sample(IMAGE), sample("cat_chelsea")]
     originals = {"smoothgrad": ex.attribute(embedded_model, images, "smoothgrad", samples=8)}
-    backward, forward = sanity.pass_seconds(embedded_model)
+    backward, forward = pass_seconds(embedded_model)
     assert backward > 0 and forward > 0
     few = sanity.estimate_seconds(embedded_model, images, {"smoothgrad": (None, {"samples": 8})}, originals)
     originals["smoothgrad"] = ex.attribute(embedded_model, images, "smoothgrad", samples=16)
@@ -68,3 +69,21 @@ def test_the_estimate_prices_each_missing_map_with_the_methods_registered_passes
     stages = len(sanity.DEFAULT_STAGES)
     # Twice the samples: 8 more backward images per map, for each of the two images at each stage.
     assert many - few == pytest.approx(stages * 2 * 8 * backward, rel=1e-6)
+
+
+def test_a_model_with_few_weighted_layers_runs_and_describes_only_the_stages_it_has(fresh):
+    from helpers import random_images, transfer_model, wrap
+    from ui import charts
+
+    model = wrap(transfer_model(size=32))  # three weighted layers: conv_a, conv_b and the head
+    assert sanity.stage_counts(model) == [1, 3]  # (1, 8, 32) asked: 8 and 32 are both every layer
+    text = sanity.describe_stages(model, methods=2, images=3)
+    assert "top 1 and 3 of 3 weighted layers" in text and "(2 stages × 2 methods × 3 images = 12 maps)" in text
+    assert not {"8", "32"} & set(text.replace("(", " ").replace(",", " ").split())  # no stage it does not run
+
+    checks = sanity.sanity_checks(model, random_images(3, 32), {"saliency": (None, {}), "gradcam": (None, {})})
+    for check in checks.values():
+        assert check.layers_randomized == [1, 3] and check.correlations.shape == (2, 3)
+        assert check.stage_labels == ["top 1", "top 3 (all)"]
+    x = charts.sanity_chart(checks).to_dict()["layer"][0]["encoding"]["x"]
+    assert x["type"] == "ordinal" and x["sort"] == ["top 1", "top 3 (all)"]  # one category per stage that ran

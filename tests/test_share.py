@@ -1,5 +1,7 @@
 """A copied link reopens the same view: widget values travel in the URL's query parameters."""
 
+from urllib.parse import parse_qs
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -64,3 +66,95 @@ def test_the_link_follows_the_view_when_the_page_stops_early():
     assert not at.exception, at.exception
     assert any("Give the folder" in info.value for info in at.info)  # the page stopped before its results
     assert at.query_params["ds_source"] == "A ZIP upload"
+
+
+@pytest.fixture(scope="module")
+def own_models(tmp_path_factory):
+    import keras
+
+    from helpers import transfer_model
+
+    folder = tmp_path_factory.mktemp("shared_models")
+    transfer_model().save(folder / "pets.keras")
+    (folder / "pets.txt").write_text("cat\ndog\nperson\n")
+    x = keras.Input((16, 16, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x))
+    heads = [keras.layers.Dense(4, activation="softmax", name="species")(features),
+             keras.layers.Dense(1, activation="sigmoid", name="healthy")(features)]
+    keras.Model(x, heads).save(folder / "two_heads.keras")
+    return folder
+
+
+@pytest.fixture
+def roots(own_models, monkeypatch):
+    from explainers.settings import DATA_ROOTS_ENV
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(own_models))
+    return own_models
+
+
+def _link(at: AppTest) -> dict:
+    return {key: at.query_params[key] for key in at.query_params}
+
+
+def _top5(at: AppTest):
+    return at.sidebar.dataframe[0].value
+
+
+def test_a_model_by_path_travels_with_its_labels_preprocessing_and_output(roots):
+    sender = _open({"model_spec": "own", "own_model_path": str(roots / "pets.keras")}, "pages/overview.py")
+    sender.sidebar.text_input(key="own_model_labels_path").set_value(str(roots / "pets.txt"))
+    sender.sidebar.selectbox(key="own_model_preprocessing").set_value("caffe").run()
+    assert not sender.exception and not sender.error, [e.value for e in sender.error]
+    link = _link(sender)
+    assert link["own_model_labels_path"] == str(roots / "pets.txt") and link["own_model_preprocessing"] == "caffe"
+
+    recipient = _open(link, "pages/overview.py")
+    assert recipient.sidebar.selectbox(key="own_model_preprocessing").value == "caffe"
+    assert list(_top5(recipient)["class"]) == list(_top5(sender)["class"])  # names, not "class 1"
+    assert set(_top5(recipient)["class"]) == {"cat", "dog", "person"}
+    assert _top5(recipient)["probability"].tolist() == pytest.approx(_top5(sender)["probability"].tolist())
+
+
+def test_a_links_output_is_the_one_explained_from_the_first_run(roots):
+    at = _open({"model_spec": "own", "own_model_path": str(roots / "two_heads.keras"), "own_model_output": "healthy"},
+               "pages/overview.py")
+    assert at.sidebar.selectbox(key="own_model_output").value == "healthy"
+    assert len(_top5(at)) == 2  # the binary head's two classes, not the first head's four
+    assert _link(at)["own_model_output"] == "healthy"
+
+
+def test_an_uploaded_model_is_named_as_left_out_where_the_link_is_offered_and_where_it_is_opened(own_models):
+    sender = _open({"image_names": ["coffee"]}, "pages/overview.py")
+    sender.sidebar.selectbox(key="model_spec").set_value("own").run()
+    sender.sidebar.file_uploader(key="own_model_files").set_value(
+        [("pets.keras", (own_models / "pets.keras").read_bytes(), "application/octet-stream")]).run()
+    assert not sender.exception, sender.exception
+    link = _link(sender)
+    assert "model_spec" not in link and link["uploads_left_out"] == "model"
+    offered = " ".join(c.value for c in sender.sidebar.caption)
+    assert "Not in this link: an uploaded model." in offered
+
+    recipient = _open(link, "pages/overview.py")
+    assert [w.value for w in recipient.sidebar.warning] == [
+        "The sender's view used an uploaded model, which a link cannot carry: this app's default model is shown "
+        "instead."]
+    assert recipient.sidebar.selectbox(key="model_spec").value == "efficientnet_lite0"
+
+
+def test_copy_link_holds_the_views_link():
+    at = _open({"image_names": ["coffee", "rocket"], "grid_method": "layercam"}, "pages/layer_grid.py")
+    (code,) = at.sidebar.code
+    path, _, query = code.value.partition("?")
+    assert path.endswith("layer_grid")
+    assert parse_qs(query) == {key: value if isinstance(value, list) else [value] for key, value in _link(at).items()}
+    assert parse_qs(query)["grid_method"] == ["layercam"] and parse_qs(query)["image_names"] == ["coffee", "rocket"]
+
+
+def test_a_links_unknown_image_names_are_cut_in_its_note_however_long_or_many():
+    names = ["x" * 60_000] + [f"nope{i}" for i in range(50)] + ["coffee"]
+    at = _open({"image_names": names}, "pages/overview.py")
+    assert at.sidebar.multiselect(key="image_names").value == ["coffee"]
+    assert [w.value for w in at.sidebar.warning] == [
+        f"The link's images '{'x' * 66}…{'x' * 33}', 'nope0', 'nope1' and 48 more are not among this app's images; "
+        "the other images it names are shown."]

@@ -188,3 +188,29 @@ def test_user_outside_the_allowlist_gets_one_sentence_and_sign_out(server, brows
     _assert_nothing_of_the_dashboard(page)
     _sign_out(page, server, "stMain")
     page.close()
+
+
+def test_a_shared_link_opened_signed_out_is_where_sign_in_returns(server, browser):
+    page = browser.new_page()
+    page.goto(f"{server}/layer_grid?image_names=rocket&grid_method=layercam&grid_top_n=1")
+    _sign_in_screen(page)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("button", name=ALLOWED["sub"], exact=True).click()
+    page.wait_for_url(re.compile(re.escape(server) + r"/layer_grid\?.*grid_method=layercam"), timeout=120_000)
+    _idle(page, "[data-testid='stMain'] h1")
+    page.wait_for_function(  # the grid's cells: the page ran with the link's settings
+        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img').length >= 2",
+        timeout=180_000, polling=250)
+    _shot(page, "returned_to_link")
+    main = page.locator("[data-testid='stMain']")
+    assert "Layer-by-layer Grad-CAM" in main.inner_text() and "Top-2 class" not in main.inner_text()
+    method = main.locator("[data-testid='stSelectbox']").filter(has_text="Method")
+    assert "Layer-CAM" in method.inner_html()
+    assert "rocket" in page.locator("[data-testid='stSidebar']").inner_text()
+    assert "image_names=rocket" in page.url
+    page.goto(server)  # the root again: the link was served once and is not imposed again
+    _idle(page, "[data-testid='stMain'] h1")
+    assert re.fullmatch(re.escape(server) + r"/?(\?.*)?", page.url) and "/layer_grid" not in page.url
+    assert "Model and predictions" in page.locator("[data-testid='stMain'] h1").inner_text()
+    _sign_out(page, server, "stSidebar")
+    page.close()

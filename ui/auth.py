@@ -16,8 +16,9 @@ import enum
 import importlib.util
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, quote, unquote, urlencode
 
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
@@ -28,6 +29,13 @@ SIGN_OUT_KEY = "auth_sign_out"
 _SHARED_KEYS = ("redirect_uri", "cookie_secret")
 _PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")
 _NOT_PROVIDERS = {"client_kwargs"}  # tables in [auth] that are settings, not named providers
+
+# The link a signed-out visitor opened, kept in their browser through the provider's pages (Streamlit's
+# sign-in always comes back to the app's root): a page of this app and its query, nothing else.
+RETURN_COOKIE = "attribution_return_to"
+RETURN_LIMIT = 3000  # characters of "page?query" kept: a cookie holds about 4 KB
+RETURN_SECONDS = 900  # a sign-in started longer ago than this no longer brings the visitor back
+_RETURN_CHECKED, _RETURN_FORGET = "_auth_return_checked", "_auth_return_forget"
 
 
 class Access(enum.Enum):
@@ -162,6 +170,38 @@ def config_problem(auth: object) -> str | None:
     return None
 
 
+class ReturnTarget(NamedTuple):
+    """Where a visitor goes back to after signing in."""
+
+    url_path: str  # a page of this app ("" for the default page)
+    query: dict[str, list[str]]
+
+
+def return_cookie_value(url_path: str, query: Mapping[str, Sequence[str]]) -> str:
+    """The cookie value that remembers a page and its query: ``page?query``, percent-encoded.
+
+    Past RETURN_LIMIT characters the query is dropped: the visitor still comes back to the page.
+    """
+    text = url_path + (f"?{urlencode({key: list(values) for key, values in query.items()}, doseq=True)}"
+                       if query else "")
+    return quote(text if len(text) <= RETURN_LIMIT else url_path, safe="")
+
+
+def parse_return(value: str | None, url_paths: Collection[str]) -> ReturnTarget | None:
+    """The page and query a cookie value names, or None unless the page is one of ``url_paths``.
+
+    The value comes from the browser, so it is read as data: only the name of one of this app's
+    pages and a query are taken from it, never an address, so it cannot send anyone elsewhere
+    (``//evil.example``, ``https://…``, ``../x`` name no page and give None).
+    """
+    if not isinstance(value, str) or not value or len(value) > 3 * RETURN_LIMIT:  # encoding at most triples it
+        return None
+    path, _, query = unquote(value).partition("?")
+    if path not in url_paths:
+        return None
+    return ReturnTarget(path, parse_qs(query, keep_blank_values=True))
+
+
 def escape_markdown(text: str) -> str:
     """``text`` shown literally by Streamlit's Markdown (emails and names may hold ``_`` or ``*``)."""
     return re.sub(r"([\\`*_\[\]<>~$|#])", r"\\\1", text)
@@ -223,7 +263,21 @@ def _user() -> dict[str, Any]:
 # --- Drawing. ---------------------------------------------------------------------------------------------------------
 
 
-def _sign_in() -> None:
+def _set_return_cookie(value: str, seconds: int) -> None:
+    """Set (or, with 0 seconds, delete) the return cookie in the visitor's browser: Streamlit can only read cookies.
+
+    ``value`` is percent-encoded, so it holds no quote or semicolon to break out of the script.
+    """
+    st.html(f"<script>document.cookie = '{RETURN_COOKIE}={value}; path=/; max-age={seconds}; samesite=lax'"
+            " + (location.protocol === 'https:' ? '; secure' : '');</script>", unsafe_allow_javascript=True)
+
+
+def _return_cookie() -> str | None:
+    """The return cookie as the browser sent it when this session connected."""
+    return st.context.cookies.get(RETURN_COOKIE)
+
+
+def _sign_in(url_path: str = "") -> None:
     st.title("CNN Attribution Dashboard")
     st.write("Sign in to use this dashboard.")
     auth = _auth_section()
@@ -231,6 +285,9 @@ def _sign_in() -> None:
     for name in names:
         label = "Sign in" if len(names) == 1 else f"Sign in with {'your account' if name == 'default' else name}"
         st.button(label, key=f"auth_sign_in_{name}", type="primary", on_click=st.login, args=(name,))
+    # Sign-in comes back to the app's root: the link opened here is where return_after_sign_in sends the visitor.
+    query = {key: st.query_params.get_all(key) for key in st.query_params}
+    _set_return_cookie(return_cookie_value(url_path, query), RETURN_SECONDS)
 
 
 def _refused() -> None:
@@ -265,8 +322,34 @@ def gate(url_paths: Iterable[str] = ()) -> None:
         return
     pages = [st.Page(screen, title="Sign in", url_path="sign_in", default=True)]
     pages += [st.Page(screen, title="Sign in", url_path=path) for path in dict.fromkeys(url_paths) if path]
-    st.navigation(pages, position="hidden").run()
+    page = st.navigation(pages, position="hidden")
+    if screen is _sign_in:
+        _sign_in(page.url_path)  # remembers the link this page was opened with
+    else:
+        page.run()
     st.stop()
+
+
+def return_after_sign_in(pages: Sequence[Any], current: Any) -> None:
+    """Once per session, right after st.navigation: a visitor who signed in from a link goes back to it.
+
+    Only on the app's root without a query, where sign-in lands: a link opened by someone already
+    signed in is never replaced. The cookie is deleted on the run after, once it has served.
+    """
+    if not auth_configured():
+        return
+    if st.session_state.pop(_RETURN_FORGET, False):
+        _set_return_cookie("", 0)
+    if st.session_state.get(_RETURN_CHECKED):
+        return
+    st.session_state[_RETURN_CHECKED] = True
+    if current.url_path or len(st.query_params):
+        return
+    target = parse_return(_return_cookie(), [page.url_path for page in pages])
+    if target is None:
+        return
+    st.session_state[_RETURN_FORGET] = True
+    st.switch_page(next(page for page in pages if page.url_path == target.url_path), query_params=target.query)
 
 
 def signed_in_line() -> None:

@@ -1,7 +1,7 @@
 """The comparison page's Altair charts, built from the engine's results (pages draw them through ``cached.chart``).
 
-Each method keeps its registered colour; point shapes tell apart methods whose
-colours repeat; every axis fits its data.
+Each method keeps its registered colour and point shape, so methods shown together
+differ in both; every axis fits its data.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from explainers.scores import SanityCheck, sanity
 from explainers.scores.faithfulness import Curves
 
 CURVE_DASHES = {"deletion": [1, 0], "insertion": [6, 3]}  # solid and dashed, in the chart and its legend
-POINT_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-left", "triangle-right"]
 
 
 def fitted_domain(values, low: float, high: float) -> list[float]:
@@ -29,7 +28,7 @@ def fitted_domain(values, low: float, high: float) -> list[float]:
 def _method_encodings(methods: Sequence[str]) -> tuple[alt.Color, alt.Shape]:
     labels = [REGISTRY[n].label for n in methods]
     colours = alt.Scale(domain=labels, range=[REGISTRY[n].colour for n in methods])
-    shapes = alt.Scale(domain=labels, range=[POINT_SHAPES[i % len(POINT_SHAPES)] for i in range(len(labels))])
+    shapes = alt.Scale(domain=labels, range=[REGISTRY[n].shape for n in methods])
     return alt.Color("method:N", scale=colours, sort=labels), alt.Shape("method:N", scale=shapes, sort=labels)
 
 
@@ -62,18 +61,21 @@ def curves_chart(curves: Mapping[str, Curves]) -> alt.LayerChart:
 def sanity_chart(checks: Mapping[str, SanityCheck]) -> alt.LayerChart:
     """Mean rank correlation with the original map per stage, each method in its colour, and the flag threshold."""
     colour, shape = _method_encodings(list(checks))
-    table = pd.DataFrame([{"method": REGISTRY[name].label, "layers randomised": count, "down to": layer,
+    table = pd.DataFrame([{"method": REGISTRY[name].label, "stage": stage, "down to": layer,
                            "rank correlation": corr.mean()}
                           for name, check in checks.items()
-                          for count, layer, corr in zip(check.layers_randomized, check.deepest_layer, check.correlations)])
-    lines = alt.Chart(table).mark_line(point=True).encode(
-        x=alt.X("layers randomised:Q", title="weighted layers re-drawn, from the top",
-                scale=alt.Scale(domain=[0, int(table["layers randomised"].max())])),
+                          for stage, layer, corr in zip(check.stage_labels, check.deepest_layer, check.correlations)])
+    # One category per stage that ran, in the cascade's order: a count axis would invent stages in between.
+    stages = list(dict.fromkeys(table["stage"]))
+    # Points large enough that each method's shape reads at a glance: a stage is a handful of points.
+    lines = alt.Chart(table).mark_line(point=alt.OverlayMarkDef(filled=True, size=100)).encode(
+        x=alt.X("stage:O", title="weighted layers re-drawn, from the top", sort=stages,
+                axis=alt.Axis(labelAngle=0)),
         y=alt.Y("rank correlation:Q", title="rank correlation with the original map",
                 scale=alt.Scale(domain=fitted_domain(table["rank correlation"], 0, 1))),
         color=colour,
         shape=shape,
-        tooltip=["method", "layers randomised", "down to", alt.Tooltip("rank correlation:Q", format=".2f")],
+        tooltip=["method", "stage", "down to", alt.Tooltip("rank correlation:Q", format=".2f")],
     )
     threshold = alt.Chart(pd.DataFrame({"threshold": [sanity.SANITY_THRESHOLD]})).mark_rule(
         strokeDash=[2, 2], color="gray").encode(y="threshold:Q", tooltip=["threshold"])

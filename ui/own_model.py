@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
@@ -26,7 +27,12 @@ class OwnModelRequest:
 
 
 def _stored_upload() -> str | None:
-    """The uploaded model's path on disk; the bytes are written once per upload, not per rerun."""
+    """The uploaded model's path on disk; the bytes are written once per upload, not per rerun.
+
+    The picker keeps earlier files as new ones are added: each model among them (a file, or an
+    architecture .json with its weights) gets a folder of its own, and is named by its file.
+    Raises InputError for a file name no file can have.
+    """
     uploads = st.file_uploader(
         "Model file", type=MODEL_TYPES, accept_multiple_files=True, key="own_model_files",
         help="A .keras file; a whole-model .h5; an architecture .json together with its .weights.h5; "
@@ -34,11 +40,18 @@ def _stored_upload() -> str | None:
     )
     if not uploads:
         return None
-    key = tuple(sorted(upload.file_id for upload in uploads))
+    by_name = {ex.uploads.safe_name(upload.name): upload for upload in uploads}
+    models = ex.models.files.model_uploads(list(by_name))
+    chosen = models[-1]  # the latest upload
+    if len(models) > 1:
+        title = st.selectbox("Uploaded model", [files[0] for files in models], index=len(models) - 1,
+                             key="own_model_upload", help="The models among the files above; the latest upload is chosen first.")
+        chosen = next(files for files in models if files[0] == title)
+    key = tuple(sorted(by_name[name].file_id for name in chosen))
     stored: dict = st.session_state.setdefault("own_model_stored", {})
-    if key not in stored:
-        folder = ex.uploads.store_files([(u.name, u.getvalue()) for u in uploads])
-        stored[key] = str(folder / ex.uploads.safe_name(uploads[0].name) if len(uploads) == 1 else folder)
+    if key not in stored or not Path(stored[key]).exists():  # written again should the cache have been emptied
+        folder = ex.uploads.store_files([(name, by_name[name].getvalue()) for name in chosen])
+        stored[key] = str(folder / chosen[0])  # read by its own name, which titles the model
     return stored[key]
 
 

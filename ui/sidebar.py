@@ -53,6 +53,8 @@ def _pick_model() -> ex.LoadedModel:
             model = _load(recipe)
             st.session_state["last_good_model"] = recipe
             own_model.offer_outputs(model)
+            if spec == own_model.OWN_MODEL:
+                _own_model_settled(request, model)
             return model
         except ex.InputError as error:
             failures[recipe] = str(error)
@@ -63,6 +65,18 @@ def _pick_model() -> ex.LoadedModel:
     if recipe in failures or refused:
         st.error(f"{refused or failures[recipe]} {model.display_name} stays loaded.")
     return model
+
+
+def _own_model_settled(request: own_model.OwnModelRequest, model: ex.LoadedModel) -> None:
+    """Say which uploads the own model uses (a link cannot carry them), and load it again for an output chosen
+    before its outputs were known (a link's): the page must not draw the first output's scores under its name."""
+    if st.session_state.get("own_model_files"):
+        share.used_upload("model")
+    elif st.session_state.get("own_model_labels") is not None:
+        share.used_upload("labels")
+    chosen = st.session_state.get("own_model_output")
+    if request.output is None and chosen in model.output_names[1:]:  # None loads the first output
+        st.rerun()
 
 
 def _uploaded_images() -> dict[str, np.ndarray]:
@@ -97,6 +111,8 @@ def _pick_images() -> tuple[list[str], list[np.ndarray]]:
     seen.update(fresh)
     st.session_state[chosen_key] = [n for n in st.session_state[chosen_key] if n in available] + fresh
     names = st.multiselect("Images", list(available), key=chosen_key, help="Samples ship with the app; uploads are added below.")
+    if any(name in uploaded for name in names):
+        share.used_upload("images")
     return names, [available[n] for n in names]
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 from explainers.models.labels import imagenet_wordnet_ids
 from explainers.models.loading import LoadedModel
 
@@ -40,6 +40,6 @@ def map_classes(folders: list[str], model: LoadedModel, mode: str = "auto") -> C
         table = lookups[mode]
         outputs = [table.get(f.lower(), table.get(f, -1)) for f in folders]
     else:
-        raise InputError(f"'{mode}' is not a class mapping; use auto, {BY_POSITION}, {BY_NAME} or {BY_WORDNET_ID}.")
+        raise InputError(f"'{echo(mode)}' is not a class mapping; use auto, {BY_POSITION}, {BY_NAME} or {BY_WORDNET_ID}.")
     outputs = np.asarray(outputs, np.int64)
     return ClassMapping(outputs, mode, [f for f, o in zip(folders, outputs) if o < 0])

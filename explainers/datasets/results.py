@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from explainers.datasets.evaluation import Evaluation
 from explainers.datasets.mapping import ClassMapping
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
+from explainers.inputs.data_roots import check_path
 from explainers.methods.cams import combine_cam
 from explainers.methods.registry import REGISTRY
 from explainers.models.loading import LoadedModel
@@ -203,12 +204,12 @@ def evaluation_columns(ev: Evaluation) -> dict[str, list]:
 
 
 def _folder_name(out: Path) -> str:
-    return f"'{out.name or out}'"
+    return f"'{echo(out.name or out)}'"
 
 
 def read_info(out: str | Path, roots: Sequence[Path] | None = None) -> ResultsInfo:
     """``<out>/results.json`` checked field by field; InputError naming the folder and the problem otherwise."""
-    out = Path(out)
+    out = check_path(Path(out))  # a name too long, say: one sentence, not an OSError
     name = _folder_name(out)
     if not out.is_dir():
         raise InputError(f"{name} is not a folder.")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from explainers import settings
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 from explainers.inputs import data_roots
 from explainers.inputs.images import IMAGE_SUFFIXES
 from explainers.settings import SCAN_MAX_DEPTH_ENV, SCAN_MAX_ENTRIES_ENV
@@ -62,7 +62,7 @@ class _Walker:
         self.seen += 1
         if self.seen > self.max_entries:
             raise InputError(
-                f"'{self.root.name or self.root}' holds more than {self.max_entries:,} files and folders, the most one "
+                f"'{echo(self.root.name or self.root)}' holds more than {self.max_entries:,} files and folders, the most one "
                 f"scan reads (set by {SCAN_MAX_ENTRIES_ENV}); give a smaller folder.")
         if self.on_progress and self.seen % 1000 == 0:
             self.on_progress(self.seen)
@@ -118,9 +118,15 @@ def scan_folder(root: str | Path, *, roots: Sequence[Path] | None = None, max_en
     and ``max_depth`` levels are read (defaults: the server's settings);
     ``on_progress`` gets the entries read so far, every thousand.
     """
-    root = data_roots.resolve_inside(root, roots) if roots is not None else Path(root).expanduser().resolve()
+    if roots is not None:
+        root = data_roots.resolve_inside(root, roots)
+    else:
+        try:
+            root = data_roots.check_path(Path(root).expanduser().resolve(), root)
+        except RuntimeError:  # an unknown ~user, a loop of links
+            raise InputError(f"'{echo(root)}' cannot be opened: no such user, or a loop of links.") from None
     if not root.is_dir():
-        raise InputError(f"'{root}' is not a folder.")
+        raise InputError(f"'{echo(root)}' is not a folder.")
     walker = _Walker(root, roots, max_entries or settings.scan_max_entries(), max_depth or settings.scan_max_depth(),
                      on_progress)
     subfolders, loose = walker.entries(root)
@@ -131,7 +137,7 @@ def scan_folder(root: str | Path, *, roots: Sequence[Path] | None = None, max_en
         return scan_folder(subfolders[0], roots=roots, max_entries=max(1, walker.max_entries - walker.seen),
                            max_depth=walker.max_depth, on_progress=on_progress)
     if not subfolders:
-        raise InputError(f"'{root.name or root}' has no class subfolders; arrange images as <folder>/<class name>/<image>.")
+        raise InputError(f"'{echo(root.name or root)}' has no class subfolders; arrange images as <folder>/<class name>/<image>.")
     files, owners, empty = [], [], []
     skipped = [(p.name, OUTSIDE_CLASSES) for p in loose]
     for index, folder in enumerate(subfolders):
@@ -145,5 +151,5 @@ def scan_folder(root: str | Path, *, roots: Sequence[Path] | None = None, max_en
         owners += [index] * len(images)
     skipped += walker.skipped
     if not files:
-        raise InputError(f"'{root.name or root}' has class folders but no images in them.")
+        raise InputError(f"'{echo(root.name or root)}' has class folders but no images in them.")
     return DatasetScan(root, [p.name for p in subfolders], files, np.asarray(owners, np.int64), empty, skipped)

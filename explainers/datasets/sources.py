@@ -15,7 +15,7 @@ import numpy as np
 from explainers.datasets.evaluation import is_uri
 from explainers.datasets.mapping import ClassMapping, map_classes
 from explainers.datasets.scan import NOT_AN_IMAGE, OUTSIDE_CLASSES, _relative, scan_folder
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 from explainers.inputs.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, decode_image
 from explainers.models.loading import LoadedModel
 
@@ -44,7 +44,7 @@ def _filesystem(uri: str):
     try:
         return fs.FileSystem.from_uri(uri)
     except (ArrowException, OSError, ValueError) as error:
-        raise InputError(f"'{uri}' cannot be opened: {_first_line(error)}.") from None
+        raise InputError(f"'{echo(uri)}' cannot be opened: {_first_line(error)}.") from None
 
 
 def _list_uri(uri: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
@@ -55,9 +55,9 @@ def _list_uri(uri: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     try:
         infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
     except FileNotFoundError:
-        raise InputError(f"'{uri}' does not exist.") from None
+        raise InputError(f"'{echo(uri)}' does not exist.") from None
     except (ArrowException, OSError) as error:
-        raise InputError(f"'{uri}' could not be listed: {_first_line(error)}.") from None
+        raise InputError(f"'{echo(uri)}' could not be listed: {_first_line(error)}.") from None
     base = base.rstrip("/")
     files, skipped = [], []
     for info in infos:
@@ -73,7 +73,7 @@ def _list_uri(uri: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
         else:
             files.append(relative.as_posix())
     if not files:
-        raise InputError(f"'{uri}' holds no images in class folders; arrange them as <uri>/<class name>/<image>.")
+        raise InputError(f"'{echo(uri)}' holds no images in class folders; arrange them as <uri>/<class name>/<image>.")
     files.sort()
     return sorted({f.split("/", 1)[0] for f in files}), files, skipped
 
@@ -124,8 +124,8 @@ class Reader:
         try:
             with self.filesystem.open_input_file(f"{self.base.rstrip('/')}/{source}") as file:
                 if file.size() > MAX_IMAGE_BYTES:
-                    raise InputError(f"'{path}' is {file.size() >> 20} MB; an image file may be at most "
+                    raise InputError(f"'{echo(path)}' is {file.size() >> 20} MB; an image file may be at most "
                                      f"{MAX_IMAGE_BYTES >> 20} MB.")
                 return file.read()
         except (ArrowException, OSError) as error:
-            raise InputError(f"'{path}' could not be read: {_first_line(error)}.") from None
+            raise InputError(f"'{echo(path)}' could not be read: {_first_line(error)}.") from None

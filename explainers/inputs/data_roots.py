@@ -4,16 +4,18 @@ A path a visitor types is resolved the way the operating system would read it
 (``~``, ``..``, relative parts and symbolic links) before it is compared with the
 roots, so no spelling and no link leads outside. A path outside is refused with
 the same sentence whether or not it exists: the answer reveals nothing about the
-rest of the server's files.
+rest of the server's files. A path inside that the operating system refuses (too long, a loop of
+links, no permission) gets one sentence too, never an OSError.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 from explainers.settings import DATA_ROOTS_ENV
 
 # Entries looked at when checking that a model folder holds no link leading outside.
@@ -50,7 +52,34 @@ def inside(path: Path, roots: Sequence[Path]) -> bool:
 
 
 def _outside(text: str, roots: Sequence[Path]) -> InputError:
-    return InputError(f"'{text}' is not inside the folders this dashboard may read ({describe(roots)}).")
+    return InputError(f"'{echo(text)}' is not inside the folders this dashboard may read ({describe(roots)}).")
+
+
+def unusable(shown: str | Path, error: OSError) -> InputError:
+    """The one sentence for a path the operating system refused (OSError of any kind), naming it as ``shown``."""
+    reason = error.strerror or type(error).__name__
+    return InputError(f"'{echo(shown)}' cannot be opened: {reason[:1].lower()}{reason[1:]}.")
+
+
+# What a path that is merely absent (or names a file as if it were a folder) answers: later steps say so in
+# their own words ("does not exist", "is not a folder"), so these are not the operating system's refusal.
+_ABSENT = (errno.ENOENT, errno.ENOTDIR)
+
+
+def check_path(path: Path, shown: str | Path | None = None) -> Path:
+    """``path`` when the operating system can look it up (it need not exist); InputError naming ``shown`` otherwise.
+
+    Catches what ``Path.exists`` and ``is_dir`` would raise later (a name too long, a loop of links, a
+    folder without permission), so every caller gets one sentence instead of an exception.
+    """
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno not in _ABSENT:
+            raise unusable(shown if shown is not None else path, error) from None
+    except ValueError:  # a NUL byte: no file can have that name
+        raise InputError(f"'{echo(shown if shown is not None else path)}' is not a usable path.") from None
+    return path
 
 
 def resolve_inside(text: str | Path, roots: Sequence[Path]) -> Path:
@@ -70,7 +99,7 @@ def resolve_inside(text: str | Path, roots: Sequence[Path]) -> Path:
         raise _outside(text, roots) from None
     if not inside(real, roots):
         raise _outside(text, roots)
-    return real
+    return check_path(real, text)
 
 
 def resolve_model_path(text: str | Path, roots: Sequence[Path]) -> Path:
@@ -81,15 +110,21 @@ def resolve_model_path(text: str | Path, roots: Sequence[Path]) -> Path:
     architecture ``.json``, the weights file beside it.
     """
     path = resolve_inside(text, roots)
-    if path.is_dir():
-        entries = _tree(path, depth=2, text=text)
-    elif path.suffix == ".json":
-        entries = [p for p in path.parent.iterdir() if p.suffix in (".h5", ".hdf5")]
-    else:
-        entries = []
-    for entry in entries:
-        if entry.is_symlink() and not inside(entry.resolve(), roots):
-            raise InputError(f"'{text}' holds a link ('{entry.name}') to outside the folders this dashboard may read.")
+    try:
+        if path.is_dir():
+            entries = _tree(path, depth=2, text=text)
+        elif path.suffix == ".json":
+            entries = [p for p in path.parent.iterdir() if p.suffix in (".h5", ".hdf5")]
+        else:
+            entries = []
+        for entry in entries:
+            if entry.is_symlink() and not inside(entry.resolve(), roots):
+                raise InputError(f"'{echo(text)}' holds a link ('{echo(entry.name)}') to outside the folders this "
+                                 "dashboard may read.")
+    except OSError as error:  # a folder it may not list, say
+        raise unusable(text, error) from None
+    except RuntimeError:  # Path.resolve met a loop of links
+        raise InputError(f"'{echo(text)}' holds a loop of links.") from None
     return path
 
 
@@ -99,7 +134,8 @@ def _tree(folder: Path, depth: int, text: str) -> list[Path]:
     for current, subfolders, files in os.walk(folder):
         found += [Path(current) / name for name in subfolders + files]
         if len(found) > _MAX_MODEL_TREE_ENTRIES:
-            raise InputError(f"'{text}' holds more than {_MAX_MODEL_TREE_ENTRIES:,} entries; give the model file itself.")
+            raise InputError(f"'{echo(text)}' holds more than {_MAX_MODEL_TREE_ENTRIES:,} entries; give the model file "
+                             "itself.")
         if len(Path(current).relative_to(folder).parts) + 1 >= depth:
             subfolders.clear()
     return found

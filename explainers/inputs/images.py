@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 
-# Large enough for any camera (a 100 MP frame), small enough that a crafted header
-# cannot make us allocate gigabytes (a decompression bomb).
-MAX_PIXELS = 100_000_000
+# Pillow's own guard against decompression bombs (a crafted header that would make us allocate
+# gigabytes), about 89.5 megapixels: Pillow refuses anything larger as it opens it, so this is the
+# real limit, and every message names this figure.
+MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS
 # No image file is read whole past this size: a huge file in a dataset folder (or named
 # like an image) would otherwise be loaded into memory before its header was checked.
 MAX_IMAGE_BYTES = 256 << 20
@@ -46,6 +47,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def pixel_limit() -> str:
+    """The pixel limit as people read it: "89.5 megapixels"."""
+    return f"{MAX_PIXELS / 1e6:.1f} megapixels"
+
+
 def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarray:
     """Decode an image file (bytes or path) into ``(H, W, 3)`` uint8 RGB.
 
@@ -54,7 +60,7 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
     InputError with one sentence naming ``name`` when the data is not a readable image.
     """
     if isinstance(data, (str, Path)):
-        name = name or Path(data).name
+        name = echo(name or Path(data).name)
         try:
             status = Path(data).stat()
             if not stat.S_ISREG(status.st_mode):  # reading a pipe or a device would block or never end
@@ -65,26 +71,26 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
             data = Path(data).read_bytes()
         except OSError as error:
             raise InputError(f"'{name}' could not be read: {error.strerror or error}.") from None
-    name = name or "the image"
+    name = echo(name) if name else "the image"
     if not data:
         raise InputError(f"'{name}' is empty (0 bytes).")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Past MAX_PIXELS Pillow only warns: the size is checked below, in a sentence that gives it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise InputError(
-                    f"'{name}' is {width}x{height} pixels, over the {MAX_PIXELS // 1_000_000} megapixel limit."
-                )
+                raise InputError(f"'{name}' is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), "
+                                 f"over the limit of {pixel_limit()}.")
             image.load()
             image = _to_rgb(ImageOps.exif_transpose(image))
     except InputError:
         raise
     except UnidentifiedImageError:
         raise InputError(f"'{name}' is not an image format this app can read (use {FORMAT_NAMES}).") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"'{name}' declares more pixels than the {MAX_PIXELS // 1_000_000} megapixel limit.") from None
+    except Image.DecompressionBombError:  # past twice Pillow's limit it refuses to open the file at all
+        raise InputError(f"'{name}' declares more pixels than the limit of {pixel_limit()}.") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"'{name}' is corrupt or truncated and cannot be decoded ({error}).") from None
     return np.asarray(image, dtype=np.uint8).copy()

@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 from explainers.runtime.cache import cache_dir
 
 # What one unpacked ZIP may hold: a ZIP bomb (a small file inflating to terabytes)
@@ -44,7 +44,7 @@ def safe_name(name: str) -> str:
     # A browser sends a bare file name, but a crafted request could send a path.
     base = PurePosixPath(name.replace("\\", "/")).name
     if base in ("", ".", ".."):
-        raise InputError(f"'{name}' is not a usable file name.")
+        raise InputError(f"'{echo(name)}' is not a usable file name.")
     return base
 
 
@@ -81,7 +81,7 @@ def _member_target(root: Path, member: zipfile.ZipInfo, source: str) -> Path | N
     name = member.filename.replace("\\", "/")
     parts = PurePosixPath(name).parts
     if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-        raise InputError(f"'{source}' contains the path '{member.filename}', which points outside the archive; it was not unpacked.")
+        raise InputError(f"'{echo(source)}' contains the path '{echo(member.filename)}', which points outside the archive; it was not unpacked.")
     if not parts or parts[0] == "__MACOSX" or parts[-1] == ".DS_Store":
         return None  # macOS adds resource forks that are not the user's files
     if stat.S_ISLNK(member.external_attr >> 16):
@@ -92,7 +92,7 @@ def _member_target(root: Path, member: zipfile.ZipInfo, source: str) -> Path | N
 def _unpack(archive: zipfile.ZipFile, root: Path, source: str) -> None:
     members = archive.infolist()
     if len(members) > MAX_MEMBERS:
-        raise InputError(f"'{source}' holds {len(members)} entries, over the limit of {MAX_MEMBERS}.")
+        raise InputError(f"'{echo(source)}' holds {len(members)} entries, over the limit of {MAX_MEMBERS}.")
     written = 0
     for member in members:
         target = _member_target(root, member, source)
@@ -107,7 +107,7 @@ def _unpack(archive: zipfile.ZipFile, root: Path, source: str) -> None:
             while chunk := src.read(_CHUNK):
                 written += len(chunk)
                 if written > MAX_UNPACKED_BYTES:
-                    raise InputError(f"'{source}' unpacks to more than {MAX_UNPACKED_BYTES >> 20} MB, the limit for an upload.")
+                    raise InputError(f"'{echo(source)}' unpacks to more than {MAX_UNPACKED_BYTES >> 20} MB, the limit for an upload.")
                 dst.write(chunk)
 
 
@@ -125,8 +125,8 @@ def unpack_zip(data: bytes | Path, source: str) -> Path:
             with zipfile.ZipFile(io.BytesIO(raw)) as archive:
                 _unpack(archive, staging, source)
         except (zipfile.BadZipFile, EOFError):
-            raise InputError(f"'{source}' is not a ZIP archive, or it is truncated.") from None
+            raise InputError(f"'{echo(source)}' is not a ZIP archive, or it is truncated.") from None
         except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as error:
-            raise InputError(f"'{source}' cannot be unpacked here ({error}).") from None
+            raise InputError(f"'{echo(source)}' cannot be unpacked here ({error}).") from None
 
     return _publish(build, folder)

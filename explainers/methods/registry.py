@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,8 @@ MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray]]
 
 CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # The passes a method cannot avoid for ``images`` images at ``batch_size``, as groups of
-# (backward?, images per pass, number of passes): what the benchmark's floor is made of.
+# (backward?, images per pass, number of passes): what the benchmark's floor and every estimate are made of.
+# A cost that depends on the picture's size (Occlusion's patches) also takes ``size``, the model's (H, W) input.
 
 
 PassGroup = tuple[bool, int, int]
@@ -106,10 +108,17 @@ class Param:
         return noun
 
 
-# Paul Tol's "muted" qualitative scheme: nine colours told apart with every common colour-vision deficiency.
-# Methods take them in registration order, so the colours repeat after nine methods; charts that can show
-# more methods than that also mark each method by point shape.
-PALETTE = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499")
+# Two colour-blind-aware qualitative schemes, one after the other: Paul Tol's "muted" (nine colours), then
+# Okabe & Ito's (eight), then the two of Tol's "vibrant" not close to either (magenta, grey): 19 colours, one
+# per registered method. Methods take them in registration order. Some colours of the second scheme are close
+# to one of the first (sky blue and cyan, yellow and sand); the order below gives each such pair different
+# point shapes, so every method shown together differs in colour and in shape.
+PALETTE = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499",
+           "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#0072B2", "#F0E442", "#D55E00", "#000000",
+           "#EE3377", "#BBBBBB")
+# Point shapes, by their Vega-Lite names (reports map them to Matplotlib markers), taken in registration order
+# like the colours: with 19 colours and 8 shapes, no two of the first 152 methods share both.
+SHAPES = ("circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-left", "triangle-right")
 
 
 def next_colour(name: str) -> str:
@@ -120,6 +129,13 @@ def next_colour(name: str) -> str:
     if name in REGISTRY:
         return REGISTRY[name].colour
     return PALETTE[len(REGISTRY) % len(PALETTE)]
+
+
+def next_shape(name: str) -> str:
+    """The point shape a method registered as ``name`` takes: its earlier one, or the next in ``SHAPES``."""
+    if name in REGISTRY:
+        return REGISTRY[name].shape
+    return SHAPES[len(REGISTRY) % len(SHAPES)]
 
 
 def one_pass(params: dict, images: int, batch_size: int) -> list[PassGroup]:
@@ -141,10 +157,17 @@ class Method:
     cost: Cost = one_pass
     requires: Callable[[Any], str | None] | None = None  # model -> why it cannot run there, beyond needing a layer
     colour: str = PALETTE[0]  # "#RRGGBB": the method's one colour in every chart, page and report
+    shape: str = SHAPES[0]  # one of SHAPES: its point shape in every chart that shows several methods
 
     @property
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
+
+    def passes(self, params: dict[str, Any], images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
+        """The registered passes (``cost``) for ``images`` images at ``batch_size``, on a model whose input is ``size``."""
+        if "size" in inspect.signature(self.cost).parameters:
+            return self.cost(params, images, batch_size, size=tuple(size))
+        return self.cost(params, images, batch_size)
 
     def unavailable(self, model: Any) -> str | None:
         """Why this method cannot run on ``model`` (a LoadedModel), or None when it can."""
@@ -159,15 +182,16 @@ REGISTRY: dict[str, Method] = {}
 def register(name: str, label: str, reference: str, *, params: tuple[Param, ...] = (), needs_layer: bool = False,
              cam_weights: CamWeights | None = None, cost: Cost = one_pass,
              requires: Callable[[Any], str | None] | None = None,
-             colour: str | None = None) -> Callable[[MethodFn], MethodFn]:
+             colour: str | None = None, shape: str | None = None) -> Callable[[MethodFn], MethodFn]:
     """Decorate a method's function to add it, described, to the registry (and so to every page, link and CLI).
 
-    ``colour`` ("#RRGGBB") is the method's in every chart; by default the next one of ``PALETTE``.
+    ``colour`` ("#RRGGBB") and ``shape`` (one of ``SHAPES``) are the method's in every chart; by default the next
+    ones of ``PALETTE`` and ``SHAPES``.
     """
 
     def add(fn: MethodFn) -> MethodFn:
         REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires,
-                                colour or next_colour(name))
+                                colour or next_colour(name), shape or next_shape(name))
         return fn
 
     return add

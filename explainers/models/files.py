@@ -9,7 +9,9 @@ failure is an InputError with one sentence naming the file.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
+from explainers.inputs.data_roots import check_path, unusable
 from explainers.inputs.uploads import unpack_zip
 from explainers.settings import TRUST_MODEL_CODE_ENV, trust_model_code
 
@@ -37,9 +40,22 @@ _UNSAFE_OPS = {
 }
 
 
+# An absolute path in a library's message: its folders are this server's (an upload's lie in the app's cache),
+# so only the file's own name is kept.
+_FOLDERS_OF_A_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\](?:[^\s'\"/\\]+[/\\])+")
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of a library's error, for a message: no server folders, at most 200 characters."""
+    message = str(error).strip()
+    first = message.splitlines()[0] if message else type(error).__name__
+    return _FOLDERS_OF_A_PATH.sub("", first)[:200]
+
+
 def _explain_keras_error(error: Exception, name: str) -> InputError:
     message = str(error)
-    first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    first = _reason(error)
+    name = echo(name)
     if "safe_mode" in message or "Lambda" in message and "lambda" in message:
         return InputError(
             f"'{name}' contains a Lambda layer with serialised Python code, and loading it would run that code on "
@@ -47,15 +63,20 @@ def _explain_keras_error(error: Exception, name: str) -> InputError:
         )
     if "Could not locate" in message or "Unknown layer" in message or "custom_objects" in message:
         return InputError(
-            f"'{name}' uses a custom layer or function that is not part of Keras ({first[:160]}); "
+            f"'{name}' uses a custom layer or function that is not part of Keras ({first}); "
             "this app loads models built from Keras's own layers."
         )
-    return InputError(f"'{name}' could not be read as a Keras model; it may be truncated or not a model ({first[:200]}).")
+    return InputError(f"'{name}' could not be read as a Keras model; it may be truncated or not a model ({first}).")
 
 
 def _load_keras_file(path: Path) -> keras.Model:
     if path.name.endswith(".weights.h5"):
-        raise InputError(f"'{path.name}' holds only weights; give the whole model (.keras or .h5) or the architecture .json beside it.")
+        raise InputError(f"'{echo(path.name)}' holds only weights; give the whole model (.keras or .h5) or the architecture "
+                         ".json beside it.")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        # Keras would answer "File not found" with the file's server path.
+        raise InputError(f"'{echo(path.name)}' is not a .keras file (a ZIP archive that model.save() writes); it may be "
+                         "truncated, or another kind of file renamed.")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=not trust_model_code())
     except _UNREADABLE as error:  # Keras raises many types for a bad file; all mean the same to a user
@@ -71,7 +92,7 @@ def _weights_beside(architecture: Path) -> Path:
     if len(others) == 1:
         return others[0]
     raise InputError(
-        f"'{architecture.name}' holds only the architecture; put its weights file (.weights.h5) beside it, "
+        f"'{echo(architecture.name)}' holds only the architecture; put its weights file (.weights.h5) beside it, "
         "or upload both files together."
     )
 
@@ -80,9 +101,9 @@ def _load_json(path: Path) -> keras.Model:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise InputError(f"'{path.name}' is not valid JSON, so it cannot be a Keras architecture file.") from None
+        raise InputError(f"'{echo(path.name)}' is not valid JSON, so it cannot be a Keras architecture file.") from None
     if not isinstance(config, dict) or "class_name" not in config:
-        raise InputError(f"'{path.name}' is JSON but not a Keras architecture (no 'class_name'); save one with model.to_json().")
+        raise InputError(f"'{echo(path.name)}' is JSON but not a Keras architecture (no 'class_name'); save one with model.to_json().")
     try:
         model = keras.saving.deserialize_keras_object(config, safe_mode=not trust_model_code())
     except _UNREADABLE as error:
@@ -91,8 +112,8 @@ def _load_json(path: Path) -> keras.Model:
     try:
         model.load_weights(weights)
     except _UNREADABLE as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"'{weights.name}' does not fit the architecture in '{path.name}' ({first[:200]}).") from None
+        raise InputError(f"'{echo(weights.name)}' does not fit the architecture in '{echo(path.name)}' "
+                         f"({_reason(error)}).") from None
     return model
 
 
@@ -152,8 +173,7 @@ def _load_saved_model(folder: Path, name: str, output: str | int | None) -> Mode
     try:
         loaded = tf.saved_model.load(str(folder))
     except _UNREADABLE as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"'{name}' could not be read as a SavedModel; it may be incomplete ({first[:200]}).") from None
+        raise InputError(f"'{name}' could not be read as a SavedModel; it may be incomplete ({_reason(error)}).") from None
     endpoint = next((e for e in ("serving_default", "serve") if e in loaded.signatures), None)
     if endpoint is None:
         raise InputError(f"'{name}' is a SavedModel without a 'serving_default' signature, so there is no call to explain.")
@@ -208,27 +228,60 @@ def _model_inside(folder: Path, name: str) -> Path:
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
-            raise InputError(f"'{name}' holds several model files ({', '.join(p.name for p in candidates)}); give one.")
+            listed = ", ".join(echo(p.name, 40) for p in candidates[:5]) + (", …" if len(candidates) > 5 else "")
+            raise InputError(f"'{name}' holds several model files ({listed}); give one.")
     raise InputError(f"'{name}' holds no model; {FORMATS_SENTENCE}.")
+
+
+def model_uploads(names: Sequence[str]) -> list[tuple[str, ...]]:
+    """Uploaded file names grouped into models, in upload order: each model file on its own, and an
+    architecture .json with its weights file; the first name of a group is the file to read.
+
+    The weights of ``arch.json`` are ``arch.weights.h5`` or ``arch.h5``, else the one weights file
+    (or the one .h5) no other architecture took, as a folder holding them is read.
+    """
+    def is_h5(name: str) -> bool:
+        return name.lower().endswith((".h5", ".hdf5"))
+
+    architectures = [name for name in names if name.lower().endswith(".json")]
+    weights_of: dict[str, str] = {}
+    for architecture in architectures:  # named after it first, so a loose file cannot take another's weights
+        stem = architecture[: -len(".json")]
+        named = [f for f in (f"{stem}.weights.h5", f"{stem}.h5") if f in names and f not in weights_of.values()]
+        if named:
+            weights_of[architecture] = named[0]
+    for architecture in architectures:
+        loose = [f for f in names if is_h5(f) and f not in weights_of.values()]
+        weights_only = [f for f in loose if f.endswith(".weights.h5")]
+        pick = weights_only if len(weights_only) == 1 else loose if len(loose) == 1 else []
+        if architecture not in weights_of and pick:
+            weights_of[architecture] = pick[0]
+    taken = set(weights_of.values())
+    return [(name, weights_of[name]) if name in weights_of else (name,) for name in names if name not in taken]
 
 
 def read_model(path: Path, output: str | int | None = None) -> ModelFile:
     """The model at ``path`` with its ``output`` (name or index; default the first) as its only output.
 
-    Raises InputError with one sentence naming the file.
+    Raises InputError with one sentence naming the file by its name, never its folders (an upload's lie in
+    the app's cache), also for what the operating system refuses (a name too long, no permission).
     """
-    name = path.name or str(path)
-    if not path.exists():
-        raise InputError(f"'{path}' does not exist.")
+    name = echo(path.name or str(path))
+    try:
+        return _read_model(path, name, output)
+    except OSError as error:
+        raise unusable(name, error) from None
+
+
+def _read_model(path: Path, name: str, output: str | int | None) -> ModelFile:
+    if not check_path(path, name).exists():
+        raise InputError(f"'{name}' does not exist.")
     if path.is_dir():
         inner = _model_inside(path, name)
         return _load_saved_model(inner, name, output) if inner.is_dir() else read_model(inner, output)
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        try:
-            return read_model(unpack_zip(path, name), output)
-        except OSError as error:
-            raise InputError(f"'{name}' could not be read: {error.strerror or error}.") from None
+        return read_model(unpack_zip(path, name), output)
     formats = {".keras": "Keras (.keras)", ".h5": "Keras HDF5 (.h5)", ".hdf5": "Keras HDF5 (.h5)", ".json": "architecture JSON + weights"}
     if suffix in formats:
         model = _load_json(path) if suffix == ".json" else _load_keras_file(path)

@@ -9,7 +9,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 
 # Curated names that read as a description rather than a label are replaced by
 # the first WordNet synonym; past this length a name no longer fits a table cell.
@@ -56,7 +56,7 @@ def _parse_structured(text: str, source: str):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         raise InputError(
-            f"'{source}' starts like a list or dict but is neither valid JSON nor a Python literal; "
+            f"'{echo(source)}' starts like a list or dict but is neither valid JSON nor a Python literal; "
             "use a JSON list, a {index: name} dict, or one name per line."
         ) from None
 
@@ -66,7 +66,7 @@ def _name_of(value, source: str, index) -> str:
     if isinstance(value, (list, tuple)) and value and isinstance(value[-1], str):
         value = value[-1]
     if not isinstance(value, (str, int, float)) or isinstance(value, bool) or str(value).strip() == "":
-        raise InputError(f"'{source}' gives class {index} a name that is not text: {value!r}.")
+        raise InputError(f"'{echo(source)}' gives class {index} a name that is not text: {echo(repr(value))}.")
     return str(value).strip()
 
 
@@ -76,11 +76,11 @@ def _from_mapping(mapping: dict, source: str) -> list[str]:
         try:
             index = int(key)
         except (TypeError, ValueError):
-            raise InputError(f"'{source}' has the key {key!r}, which is not a class index; keys must be 0, 1, 2...") from None
+            raise InputError(f"'{echo(source)}' has the key {echo(repr(key))}, which is not a class index; keys must be 0, 1, 2...") from None
         by_index[index] = _name_of(value, source, index)
     missing = sorted(set(range(len(by_index))) - set(by_index))
     if missing:
-        raise InputError(f"'{source}' has {len(by_index)} classes but no name for index {missing[0]}; indices must run 0 to {len(by_index) - 1}.")
+        raise InputError(f"'{echo(source)}' has {len(by_index)} classes but no name for index {missing[0]}; indices must run 0 to {len(by_index) - 1}.")
     return [by_index[i] for i in range(len(by_index))]
 
 
@@ -99,14 +99,14 @@ def parse_labels(data: bytes | str, source: str = "the labels file") -> list[str
     """
     if isinstance(data, bytes):
         if len(data) > MAX_LABELS_BYTES:
-            raise InputError(f"'{source}' is {len(data) >> 20} MB; a labels file may be at most {MAX_LABELS_BYTES >> 20} MB.")
+            raise InputError(f"'{echo(source)}' is {len(data) >> 20} MB; a labels file may be at most {MAX_LABELS_BYTES >> 20} MB.")
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InputError(f"'{source}' is not UTF-8 text; save the labels as UTF-8.") from None
+            raise InputError(f"'{echo(source)}' is not UTF-8 text; save the labels as UTF-8.") from None
     text = data.strip()
     if not text:
-        raise InputError(f"'{source}' is empty; it should list one class name per output.")
+        raise InputError(f"'{echo(source)}' is empty; it should list one class name per output.")
     if text[0] in "[{(":
         value = _parse_structured(text, source)
         if isinstance(value, dict):
@@ -114,11 +114,11 @@ def parse_labels(data: bytes | str, source: str = "the labels file") -> list[str
         elif isinstance(value, (list, tuple)):
             names = [_name_of(v, source, i) for i, v in enumerate(value)]
         else:
-            raise InputError(f"'{source}' holds a {type(value).__name__}, not a list or dict of class names.")
+            raise InputError(f"'{echo(source)}' holds a {type(value).__name__}, not a list or dict of class names.")
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
-        raise InputError(f"'{source}' lists no class names.")
+        raise InputError(f"'{echo(source)}' lists no class names.")
     return _unique(names)
 
 
@@ -127,13 +127,13 @@ def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     try:
         if path.stat().st_size > MAX_LABELS_BYTES:
-            raise InputError(f"'{path.name}' is {path.stat().st_size >> 20} MB; a labels file may be at most {MAX_LABELS_BYTES >> 20} MB.")
+            raise InputError(f"'{echo(path.name)}' is {path.stat().st_size >> 20} MB; a labels file may be at most {MAX_LABELS_BYTES >> 20} MB.")
         return parse_labels(path.read_bytes(), path.name)
     except OSError as error:
-        raise InputError(f"'{path.name}' could not be read: {error.strerror or error}.") from None
+        raise InputError(f"'{echo(path.name)}' could not be read: {error.strerror or error}.") from None
 
 
 def check_label_count(names: list[str], classes: int, source: str) -> None:
     """One sentence when a labels file does not have one name per model class."""
     if len(names) != classes:
-        raise InputError(f"'{source}' names {len(names)} classes but the model has {classes} outputs; give exactly one name per output.")
+        raise InputError(f"'{echo(source)}' names {len(names)} classes but the model has {classes} outputs; give exactly one name per output.")

@@ -25,17 +25,29 @@ def _caffe(x: np.ndarray) -> np.ndarray:
     return x[..., ::-1] - _CAFFE_BGR_MEAN
 
 
+def _values(vector: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in vector) + ")"
+
+
+# Each description says what its function computes, x being a pixel's 0..255 value, with the constants the
+# function uses: the sidebar, the overview and the CLI's --preprocess help all show these texts.
 PRESETS: dict[str, Preprocessing] = {
     p.name: p
     for p in (
         Preprocessing("efficientnet_lite", "(x - 127) / 128", lambda x: (x - 127.0) / 128.0),
         Preprocessing("tf", "-1..1: x / 127.5 - 1", lambda x: x / 127.5 - 1.0),
         Preprocessing("unit", "0..1: x / 255", lambda x: x / 255.0),
-        Preprocessing("caffe", "RGB to BGR, minus the ImageNet BGR mean", _caffe),
-        Preprocessing("torch", "x / 255, minus the ImageNet mean, over its std", lambda x: (x / 255.0 - _TORCH_MEAN) / _TORCH_STD),
+        Preprocessing("caffe", f"RGB to BGR, minus the ImageNet BGR mean {_values(_CAFFE_BGR_MEAN)}", _caffe),
+        Preprocessing("torch", f"(x / 255 - the ImageNet mean {_values(_TORCH_MEAN)}) / its std {_values(_TORCH_STD)},"
+                               " per RGB channel", lambda x: (x / 255.0 - _TORCH_MEAN) / _TORCH_STD),
         Preprocessing("none", "raw 0..255 (the model normalises inside)", lambda x: x),
     )
 }
+
+
+def describe_presets() -> str:
+    """Every preset and what it computes, in one line for help texts: ``tf: -1..1: x / 127.5 - 1; ...``."""
+    return "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()) + " (x: a pixel's 0..255 value)"
 
 
 def preprocess(pixels: np.ndarray, preset: str, channels: int = 3) -> np.ndarray:

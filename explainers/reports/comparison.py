@@ -17,6 +17,7 @@ from explainers.attribution import (
 from explainers.methods.registry import REGISTRY
 from explainers.reports.render import compose_grid, display_map, framed, overlay, thumbnail
 from explainers.scores.faithfulness import Curves
+from explainers.scores.sanity import SANITY_THRESHOLD, SanityCheck
 
 COMPUTE_SECONDS = "compute seconds"  # per map: what it took when it was computed, whether or not it came from the cache
 TOTAL_SECONDS = "compute seconds (all images)"
@@ -101,10 +102,28 @@ def comparison_grid(images: Sequence[np.ndarray], row_labels: Sequence[str], res
     return compose_grid(rows, list(row_labels), ["image"] + [REGISTRY[n].label for n in results])
 
 
-def curves_figure(curves: Mapping[str, Curves]):
-    """Mean deletion (solid) and insertion (dashed) curves per method in its registered colour, as a Figure.
+def _method_style(name: str) -> dict:
+    """A method's line in a report's figure: its registered colour, and its registered shape at every point."""
+    from explainers.reports.figures import MARKERS
 
-    Two legends: the methods by colour, the kind of curve by line style.
+    method = REGISTRY[name]
+    return {"color": method.colour, "marker": MARKERS[method.shape], "markersize": 4}
+
+
+def _methods_legend(axes, methods: Sequence[str]):
+    """The methods' legend, each by its colour and shape, beside the axes' top right."""
+    from matplotlib.lines import Line2D
+
+    return axes.legend([Line2D([], [], linewidth=2, **_method_style(n)) for n in methods],
+                       [REGISTRY[n].label for n in methods], title="method", fontsize=7, title_fontsize=7,
+                       loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def curves_figure(curves: Mapping[str, Curves]):
+    """Mean deletion (solid) and insertion (dashed) curves per method in its registered colour and point shape,
+    as a Figure.
+
+    Two legends: the methods by colour and shape, the kind of curve by line style.
     """
     from matplotlib.lines import Line2D
 
@@ -113,14 +132,11 @@ def curves_figure(curves: Mapping[str, Curves]):
     figure, axes = new_figure(7, 4)
     styles = {"deletion": "-", "insertion": "--"}
     for name, curve in curves.items():
-        colour = REGISTRY[name].colour
-        axes.plot(curve.fractions, curve.deletion.mean(axis=0), color=colour, linestyle=styles["deletion"])
-        axes.plot(curve.fractions, curve.insertion.mean(axis=0), color=colour, linestyle=styles["insertion"])
+        for kind, style in styles.items():
+            axes.plot(curve.fractions, getattr(curve, kind).mean(axis=0), linestyle=style, **_method_style(name))
     axes.set_xlabel("fraction of pixels removed (deletion) or revealed (insertion)")
     axes.set_ylabel("class probability")
-    methods = axes.legend([Line2D([], [], color=REGISTRY[n].colour, linewidth=3) for n in curves],
-                          [REGISTRY[n].label for n in curves], title="method", fontsize=7, title_fontsize=7,
-                          loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    methods = _methods_legend(axes, list(curves))
     axes.add_artist(methods)  # a second legend() call would replace it
     axes.legend([Line2D([], [], color="black", linestyle=style) for style in styles.values()], list(styles),
                 title="curve", fontsize=7, title_fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0),
@@ -135,21 +151,50 @@ def curves_png(curves: Mapping[str, Curves]) -> bytes:
     return figure_png(curves_figure(curves))
 
 
+def sanity_table(checks: Mapping[str, SanityCheck]) -> pd.DataFrame:
+    """Per method, the mean rank correlation with its original map at each stage that ran, and whether it is flagged."""
+    return pd.DataFrame([{"method": REGISTRY[name].label,
+                          **{stage: float(c.mean()) for stage, c in zip(check.stage_labels, check.correlations)},
+                          "flagged": check.flagged} for name, check in checks.items()])
+
+
+def sanity_figure(checks: Mapping[str, SanityCheck]):
+    """The sanity check as a Figure: mean rank correlation per stage (one category per stage that ran), each method
+    in its colour and shape, the flag threshold dotted."""
+    from explainers.reports.figures import new_figure
+
+    figure, axes = new_figure(7, 3.5)
+    stages = list(dict.fromkeys(label for check in checks.values() for label in check.stage_labels))
+    for name, check in checks.items():
+        axes.plot([stages.index(label) for label in check.stage_labels], check.correlations.mean(axis=1),
+                  **_method_style(name) | {"markersize": 6})
+    axes.axhline(SANITY_THRESHOLD, color="gray", linestyle=":")
+    axes.set_xticks(range(len(stages)), stages)
+    axes.set_xlabel("weighted layers re-drawn, from the top")
+    axes.set_ylabel("rank correlation with the original map")
+    _methods_legend(axes, list(checks))
+    return figure
+
+
 def report_html(model_name: str, images: Sequence[np.ndarray], row_labels: Sequence[str],
                 results: Mapping[str, Attribution], curves: Mapping[str, Curves], scores: pd.DataFrame,
                 agreement: np.ndarray | None = None, clip: float = 99.0, opacity: float = 0.5,
                 colormap: str = "jet", probabilities: np.ndarray | None = None,
-                image_names: Sequence[str] | None = None, class_names: Sequence[str] | None = None) -> str:
+                image_names: Sequence[str] | None = None, class_names: Sequence[str] | None = None,
+                sanity: Mapping[str, SanityCheck] | None = None) -> str:
     """The comparison as one offline HTML file: grid, faithfulness scores and curves, agreement, settings.
 
     With ``probabilities`` ``(N, classes)``, ``image_names`` and ``class_names``, maps of a class below
-    ``LOW_PROBABILITY`` are framed in the grid and named in a note above it.
+    ``LOW_PROBABILITY`` are framed in the grid and named in a note above it. With ``sanity``, the sanity check
+    run for these maps: its figure and its table.
     """
+    from explainers.reports.figures import figure_png
     from explainers.reports.html import Section, html_report
     from explainers.reports.render import png_bytes
 
     labels = [REGISTRY[n].label for n in results]
-    settings = pd.DataFrame([{"method": REGISTRY[n].label, "colour": REGISTRY[n].colour, "layer": r.layer or "",
+    settings = pd.DataFrame([{"method": REGISTRY[n].label, "colour": REGISTRY[n].colour, "shape": REGISTRY[n].shape,
+                              "layer": r.layer or "",
                               "parameters": ", ".join(f"{k}={v}" for k, v in r.params.items()) or "none",
                               "reference": REGISTRY[n].reference} for n, r in results.items()])
     notes, marked = [], None
@@ -172,6 +217,15 @@ def report_html(model_name: str, images: Sequence[np.ndarray], row_labels: Seque
                 + TIMING_NOTE, table=method_summary(scores), png=curves_png(curves)),
         Section("Scores per image", table=scores),
     ]
+    if sanity:
+        flagged = [REGISTRY[n].label for n, check in sanity.items() if check.flagged]
+        verdict = (f"Flagged (above {SANITY_THRESHOLD:g} at the last stage, so it explains the image more than the "
+                   f"model): {', '.join(flagged)}." if flagged else "Every method's map changes when the weights go.")
+        sections.append(Section(
+            "Sanity check", "The model's weights re-drawn from the top layer down, in the stages that ran; each "
+            "number is the mean rank correlation of a method's map with its map on the model itself (Adebayo et al. "
+            f"2018, arXiv:1810.03292). {verdict}", table=sanity_table(sanity), png=figure_png(sanity_figure(sanity)),
+            caption=f"Dotted line: the flag threshold, {SANITY_THRESHOLD:g}."))
     if agreement is not None:
         sections.append(Section("Agreement", "Spearman rank correlation between the methods' maps, mean over images.",
                                 table=pd.DataFrame(agreement, columns=labels).assign(method=labels)[["method", *labels]]))

@@ -12,6 +12,11 @@ import io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+# Matplotlib's marker for each of the registry's point shapes (named as Vega-Lite names them), so a report's
+# figure marks a method as the pages' charts do.
+MARKERS = {"circle": "o", "square": "s", "triangle-up": "^", "diamond": "D", "cross": "P", "triangle-down": "v",
+           "triangle-left": "<", "triangle-right": ">"}
+
 
 def new_figure(width: float, height: float, dpi: int = 110) -> tuple[Figure, object]:
     """A figure of ``width`` x ``height`` inches with one axes, drawn on its own canvas."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explainers.runtime import stopping
 from explainers.runtime.probe import GUIDED, LRP_EPSILON, RESCALE, Probe, build_probe, output_kind
 from explainers.runtime.targets import TOP1, choose_classes, class_scores, probabilities_from_logits
 
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 16
 PROBE_IMAGES = 8  # images in the timed passes that price one forward and one backward image
+PROBE_REPEATS = 3  # timed runs of each; the fastest counts, as the others met other work on the cores
 MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs worth a few MB each
 
 
@@ -48,6 +52,38 @@ def _concat(parts: list[Gradients]) -> Gradients:
     )
 
 
+class _Traces:
+    """Passes being traced now, and traces started so far, over every model: a pass timed beside a trace took
+    about twice as long on the development machine (the warm-up traces while the first visitor's page estimates),
+    so ``pass_seconds`` times only between traces."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.running = 0
+        self.started = 0
+
+    @contextlib.contextmanager
+    def tracing(self):
+        with self._changed:
+            self.running += 1
+            self.started += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.running -= 1
+                self._changed.notify_all()
+
+    def none_running(self, timeout: float) -> int:
+        """Wait until no pass is being traced (at most ``timeout`` s); the number of traces started so far."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.running == 0, timeout)
+            return self.started
+
+
+_TRACES = _Traces()
+
+
 class _CompiledProbe:
     """A probe's passes as TensorFlow functions, one per kind of pass, traced once each.
 
@@ -69,15 +105,16 @@ class _CompiledProbe:
         key = (backward, wrt_input)
         with self._lock:  # two sessions (or the warm-up) must not trace the same pass twice
             if key not in self._passes:
-                # No autograph: these functions branch only on Python values, and it saves
-                # about a third of every trace.
-                self._passes[key] = tf.function(
-                    functools.partial(self._run, backward=backward, wrt_input=wrt_input),
-                    input_signature=self._signature,
-                    autograph=False,
-                )
-                # Trace now, under the lock: a concurrent first call would otherwise trace again.
-                self._passes[key].get_concrete_function()
+                with _TRACES.tracing():
+                    # No autograph: these functions branch only on Python values, and it saves
+                    # about a third of every trace.
+                    self._passes[key] = tf.function(
+                        functools.partial(self._run, backward=backward, wrt_input=wrt_input),
+                        input_signature=self._signature,
+                        autograph=False,
+                    )
+                    # Trace now, under the lock: a concurrent first call would otherwise trace again.
+                    self._passes[key].get_concrete_function()
         return self._passes[key](x, targets)
 
     def _outputs(self, x):
@@ -172,6 +209,7 @@ class Runtime:
         per_pass = max(1, batch_size // 2) if paired else batch_size
         parts = []
         for start in range(0, len(x), per_pass):
+            stopping.check()  # between batches: work whose caller has gone ends here (``stopping.stop_when``)
             with self._lock:  # sessions run passes from several threads at once
                 self.passes_run += 1
             batch = x[start : start + per_pass]
@@ -226,8 +264,9 @@ _PASS_SECONDS: dict[str, tuple[float, float]] = {}
 def pass_seconds(model: LoadedModel) -> tuple[float, float]:
     """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``.
 
-    Timed once per network (preprocessing changes no pass's cost) on ``PROBE_IMAGES`` blank inputs through the passes the pages trace first (about half
-    a second on the embedded model), after one untimed call so that no trace is counted.
+    Timed once per network (preprocessing changes no pass's cost) on ``PROBE_IMAGES`` blank inputs through the
+    passes the pages trace first (about a second on the embedded model), after one untimed call so that no
+    trace is counted: the fastest of ``PROBE_REPEATS`` runs made while no pass was being traced (``_Traces``).
     """
     if model.network_fingerprint not in _PASS_SECONDS:
         x = np.zeros((PROBE_IMAGES, *model.model.inputs[0].shape[1:]), np.float32)
@@ -235,8 +274,21 @@ def pass_seconds(model: LoadedModel) -> tuple[float, float]:
         timings = []
         for backward in (True, False):
             model.runtime.gradients(x[:1], targets[:1], wrt_input=backward, backward=backward)
-            start = time.perf_counter()
-            model.runtime.gradients(x, targets, wrt_input=backward, backward=backward)
-            timings.append((time.perf_counter() - start) / PROBE_IMAGES)
+            timings.append(min(_seconds_between_traces(
+                lambda backward=backward: model.runtime.gradients(x, targets, wrt_input=backward, backward=backward))
+                for _ in range(PROBE_REPEATS)) / PROBE_IMAGES)
         _PASS_SECONDS[model.network_fingerprint] = (timings[0], timings[1])
     return _PASS_SECONDS[model.network_fingerprint]
+
+
+def _seconds_between_traces(run: Callable[[], object], patience: float = 10.0) -> float:
+    """Seconds ``run()`` takes, timed once no pass is being traced, and again while one started or ran meanwhile;
+    after ``patience`` seconds the last timing counts (one beside a trace beats none)."""
+    deadline = time.monotonic() + patience
+    while True:
+        started = _TRACES.none_running(max(0.0, deadline - time.monotonic()))
+        start = time.perf_counter()
+        run()
+        took = time.perf_counter() - start
+        if (_TRACES.started == started and _TRACES.running == 0) or time.monotonic() > deadline:
+            return took

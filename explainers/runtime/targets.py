@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from explainers.errors import InputError
+from explainers.errors import InputError, echo
 from explainers.runtime.probe import SIGMOID
 
 TOP1 = -1  # "each image's own top-1 class", resolved inside the forward pass
@@ -37,7 +37,7 @@ def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) ->
             continue
         if isinstance(target, str):
             if target not in class_names:
-                raise InputError(f"'{target}' is not one of the model's class names.")
+                raise InputError(f"'{echo(target)}' is not one of the model's class names.")
             target = list(class_names).index(target)
         if not 0 <= int(target) < num_classes:
             raise InputError(f"Target class {target} is outside the model's {num_classes} classes (0 to {num_classes - 1}).")

@@ -10,6 +10,7 @@ import numpy as np
 
 from explainers.attribution import IN_FLIGHT, RESULTS, Attribution, model_inputs, prepare_images
 from explainers.inputs.images import ImageLike, blur
+from explainers.methods.registry import PassGroup
 from explainers.models.loading import LoadedModel
 from explainers.runtime.passes import DEFAULT_BATCH_SIZE
 
@@ -37,6 +38,24 @@ def _map_digest(raw: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(raw, np.float32).tobytes(), digest_size=16).hexdigest()
 
 
+def _key(model: LoadedModel, digest: str, raw: np.ndarray, target: int, steps: int) -> tuple:
+    # Keyed by the map's own bytes, so any map (a method's, or one built by hand) is safe to cache.
+    return "curves", model.fingerprint, digest, _map_digest(raw), int(target), steps
+
+
+def cached_curves(model: LoadedModel, images: Sequence[ImageLike], attribution: Attribution, steps: int = 16) -> int:
+    """How many of ``attribution``'s maps have their curves at ``steps`` in the cache already; computes nothing."""
+    _, digests = prepare_images(model, images)
+    return sum(RESULTS.get(_key(model, digest, raw, target, steps)) is not None
+               for digest, raw, target in zip(digests, attribution.raw, attribution.classes))
+
+
+def curve_passes(maps: int, steps: int) -> list[PassGroup]:
+    """The forward passes the curves of ``maps`` maps cost (as ``Method.cost`` counts them): one batch of
+    ``2 * (steps + 1)`` inputs per map."""
+    return [(False, 2 * (steps + 1), maps)] if maps else []
+
+
 def deletion_insertion(
     model: LoadedModel,
     images: Sequence[ImageLike],
@@ -56,9 +75,7 @@ def deletion_insertion(
     counts = np.rint(fractions * height * width).astype(int)
     deletion, insertion = [], []
     for i, raw in enumerate(attribution.raw):
-        # Keyed by the map's own bytes, so any map (a method's, or one built by hand) is safe to cache.
-        key = ("curves", model.fingerprint, digests[i], _map_digest(raw),
-               int(attribution.classes[i]), steps)
+        key = _key(model, digests[i], raw, attribution.classes[i], steps)
         with IN_FLIGHT.hold(key):  # another session scoring the same map waits, then reads the cache
             hit = RESULTS.get(key) or _curves(model, pixels[i], raw, int(attribution.classes[i]), counts, batch_size, key)
         deletion.append(hit[0])

@@ -25,10 +25,10 @@ import keras
 import numpy as np
 
 from explainers.attribution import Attribution, attribute, cached_maps
+from explainers.estimates import maps_seconds
 from explainers.inputs.images import ImageLike
-from explainers.methods.registry import get_method, resolve_params
 from explainers.models.loading import LoadedModel
-from explainers.runtime.passes import DEFAULT_BATCH_SIZE, Runtime, pass_seconds
+from explainers.runtime.passes import Runtime
 from explainers.runtime.targets import Targets
 from explainers.scores.agreement import rank_correlation
 
@@ -53,6 +53,12 @@ class SanityCheck:
     deepest_layer: list[str]  # the deepest re-drawn layer at each stage
     correlations: np.ndarray  # (stages, N) rank correlation with the original map
     seconds: float = 0.0  # compute time of the stages' maps, whenever they were computed (cached maps included)
+    weighted_layers: int = 0  # the model's weighted layers: a stage of that many re-draws them all
+
+    @property
+    def stage_labels(self) -> list[str]:
+        """Each stage as charts and reports name it: ``top 8``, ``top 4 (all)``."""
+        return [stage_label(count, self.weighted_layers) for count in self.layers_randomized]
 
     @property
     def flagged(self) -> bool:
@@ -104,9 +110,33 @@ def _stage_model(model: LoadedModel, count: int, seed: int, clone: keras.Model |
     return stage
 
 
-def _stage_counts(model: LoadedModel, stages: Sequence[int]) -> list[int]:
+def stage_counts(model: LoadedModel, stages: Sequence[int] = DEFAULT_STAGES) -> list[int]:
+    """The stages a check really runs on ``model``: each count capped at its weighted layers, each once, growing.
+
+    On a model with 4 weighted layers, ``(1, 8, 32)`` runs two stages: the top 1, then all 4.
+    """
     total = len(weighted_layers_from_top(model.model))
     return sorted({min(int(s), total) for s in stages if int(s) > 0})
+
+
+def stage_label(count: int, total: int) -> str:
+    """A stage's name on a chart's categorical axis: ``top 8``, or ``top 4 (all)`` when it re-draws every layer."""
+    return f"top {count} (all)" if count == total else f"top {count}"
+
+
+def describe_stages(model: LoadedModel, methods: int, images: int, stages: Sequence[int] = DEFAULT_STAGES) -> str:
+    """One sentence on what a check of ``methods`` methods on ``images`` images runs on ``model``: the stages it
+    really has (``stage_counts``) and the maps they make."""
+    counts, total = stage_counts(model, stages), len(weighted_layers_from_top(model.model))
+    if not counts:
+        return f"{model.display_name} has no layer with trainable weights to re-draw, so there is nothing to check."
+    listed = str(counts[0]) if len(counts) == 1 else f"{', '.join(map(str, counts[:-1]))} and {counts[-1]}"
+    capped = " (the last stage: all of them)" if counts[-1] == total and len(counts) > 1 else ""
+    maps = len(counts) * methods * images
+    return (f"It runs on a randomised copy of the model: its top {listed} of {total} weighted layers re-drawn"
+            f"{' in turn' if len(counts) > 1 else ''}{capped}, one map per stage, method and image ({len(counts)} stage{'s' if len(counts) > 1 else ''} × "
+            f"{methods} method{'s' if methods != 1 else ''} × {images} image{'s' if images != 1 else ''} = "
+            f"{maps} map{'s' if maps != 1 else ''}).")
 
 
 def sanity_check(
@@ -140,7 +170,7 @@ def sanity_checks(
     originals = {name: attribute(model, images, name, targets, layer, **params)
                  for name, (layer, params) in methods.items()}
     copy = _copy_of(model)
-    counts = _stage_counts(model, stages)
+    counts = stage_counts(model, stages)
     after: dict[str, list[Attribution]] = {name: [] for name in methods}
     with copy.lock:
         copy.reset(model)
@@ -157,7 +187,7 @@ def sanity_checks(
     return {name: SanityCheck(
         counts, deepest,
         np.array([[rank_correlation(a, b) for a, b in zip(originals[name].raw, stage.raw)] for stage in after[name]]),
-        sum(stage.compute_seconds for stage in after[name]),
+        sum(stage.compute_seconds for stage in after[name]), len(copy.weighted),
     ) for name in methods}
 
 
@@ -165,23 +195,21 @@ def estimate_seconds(model: LoadedModel, images: Sequence[ImageLike], methods: M
                      originals: Mapping[str, Attribution], stages: Sequence[int] = DEFAULT_STAGES, seed: int = 0) -> float:
     """About how long ``sanity_checks`` would take now, without running it.
 
-    Each map not cached yet costs its method's registered passes (``Method.cost``)
-    at the measured seconds per image of a pass (``pass_seconds``); a method the
+    Each map not cached yet costs what any map does (``estimates.maps_seconds``: its
+    method's registered passes at the model's measured pass cost); a method the
     model's randomised copy has not run yet adds ``TRACE_ALLOWANCE_SECONDS``.
     ``originals`` are the methods' maps on the model itself, for their classes.
     """
-    backward, forward = pass_seconds(model)
     copy = _COPIES.get(model.network_fingerprint)
     total = 0.0
     for name, (layer, params) in methods.items():
-        method, original = get_method(name), originals[name]
+        original = originals[name]
         missing = sum(len(original.raw) - cached_maps(_stage_model(model, count, seed), images, name,
                                                       list(original.classes), layer, **params)
-                      for count in _stage_counts(model, stages))
+                      for count in stage_counts(model, stages))
         if not missing:
             continue
-        passes = method.cost(resolve_params(method, dict(params)), missing, DEFAULT_BATCH_SIZE)
-        total += sum(per_pass * count * (backward if is_backward else forward) for is_backward, per_pass, count in passes)
+        total += maps_seconds(model, name, params, missing)  # the stages run on a copy of the same network
         if copy is None or (name, original.layer) not in copy.ran:
             total += TRACE_ALLOWANCE_SECONDS
     return total
