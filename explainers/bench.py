@@ -260,7 +260,7 @@ def main() -> None:
             took = seconds(lambda name=name: attribute(model, images, name))
             floor = seconds(lambda: model.preprocess(images)) + sum(
                 count * one_pass(backward, batch)
-                for backward, batch, count in method.cost(method.defaults, len(images), DEFAULT_BATCH_SIZE)
+                for backward, batch, count in method.cost(method.defaults, len(images), DEFAULT_BATCH_SIZE, model.input_size)
             )
             times.append(took)
             floors.append(floor)

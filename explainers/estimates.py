@@ -1,7 +1,7 @@
 """What a request will cost before it runs, and the ceiling a hosted copy puts on one request.
 
 An estimate counts the passes each map cannot avoid, as its method's registration states them
-(``Method.passes``, at the model's input size), at the seconds per image a backward and a forward pass
+(``Method.cost``, at the model's input size), at the seconds per image a backward and a forward pass
 took on this model (``pass_seconds``, timed once per network). A map already in the cache costs nothing.
 NumPy work besides the passes and first traces of a pass are left out: on the embedded model the passes
 are most of a method's time (``python -m explainers.bench`` prints each method's time over this floor).
@@ -39,7 +39,7 @@ def maps_seconds(model: LoadedModel, method: str, params: Mapping[str, Any], map
     if maps <= 0:
         return 0.0
     spec = get_method(method)
-    passes = spec.passes(resolve_params(spec, dict(params)), maps, DEFAULT_BATCH_SIZE, tuple(model.input_size))
+    passes = spec.cost(resolve_params(spec, dict(params)), maps, DEFAULT_BATCH_SIZE, tuple(model.input_size))
     return passes_seconds(model, passes)
 
 

@@ -76,3 +76,42 @@ def trained_binary_model(size: int = 32, seed: int = 3) -> keras.Model:
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
     model.fit(np.stack(images) / 255.0, labels.astype(np.float32), epochs=15, batch_size=32, verbose=0)
     return model
+
+
+def two_heads_model() -> keras.Model:
+    """One image input, two outputs: ``species`` (4-way softmax) and ``healthy`` (one sigmoid unit)."""
+    x = keras.Input((16, 16, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x))
+    heads = [keras.layers.Dense(4, activation="softmax", name="species")(features),
+             keras.layers.Dense(1, activation="sigmoid", name="healthy")(features)]
+    return keras.Model(x, heads)
+
+
+def open_link(params: dict, page: str):
+    """The dashboard as a link with ``params`` opens it on ``page``: an AppTest after its first run, no exception."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import PROJECT_ROOT
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.query_params.update(params)
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def open_own_model(model_file, page: str):
+    """The dashboard with the model file ``model_file`` typed in as the sidebar's own model, switched to ``page``;
+    the file's folder must be among the data roots."""
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import PROJECT_ROOT
+
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.session_state["model_spec"] = "own"
+    at.run()
+    at.sidebar.text_input(key="own_model_path").set_value(str(model_file)).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at

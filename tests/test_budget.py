@@ -9,12 +9,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import explainers as ex
-from conftest import PROJECT_ROOT
 from explainers import estimates, settings
 from explainers.attribution import cached_maps
 from explainers.runtime import stopping
 from explainers.runtime.passes import pass_seconds
-from helpers import gap_dense_model, random_images, wrap
+from helpers import gap_dense_model, open_link, random_images, wrap
 from ui import budget
 
 # The link of the issue: one photo through Occlusion with a one-pixel patch and stride, 50,177 forward passes.
@@ -45,7 +44,7 @@ def test_an_estimate_is_the_registered_passes_at_the_measured_cost_of_a_pass(mon
     ex.RESULTS.clear()
     backward, forward = pass_seconds(model)
     method = ex.REGISTRY["occlusion"]
-    registered = method.passes(ex.methods.registry.resolve_params(method, params), 1, 16, model.input_size)
+    registered = method.cost(ex.methods.registry.resolve_params(method, params), 1, 16, model.input_size)
     estimate = estimates.estimate_seconds(model, images, "occlusion", **params)
 
     sent = _counting_passes(monkeypatch, model)
@@ -155,12 +154,7 @@ def occlusion_runs(monkeypatch) -> list:
 
 
 def _open(params: dict, page: str = "pages/compare.py") -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.query_params.update(params)
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_link(params, page)
 
 
 def test_a_link_to_a_long_occlusion_shows_its_estimate_and_a_button_and_computes_nothing(occlusion_runs):

@@ -300,7 +300,7 @@ def test_cost_counts_exactly_the_passes_run(method, params, images, batch_size, 
     before = runtime.passes_run
     result = ex.attribute(m, random_images(images, seed=15), method, batch_size=batch_size, **params)
     spec = ex.REGISTRY[method]
-    groups = spec.passes(result.params, images, batch_size, m.input_size)  # occlusion's copies depend on the size
+    groups = spec.cost(result.params, images, batch_size, m.input_size)  # occlusion's copies depend on the size
     assert runtime.passes_run - before == sum(count for _, _, count in groups)
     assert sorted(sent) == sorted(
         (backward, per_pass) for backward, per_pass, count in groups for _ in range(count))
@@ -309,5 +309,5 @@ def test_cost_counts_exactly_the_passes_run(method, params, images, batch_size, 
 def test_default_costs_at_224_px():
     occlusion, rise = ex.REGISTRY["occlusion"], ex.REGISTRY["rise"]
     # A 32 px patch every 16 px: 13 x 13 copies an image, after one pass over the image itself.
-    assert occlusion.cost(occlusion.defaults, 1, 16) == [(False, 1, 1), (False, 16, 10), (False, 9, 1)]
-    assert rise.cost(rise.defaults, 2, 16) == [(False, 2, 1), (False, 16, 50)]
+    assert occlusion.cost(occlusion.defaults, 1, 16, (224, 224)) == [(False, 1, 1), (False, 16, 10), (False, 9, 1)]
+    assert rise.cost(rise.defaults, 2, 16, (224, 224)) == [(False, 2, 1), (False, 16, 50)]

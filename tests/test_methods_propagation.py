@@ -268,7 +268,7 @@ def test_cost_counts_exactly_the_passes_run(method, images, batch_size, monkeypa
     monkeypatch.setattr(_CompiledProbe, "run", spy)
     before = m.runtime.passes_run
     result = ex.attribute(m, random_images(images, SIZE, seed=25), method, batch_size=batch_size)  # TOP1 targets
-    groups = ex.REGISTRY[method].cost(result.params, images, batch_size)
+    groups = ex.REGISTRY[method].cost(result.params, images, batch_size, m.input_size)
     assert m.runtime.passes_run - before == sum(count for _, _, count in groups) == len(rows)
     assert sorted(rows) == sorted((backward, per_pass) for backward, per_pass, count in groups for _ in range(count))
 

@@ -128,16 +128,11 @@ def test_adding_a_method_and_a_class_by_name(page):
 def test_the_sanity_check_of_a_model_with_few_weighted_layers_states_and_plots_the_stages_it_runs(monkeypatch,
                                                                                                    tmp_path):
     from explainers.settings import DATA_ROOTS_ENV
-    from helpers import transfer_model
+    from helpers import open_own_model, transfer_model
 
     transfer_model().save(tmp_path / "small.keras")  # three weighted layers
     monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.session_state["model_spec"] = "own"
-    at.run()
-    at.sidebar.text_input(key="own_model_path").set_value(str(tmp_path / "small.keras")).run()
-    at.switch_page("pages/compare.py").run()
-    assert not at.exception, at.exception
+    at = open_own_model(tmp_path / "small.keras", "pages/compare.py")
     stated = next(c.value for c in at.caption if "randomised copy" in c.value)
     assert "top 1 and 3 of 3 weighted layers" in stated and "(2 stages × 3 methods × 2 images = 12 maps)" in stated
     at.button(key="cmp_sanity_run").click().run()

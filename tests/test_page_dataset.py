@@ -108,6 +108,17 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _photos_zip_app(files: dict[str, bytes]) -> AppTest:
+    """The dataset page, on the sidebar's default model, after uploading ``files`` as photos.zip."""
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at.run()
+    at.switch_page(PAGE).run()
+    at.radio(key="ds_source").set_value("A ZIP upload").run()
+    at.file_uploader(key="ds_zip").set_value([("photos.zip", _zip(files), "application/zip")]).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def test_zip_upload_is_evaluated_and_an_escaping_zip_is_refused(folder_app):
     files = {f"digits/{p.parent.name}/{p.name}": p.read_bytes() for d in ("0", "6")
              for p in sorted((DIGITS_TEST_FOLDER / d).glob("*.png"))[:10]}
@@ -146,12 +157,7 @@ def test_a_wide_models_first_cell_is_one_the_matrix_shows_and_holds_images():
     samples = ex.sample_images()
     files = {"photos/Egyptian Mau/cat.png": samples["cat_chelsea"].read_bytes(),
              "photos/tabby cat/coffee.png": samples["coffee"].read_bytes()}
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.run()
-    at.switch_page(PAGE).run()
-    at.radio(key="ds_source").set_value("A ZIP upload").run()
-    at.file_uploader(key="ds_zip").set_value([("photos.zip", _zip(files), "application/zip")]).run()
-    assert not at.exception, at.exception
+    at = _photos_zip_app(files)
     assert len(ex.load_model().class_names) == 1000  # the sidebar's default model
     assert at.selectbox(key="ds_cell_true").value == "tabby cat"
     assert at.selectbox(key="ds_cell_predicted").value == report.OTHER
@@ -215,12 +221,7 @@ def test_matrix_cells_are_square_and_the_chart_follows_the_class_count(demo_app)
     samples = ex.sample_images()
     files = {"photos/Egyptian Mau/cat.png": samples["cat_chelsea"].read_bytes(),
              "photos/espresso/coffee.png": samples["coffee"].read_bytes()}
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.run()
-    at.switch_page(PAGE).run()
-    at.radio(key="ds_source").set_value("A ZIP upload").run()
-    at.file_uploader(key="ds_zip").set_value([("photos.zip", _zip(files), "application/zip")]).run()
-    assert not at.exception, at.exception
+    at = _photos_zip_app(files)
     spec = _matrix_spec(at)  # a small square chart of 80-pixel cells, not one stretched over the page
     assert spec["width"] == spec["height"] == {"step": 80}
 

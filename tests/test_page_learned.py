@@ -71,6 +71,7 @@ def test_pictures_the_optimisation_did_not_move_are_captioned_as_such_not_as_pre
 
     from explainers import learned
     from explainers.settings import DATA_ROOTS_ENV
+    from helpers import open_own_model
 
     # Channel 0 of "features" is dead (zero weights: zero gradient), channel 1 sees red; class 2's logit is a constant.
     inputs = keras.Input((16, 16, 3))
@@ -80,12 +81,7 @@ def test_pictures_the_optimisation_did_not_move_are_captioned_as_such_not_as_pre
     head.set_weights([np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.0]], np.float32), np.array([0.0, 0.0, 5.0], np.float32)])
     keras.Model(inputs, outputs).save(tmp_path / "dead.keras")
     monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.session_state["model_spec"] = "own"
-    at.run()
-    at.sidebar.text_input(key="own_model_path").set_value(str(tmp_path / "dead.keras")).run()
-    at.switch_page("pages/learned.py").run()
-    assert not at.exception, at.exception
+    at = open_own_model(tmp_path / "dead.keras", "pages/learned.py")
 
     def captions() -> list[str]:
         return [img.caption for image in at.image for img in image.proto.imgs if img.caption]

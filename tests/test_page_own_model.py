@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import PROJECT_ROOT
 from explainers.settings import DATA_ROOTS_ENV, TRUST_MODEL_CODE_ENV
-from helpers import transfer_model
+from helpers import transfer_model, two_heads_model
 
 ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
 
@@ -26,11 +26,7 @@ def model_files(tmp_path_factory):
     y = keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Conv2D(4, 3)(x))
     keras.Model(x, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(y))).save(folder / "lambda.keras")
     transfer_model(channels=4).save(folder / "rgba.keras")
-    x = keras.Input((16, 16, 3))
-    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x))
-    heads = [keras.layers.Dense(4, activation="softmax", name="species")(features),
-             keras.layers.Dense(1, activation="sigmoid", name="healthy")(features)]
-    keras.Model(x, heads).save(folder / "two_heads.keras")
+    two_heads_model().save(folder / "two_heads.keras")
     return folder
 
 

@@ -5,16 +5,11 @@ from urllib.parse import parse_qs
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import PROJECT_ROOT
+from helpers import open_link
 
 
 def _open(params: dict, page: str) -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.query_params.update(params)
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_link(params, page)
 
 
 def test_a_layer_grid_link_reopens_its_selections():
@@ -70,18 +65,13 @@ def test_the_link_follows_the_view_when_the_page_stops_early():
 
 @pytest.fixture(scope="module")
 def own_models(tmp_path_factory):
-    import keras
 
-    from helpers import transfer_model
+    from helpers import transfer_model, two_heads_model
 
     folder = tmp_path_factory.mktemp("shared_models")
     transfer_model().save(folder / "pets.keras")
     (folder / "pets.txt").write_text("cat\ndog\nperson\n")
-    x = keras.Input((16, 16, 3))
-    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu", name="conv")(x))
-    heads = [keras.layers.Dense(4, activation="softmax", name="species")(features),
-             keras.layers.Dense(1, activation="sigmoid", name="healthy")(features)]
-    keras.Model(x, heads).save(folder / "two_heads.keras")
+    two_heads_model().save(folder / "two_heads.keras")
     return folder
 
 

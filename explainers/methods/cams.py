@@ -65,7 +65,7 @@ register_gradient_cam("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30",
 
 
 @register("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True,
-          cost=lambda params, images, batch_size: [(True, images, 2)])
+          cost=lambda params, images, batch_size, size: [(True, images, 2)])
 def guided_gradcam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     cam, classes = _gradient_cam(gradcam_weights)(job, params)
     guided = job.runtime.gradients(job.x, classes, wrt_input=True, guided=True, batch_size=job.batch_size)
@@ -80,7 +80,7 @@ def _cam_requirement(model: Any) -> str | None:
 
 
 @register("cam", "CAM", "Zhou et al. 2016, arXiv:1512.04150", requires=_cam_requirement,
-          cost=lambda params, images, batch_size: [(False, images, 1)])
+          cost=lambda params, images, batch_size, size: [(False, images, 1)])
 def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     head = cam_head(job.runtime.model)
     if head is None:
@@ -95,7 +95,7 @@ def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     return combine_cam(result.activations[0], class_weights[:, None, None, :], job.size), result.classes
 
 
-def _scorecam_cost(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+def _scorecam_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # A forward pass for the activations, then one per masked copy (with max_n 0, every channel:
     # unknown here, so the floor counts 256).
     batches, rest = divmod(params["max_n"] or 256, batch_size)

@@ -13,7 +13,7 @@ from explainers.methods.registry import Cost, Job, Param, PassGroup, register
 def _per_image_samples(param: str) -> Cost:
     """Cost of averaging gradients over ``params[param]`` points per image, in batches, plus one forward pass."""
 
-    def cost(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+    def cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
         batches, rest = divmod(int(params[param]), batch_size)
         return [(True, batch_size, batches * images)] + ([(True, rest, images)] if rest else []) + [(False, images, 1)]
 

@@ -10,11 +10,6 @@ from explainers.methods.gradients import baseline_input
 from explainers.methods.registry import Job, Param, PassGroup, register
 from explainers.runtime.targets import probabilities_from_logits
 
-# The embedded model's input: what a cost is counted at when the caller does not say.
-
-
-_COST_SIZE = (224, 224)
-
 
 def _auto_size(value: int, size: tuple[int, int]) -> int:
     """``value``, or when it is 0 a seventh of the shorter side (32 px at 224 px), as the RISE paper's 7x7 grid."""
@@ -48,7 +43,7 @@ def occlusion_patches(size: tuple[int, int], patch: int, stride: int) -> tuple[l
             patch_height, patch_width)
 
 
-def _occlusion_cost(params: dict, images: int, batch_size: int, size: tuple[int, int] = _COST_SIZE) -> list[PassGroup]:
+def _occlusion_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # One forward pass over the images (classes and unoccluded probabilities), then each image's copies.
     tops, lefts, _, _ = occlusion_patches(size, params["patch"], params["stride"])
     return _batches(images, batch_size, 1) + _batches(len(tops) * len(lefts), batch_size, images)
@@ -139,7 +134,7 @@ def rise_masks(size: tuple[int, int], count: int, cell: int, keep: float, seed: 
     return np.concatenate(batches) if batches else np.zeros((0, *size), np.float32)
 
 
-def _rise_cost(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+def _rise_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # A forward pass to resolve the top classes, then each image's masks.
     return _batches(images, batch_size, 1) + _batches(int(params["masks"]), batch_size, images)
 

@@ -26,11 +26,11 @@ def _in_batches(images: int, per_pass: int, rows_per_image: int) -> list[PassGro
     return [group for group in groups if group[1] and group[2]]
 
 
-def _one_pass_per_batch(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+def _one_pass_per_batch(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     return _in_batches(images, batch_size, 1)
 
 
-def _paired_passes(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+def _paired_passes(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # Each image runs beside its baseline, so a pass of at most batch_size rows holds half as many images.
     return _in_batches(images, max(1, batch_size // 2), 2)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,15 +40,15 @@ MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray]]
 
 
 CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
-# The passes a method cannot avoid for ``images`` images at ``batch_size``, as groups of
-# (backward?, images per pass, number of passes): what the benchmark's floor and every estimate are made of.
-# A cost that depends on the picture's size (Occlusion's patches) also takes ``size``, the model's (H, W) input.
+# The passes a method cannot avoid for ``images`` images at ``batch_size`` on a model whose input is ``size``
+# (H, W), as groups of (backward?, images per pass, number of passes): what the benchmark's floor and every
+# estimate are made of. Most costs ignore the size; Occlusion's patches depend on it.
 
 
 PassGroup = tuple[bool, int, int]
 
 
-Cost = Callable[[dict[str, Any], int, int], list[PassGroup]]
+Cost = Callable[[dict[str, Any], int, int, tuple[int, int]], list[PassGroup]]
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def next_shape(name: str) -> str:
     return SHAPES[len(REGISTRY) % len(SHAPES)]
 
 
-def one_pass(params: dict, images: int, batch_size: int) -> list[PassGroup]:
+def one_pass(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     """One backward pass over the images: what input-gradient methods and gradient CAMs need."""
     return [(True, images, 1)]
 
@@ -162,12 +161,6 @@ class Method:
     @property
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
-
-    def passes(self, params: dict[str, Any], images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
-        """The registered passes (``cost``) for ``images`` images at ``batch_size``, on a model whose input is ``size``."""
-        if "size" in inspect.signature(self.cost).parameters:
-            return self.cost(params, images, batch_size, size=tuple(size))
-        return self.cost(params, images, batch_size)
 
     def unavailable(self, model: Any) -> str | None:
         """Why this method cannot run on ``model`` (a LoadedModel), or None when it can."""
