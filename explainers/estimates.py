@@ -30,6 +30,9 @@ Request = tuple[str | None, Mapping[str, Any]]  # (layer, parameters) of one met
 
 def passes_seconds(model: LoadedModel, passes: Iterable[PassGroup]) -> float:
     """Seconds ``passes`` (groups of backward?, images per pass, passes) take on ``model`` at its measured pass cost."""
+    passes = list(passes)
+    if not passes:  # nothing to run (all cached): no need to time a pass, which costs a second on a fresh server
+        return 0.0
     backward, forward = pass_seconds(model)
     return sum(per_pass * count * (backward if is_backward else forward) for is_backward, per_pass, count in passes)
 

@@ -14,8 +14,6 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
 import streamlit as st
-from streamlit import runtime
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import explainers as ex
 from explainers import estimates
@@ -70,6 +68,9 @@ def run_stopped() -> Callable[[], bool]:
     Streamlit has no public call for this: the run's script requests (private) hold it, read here only. Whether
     the session is still among the server's active ones (public) answers for a closed tab too, should they change.
     """
+    # Streamlit's runtime modules are used here only: this function is the one seam to them.
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
     from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 
     context = get_script_run_ctx()

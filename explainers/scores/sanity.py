@@ -130,13 +130,17 @@ def describe_stages(model: LoadedModel, methods: int, images: int, stages: Seque
     counts, total = stage_counts(model, stages), len(weighted_layers_from_top(model.model))
     if not counts:
         return f"{model.display_name} has no layer with trainable weights to re-draw, so there is nothing to check."
-    listed = str(counts[0]) if len(counts) == 1 else f"{', '.join(map(str, counts[:-1]))} and {counts[-1]}"
-    capped = " (the last stage: all of them)" if counts[-1] == total and len(counts) > 1 else ""
-    maps = len(counts) * methods * images
+    several = len(counts) > 1
+    listed = f"{', '.join(map(str, counts[:-1]))} and {counts[-1]}" if several else str(counts[0])
+    capped = " (the last stage: all of them)" if several and counts[-1] == total else ""
+    sizes = [_counted(len(counts), "stage"), _counted(methods, "method"), _counted(images, "image")]
     return (f"It runs on a randomised copy of the model: its top {listed} of {total} weighted layers re-drawn"
-            f"{' in turn' if len(counts) > 1 else ''}{capped}, one map per stage, method and image ({len(counts)} stage{'s' if len(counts) > 1 else ''} × "
-            f"{methods} method{'s' if methods != 1 else ''} × {images} image{'s' if images != 1 else ''} = "
-            f"{maps} map{'s' if maps != 1 else ''}).")
+            f"{' in turn' if several else ''}{capped}, one map per stage, method and image ({' × '.join(sizes)} = "
+            f"{_counted(len(counts) * methods * images, 'map')}).")
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def sanity_check(
