@@ -12,11 +12,12 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare methods", icon=":material/compare:"),
     st.Page("pages/dataset.py", title="Your dataset", icon=":material/folder_open:"),
     st.Page("pages/learned.py", title="What the model learned", icon=":material/psychology:"),
+    st.Page("pages/trust.py", title="Which method to trust", icon=":material/verified:", url_path="trust"),
 ]
 
 # Each page's widget keys start with its prefix; those and the sidebar's make up a shareable link.
 URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_", "dataset": "ds_",
-                "learned": "learned_"}
+                "learned": "learned_", "trust": "trust_"}
 
 # Before anything reads the URL or touches a model: a visitor who may not see the app gets the
 # sign-in screen on every URL, and the run stops there. Without [auth] in the secrets it does nothing.
@@ -27,17 +28,24 @@ auth.return_after_sign_in(PAGES, navigation)  # back from sign-in: to the link t
 # On a fresh server the engine (TensorFlow) is still loading: the title and the sidebar's
 # outline are drawn first, so the visitor sees the app while it does.
 with frame.outline_until_ready(navigation.title):
+    from explainers.plugins import load_environment_plugins
+
+    # ATTRIBUTION_DASHBOARD_PLUGINS, before any page lists methods or metrics: imported once per server, each
+    # failure one line in the server's log.
+    load_environment_plugins()
     from ui import budget, share, sidebar
 
     sidebar.render()
 page_prefix = URL_PREFIXES.get(navigation.url_path, "overview_")
 # Before the page as well as after it: once a page calls st.stop, Streamlit sends nothing more in
 # that run (a `finally` runs, but its link update is dropped), so the link must already be out.
-share.keep(page_prefix)  # this page's view as the visitor left it, back after a visit to another page
+# This page's view as the visitor left it, back after a visit to another page; copied as the run starts, since a
+# click in the browser stops the run under way before its end.
+share.keep(page_prefix)
 share.publish(page_prefix)
 link_slot = st.sidebar.empty()
 share.offer_link(link_slot, page_prefix, navigation.url_path)
-# A page's engine work ends between batches once the visitor has gone; its view is kept when its run ends.
+# A page's engine work ends between batches once the visitor has gone; its view is copied again when its run ends.
 with budget.stopped_with_the_run(), share.remembered(page_prefix):
     navigation.run()
 share.publish(page_prefix)  # values the page set itself (a default it chose, a clicked cell)

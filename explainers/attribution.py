@@ -17,8 +17,9 @@ import numpy as np
 from explainers.errors import InputError
 from explainers.inputs.images import ImageLike, as_rgb_array, content_digest
 from explainers.methods.cams import combine_cam
+from explainers.methods.completeness import Completeness
 from explainers.methods.maps import normalize, to_sizes
-from explainers.methods.registry import REGISTRY, Job, get_method, resolve_params
+from explainers.methods.registry import REGISTRY, Job, Maps, get_method, resolve_params
 from explainers.models.loading import LoadedModel
 from explainers.runtime.cache import ResultCache, SingleFlight
 from explainers.runtime.passes import DEFAULT_BATCH_SIZE
@@ -48,6 +49,9 @@ class Attribution:
     # equally by its maps); None for maps built by hand. (N,) bool: which maps this call found in the cache.
     map_seconds: np.ndarray | None = None
     from_cache: np.ndarray | None = None
+    # For methods that report it (``Method.reports_completeness``): each map's sum beside f(x) - f(x0), kept
+    # with the map in the cache; None for other methods and maps built by hand.
+    completeness: Completeness | None = None
 
     @property
     def compute_seconds(self) -> float:
@@ -72,9 +76,9 @@ def low_probability_note(subject: str, class_name: str, probability: float) -> s
             "scaled to look as strong as any other.")
 
 
-def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int, float]) -> None:
-    """Cache ``(map, class, seconds it took)`` under the class asked for and, when that was TOP1 or LEAST, under
-    the class it resolved to."""
+def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int, float, Completeness | None]) -> None:
+    """Cache ``(map, class, seconds it took, its completeness figures or None)`` under the class asked for and,
+    when that was TOP1 or LEAST, under the class it resolved to."""
     RESULTS.put((*context, digest, int(wanted)), hit, hit[0])
     if wanted < 0:  # TOP1 or LEAST: the same map also answers a request naming that class
         RESULTS.put((*context, digest, hit[1]), hit, hit[0])
@@ -155,13 +159,15 @@ def attribute(
                 start = time.perf_counter()
                 job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], layer,
                            batch_size)
-                raw, classes = spec.run(job, params)
+                raw, classes, completeness = Maps(*spec.run(job, params))
                 seconds = time.perf_counter() - start
                 for j, i in enumerate(missing):
-                    found[i] = (raw[j].astype(np.float32), int(classes[j]), seconds / len(missing))
+                    found[i] = (raw[j].astype(np.float32), int(classes[j]), seconds / len(missing),
+                                None if completeness is None else completeness.select([j]))
                     _store(context, digests[i], wanted[i], found[i])
     from_cache = np.ones(len(arrays), bool)
     from_cache[missing] = False
+    figures = [hit[3] for hit in found]
     return Attribution(
         method=method,
         layer=layer,
@@ -172,6 +178,7 @@ def attribute(
         cached=len(arrays) - len(missing),
         map_seconds=np.array([hit[2] for hit in found], np.float64),
         from_cache=from_cache,
+        completeness=None if any(f is None for f in figures) else Completeness.concatenate(figures),
     )
 
 
@@ -227,7 +234,7 @@ def _fill_grid(model: LoadedModel, spec, arrays, digests, wanted, layers, contex
     share = (time.perf_counter() - start) / (len(missing) * len(contexts))  # the one pass, shared by every cell
     for index, context in enumerate(contexts):
         for j, i in enumerate(missing):
-            found[i][index] = (cams[index][j], int(result.classes[j]), share)
+            found[i][index] = (cams[index][j], int(result.classes[j]), share, None)
             _store(context, digests[i], wanted[i], found[i][index])
 
 

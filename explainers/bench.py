@@ -1,4 +1,4 @@
-"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset | --learned]
+"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset | --learned | --trust]
 
 On the embedded model, prints for each method the median seconds for a batch of
 images and its ratio to a floor: preparing the model input (resize and
@@ -34,6 +34,12 @@ engine's predict, resize and preprocessing included), prediction + Grad-CAM
 (decoding included, per-file cache cleared). Then, when Ray is installed,
 in-process next to Ray local with 2 actors on a larger folder, with the
 per-batch costs the README's scaling model uses (``explainers.bench_ray``).
+
+``--trust`` runs "which method to trust" on the digits demo (1,000 images, or ``--trust-images N``; the CLI's
+default methods, every metric, the digits' strokes as masks; medians of 3 runs unless ``--repeats``) and reports
+the seconds, the time inside model passes over their floor (the passes the registrations count, each priced at a
+pass of its kind and size timed right after the run), ROAD's imputation against its registered work, and the
+estimate's error (``explainers.bench_trust``).
 """
 
 from __future__ import annotations
@@ -215,12 +221,22 @@ def bench_learned(repeats: int, together: int = 10) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, help="runs per figure, whose median is shown (default 5; --trust 3)")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--page", action="store_true", help="time the comparison page's default work instead")
     parser.add_argument("--dataset", action="store_true", help="images/s on the digits demo folder instead")
     parser.add_argument("--learned", action="store_true", help="class visualisation: seconds per class and hit rate")
+    parser.add_argument("--trust", action="store_true",
+                        help="the trust evaluation of the digits demo: seconds, passes over their floor, the estimate")
+    parser.add_argument("--trust-images", type=int, metavar="N", help="with --trust: N images (N / 10 per class) "
+                                                                       "instead of all 1,000, for a quick check")
     args = parser.parse_args()
+    if args.trust:
+        from explainers import bench_trust
+
+        bench_trust.bench(args.repeats or 3, args.trust_images)
+        return
+    args.repeats = args.repeats or 5
     if args.page:
         bench_page(args.repeats)
         return

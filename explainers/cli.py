@@ -1,8 +1,9 @@
 """``python -m explainers``: the dashboard's views in bulk, written to a folder, with the same engine.
 
-Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``, ``report``; ``--help`` on each.
-A bad input prints one line on stderr and exits with status 2; a bad image
-among many is skipped and reported.
+Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``, ``report``, ``trust``, ``visualize``,
+``methods``, ``metrics``; ``--help`` on each. ``--plugin FILE.py`` on every command imports the file first, so the
+methods and metrics it registers appear in every command. A bad input prints one line on stderr and exits with
+status 2; a bad image among many is skipped and reported.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from explainers.errors import InputError, echo
 from explainers.inputs.data_roots import check_path
 from explainers.inputs.images import IMAGE_SUFFIXES
 from explainers.models.preprocessing import PRESETS, describe_presets
+from explainers.plugins import load_plugins
 
 EXIT_BAD_INPUT = 2
 
@@ -232,20 +234,53 @@ def run_report(args: argparse.Namespace) -> None:
     _write_reports(evaluation, out, f"{evaluation.model_name} ({evaluation.runner}); reports in {out}")
 
 
-def _option(method: str, param: str) -> str:
-    return f"--{method}-{param}".replace("_", "-")
+def _option(name: str, param: str) -> str:
+    return f"--{name}-{param}".replace("_", "-")
 
 
 def _dest(method: str, param: str) -> str:
     return f"param__{method}__{param}"
 
 
+def _metric_dest(metric: str, param: str) -> str:
+    return f"metric_param__{metric}__{param}"
+
+
+def _given(args: argparse.Namespace, params, dest: Callable[[str], str]) -> dict:
+    """The parameters among ``params`` given on the command line (the rest keep their defaults)."""
+    given = {p.name: getattr(args, dest(p.name), None) for p in params}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _method_params(args: argparse.Namespace, method: str) -> dict:
     """The parameters given on the command line for ``method`` (the rest keep their defaults)."""
     from explainers.methods.registry import REGISTRY
 
-    given = {p.name: getattr(args, _dest(method, p.name), None) for p in REGISTRY[method].params}
-    return {name: value for name, value in given.items() if value is not None}
+    return _given(args, REGISTRY[method].params, lambda param: _dest(method, param))
+
+
+def _metric_params(args: argparse.Namespace, metric: str) -> dict:
+    """The parameters given on the command line for ``metric`` (the rest keep their defaults)."""
+    from explainers.trust import get_metric
+
+    return _given(args, get_metric(metric).params, lambda param: _metric_dest(metric, param))
+
+
+def _add_param_options(parser: argparse.ArgumentParser, name: str, label: str, params, dest: Callable[[str], str]) -> None:
+    """``--<name>-<parameter>`` for each of a registration's ``params``: type, choices and help from the Param."""
+    if not params:
+        return
+    group = parser.add_argument_group(f"{label} parameters")
+    for param in params:
+        kind = (lambda text: text.lower() in ("1", "true", "yes", "on")) if param.kind is bool else param.kind
+        try:
+            group.add_argument(_option(name, param.name), dest=dest(param.name), type=kind,
+                               choices=list(param.choices) or None, metavar=None if param.choices else param.kind.__name__.upper(),
+                               # argparse %-formats help: a registration's own "10% to 90%" must stay text
+                               help=f"{param.help} ({param.describe()}; default {param.default})".replace("%", "%%"))
+        except argparse.ArgumentError:  # a plugin's method or metric whose option another option already is
+            raise InputError(f"The option {_option(name, param.name)} of {label} is another option already; rename "
+                             f"'{name}' or its parameter '{param.name}' in its registration.") from None
 
 
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
@@ -253,14 +288,15 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
     from explainers.methods.registry import REGISTRY
 
     for name, method in REGISTRY.items():
-        if not method.params:
-            continue
-        group = parser.add_argument_group(f"{method.label} parameters")
-        for param in method.params:
-            kind = (lambda text: text.lower() in ("1", "true", "yes", "on")) if param.kind is bool else param.kind
-            group.add_argument(_option(name, param.name), dest=_dest(name, param.name), type=kind,
-                               choices=list(param.choices) or None, metavar=None if param.choices else param.kind.__name__.upper(),
-                               help=f"{param.help} ({param.describe()}; default {param.default})")
+        _add_param_options(parser, name, method.label, method.params, lambda param, name=name: _dest(name, param))
+
+
+def _add_metric_options(parser: argparse.ArgumentParser) -> None:
+    """``--<metric>-<parameter>`` for every registered metric's parameters, as methods get theirs."""
+    from explainers.trust import METRICS
+
+    for name, metric in METRICS.items():
+        _add_param_options(parser, name, metric.label, metric.params, lambda param, name=name: _metric_dest(name, param))
 
 
 def _target(text: str, count: int):
@@ -317,14 +353,200 @@ def run_methods(args: argparse.Namespace) -> None:
     print(markdown_table())
 
 
+def run_metrics(args: argparse.Namespace) -> None:
+    from explainers.trust import markdown_table
+
+    print(markdown_table())
+
+
+# What `trust` evaluates when --methods is not given: the comparison page's defaults with Integrated Gradients and
+# Grad-CAM, at a cost a laptop affords (RISE and Occlusion cost hundreds of passes an image); those the model cannot
+# run are left out.
+TRUST_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam", "scorecam")
+NOTES_SHOWN = 5  # skipped images or mask problems printed one by one; the rest are counted (the report lists them)
+
+
+def _names(given: Sequence[str] | None) -> list[str]:
+    """Names given space- or comma-separated (``a,b c``), in order, each once."""
+    return list(dict.fromkeys(name.strip() for text in given or [] for name in text.split(",") if name.strip()))
+
+
+def _per_class(text: str | None) -> int | None:
+    """``--sample``: images per class, or None for all (sample_listing refuses fewer than 1)."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--sample is a whole number of images per class; got '{echo(text)}'.") from None
+
+
+def _object_masks(args: argparse.Namespace):
+    """The masks ``--masks``, ``--boxes`` or ``--strokes`` name, or None."""
+    from explainers.trust.masks import masks_from_boxes, masks_from_folder, masks_from_strokes
+
+    if args.masks is not None:
+        return masks_from_folder(args.masks)
+    if args.boxes is not None:
+        return masks_from_boxes(args.boxes)
+    if args.strokes is not None:
+        return masks_from_strokes(args.strokes)
+    return None
+
+
+def _trust_request(args: argparse.Namespace, model, has_masks: bool):
+    """The methods and metrics asked for (by default the usual methods and every metric the inputs allow), with
+    their command-line parameters, checked."""
+    from explainers.methods.registry import get_method
+    from explainers.trust import get_metric, metric_names
+    from explainers.trust.scoring import trust_request
+
+    methods = _names(args.methods) or [m for m in TRUST_METHODS if get_method(m).unavailable(model) is None]
+    metrics = _names(args.metrics) or metric_names(has_masks)
+    for name in methods:
+        get_method(name)  # an unknown name: one sentence, before its parameters are looked up
+    for name in metrics:
+        get_metric(name)
+    return trust_request(model, {name: (args.layer, _method_params(args, name)) for name in methods},
+                         {name: _metric_params(args, name) for name in metrics}, has_masks=has_masks,
+                         target=args.target, batch_size=args.batch_size)
+
+
+def _with_params(label: str, layer: str | None, params) -> str:
+    shown = ([f"layer {layer}"] if layer else []) + [f"{name}={value!r}" for name, value in params]
+    return f"{label} ({', '.join(shown)})" if shown else label
+
+
+def _trust_plan(listing, sample, request, masks, per_class: int | None) -> list[str]:
+    """What the run will do, in three lines: the images, the methods and the metrics, with their parameters."""
+    from explainers.methods.registry import get_method
+    from explainers.trust import get_metric
+
+    each = "all of each class" if per_class is None else f"up to {per_class:,} per class"
+    explained = "its true class" if request.target == "true" else "its predicted class"
+    root = listing.root.rstrip("/").rsplit("/", 1)[-1]
+    return [f"plan: {len(sample.paths):,} images of '{root}' ({each}, {len(set(sample.true))} classes), each map "
+            f"explaining {explained}; masks: {masks.source if masks is not None else 'none'}",
+            "methods: " + "; ".join(_with_params(get_method(m.method).label, m.layer, m.params) for m in request.methods),
+            "metrics: " + "; ".join(_with_params(get_metric(m.name).label, None, m.params) for m in request.metrics)]
+
+
+def _note_each(prefix: str, items: Sequence[tuple[str, str]]) -> None:
+    """``prefix: image: why`` on stderr for the first few items, then how many more."""
+    for image, why in items[:NOTES_SHOWN]:
+        print(f"{prefix}: {image}: {why}", file=sys.stderr)
+    if len(items) > NOTES_SHOWN:
+        print(f"{prefix}: {len(items) - NOTES_SHOWN:,} more images (the report lists them)", file=sys.stderr)
+
+
+def _trust_result(args: argparse.Namespace, model, listing, request, per_class: int | None, masks,
+                  on_ray: Callable | None):
+    """The evaluation with a progress bar, on this machine or (``--ray``) as a Ray pipeline: the one place that
+    chooses. Either gives a TrustResult."""
+    from explainers.trust.evaluate import TrustResult, evaluate_trust_iter
+
+    with _progress_bar() as bar:
+        task = bar.add_task("Scoring" if on_ray is None else f"Scoring on Ray ({args.ray})", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if on_ray is not None:
+            from explainers.datasets.distributed import ModelSpec
+
+            logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # the bar shows progress; a failure is a sentence
+            plugins = tuple(str(Path(path).expanduser().resolve()) for path in args.plugin)  # each worker loads them
+            return on_ray(model, listing, request, per_class=per_class, seed=args.seed, masks=masks, address=args.ray,
+                          spec=ModelSpec.of(model, args.output), actors=args.actors,
+                          cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, plugins=plugins,
+                          on_progress=progress)
+        for step in evaluate_trust_iter(model, listing, request, per_class, args.seed, masks):
+            if isinstance(step, TrustResult):
+                return step
+            progress(step.done, step.total)
+    raise AssertionError("evaluate_trust_iter ends with a TrustResult")
+
+
+def run_trust(args: argparse.Namespace) -> None:
+    from explainers.datasets.sources import list_images
+    from explainers.estimates import describe, duration
+    from explainers.trust.evaluate import sample_listing, trust_seconds
+    from explainers.trust.report import metrics_table, trust_report_html
+    from explainers.trust.storage import IMAGES_FILE, REPORT_FILE, ROWS_FOLDER, TRUST_FILE, write_trust
+    from explainers.trust.summary import summarise
+
+    per_class = _per_class(args.sample)
+    on_ray = None
+    if args.ray is not None:
+        from explainers.datasets.ray_session import import_ray
+        from explainers.trust.distributed import evaluate_trust_ray as on_ray
+
+        import_ray()  # before any work: without Ray Data installed, one sentence at once
+    masks = _object_masks(args)
+    model = _load(args)
+    request = _trust_request(args, model, has_masks=masks is not None)
+    listing = list_images(args.data, model, args.mapping)
+    if listing.mapping.unknown:
+        _warn(f"class folders the model has no class for: {', '.join(listing.mapping.unknown)}")
+    _note_each("skipped", listing.skipped)
+    sample = sample_listing(listing, per_class, args.seed)
+    if sample.classes_short:
+        short = ", ".join(model.class_names[label] for label in sample.classes_short)
+        print(f"classes with fewer than {per_class:,} images (all of theirs are scored): {short}", file=sys.stderr)
+    out = _out_dir(args.out)
+    estimate = trust_seconds(model, request, len(sample.paths))
+    for line in _trust_plan(listing, sample, request, masks, per_class):
+        print(line, file=sys.stderr)
+    print(f"estimate: {describe(estimate)} with nothing cached", file=sys.stderr)
+    result = _trust_result(args, model, listing, request, per_class, masks, on_ray)
+    summary = summarise(result.rows, request.method_names, request.metric_names, seed=args.seed)
+    write_trust(result, summary, out, per_class, args.seed, trust_report_html(result, summary))
+    print(metrics_table(summary).to_string(index=False))
+    _note_each("skipped", result.skipped)
+    _note_each("no localisation for", result.mask_problems)
+    took = f"{result.seconds:.1f} s" if result.seconds < 10 else duration(result.seconds)
+    print(f"scored {len(result.images):,} images in {took} (estimated {describe(estimate)}); "
+          f"wrote {TRUST_FILE}, {ROWS_FOLDER}/, {IMAGES_FILE} and {REPORT_FILE} to {out}", file=sys.stderr)
+
+
+def _plugin_parser() -> argparse.ArgumentParser:
+    """``--plugin``, a parent of every command; also read alone, before the parser is built (see ``main``)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="a Python file imported first (repeatable), so the methods "
+                             "(explainers.methods.registry.register) and metrics (explainers.trust.register_metric) "
+                             "it registers appear in every command; it runs as your own code, so name only files you "
+                             "trust")
+    return parser
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """How a dataset's class folders meet the model's classes, and the batch size: `evaluate` and `trust`."""
+    parser.add_argument("--mapping", default="auto", choices=["auto", "by position", "by name", "by WordNet id"])
+    parser.add_argument("--batch-size", type=int, default=64)
+
+
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    ray = parser.add_argument_group("on a Ray cluster (needs ray[data])")
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="score on Ray: alone or 'local' starts Ray on this machine, host:port joins a running cluster")
+    ray.add_argument("--actors", type=int, default=1, help="model copies scoring batches in parallel (default %(default)s)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0,
+                     help="CPU cores each actor reserves, and its TensorFlow threads (default %(default)s)")
+    ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (default %(default)s)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from explainers.learned import Settings
     from explainers.methods.registry import REGISTRY
     from explainers.models.loading import DEFAULT_MODEL
+    from explainers.trust.masks import STROKE_THRESHOLD
+    from explainers.trust.scoring import TARGETS
 
     parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model = argparse.ArgumentParser(add_help=False)
+    plugins = _plugin_parser()
+    model = argparse.ArgumentParser(add_help=False, parents=[plugins])
     model.add_argument("--model", default=DEFAULT_MODEL,
                        help="efficientnet_lite0 (embedded), digits_cnn, keras:<Application> or a model path (default %(default)s)")
     model.add_argument("--labels", type=Path, help="class names: JSON list or dict, one per line, or a {0: 'cat'} dict")
@@ -335,8 +557,12 @@ def _parser() -> argparse.ArgumentParser:
     layers = commands.add_parser("layers", parents=[model], help="list the layers a CAM method can use, in order")
     layers.set_defaults(run=run_layers)
 
-    listing = commands.add_parser("methods", help="the registered methods and their parameters, as a Markdown table")
+    listing = commands.add_parser("methods", parents=[plugins],
+                                  help="the registered methods and their parameters, as a Markdown table")
     listing.set_defaults(run=run_methods)
+    metrics = commands.add_parser("metrics", parents=[plugins],
+                                  help="the registered metrics (for `trust`) and their parameters, as a Markdown table")
+    metrics.set_defaults(run=run_metrics)
 
     gradcam = commands.add_parser("gradcam", parents=[model], help="a Grad-CAM overlay per image x layer x class")
     gradcam.add_argument("--images", type=Path, required=True, help="folder of images")
@@ -375,20 +601,51 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", parents=[model], help="predictions, confusion matrix, metrics, class attention")
     evaluate.add_argument("--data", required=True,
                           help="folder of class subfolders: <data>/<class>/<image>; with --ray also a URI (s3://, gs://)")
-    evaluate.add_argument("--mapping", default="auto", choices=["auto", "by position", "by name", "by WordNet id"])
-    evaluate.add_argument("--batch-size", type=int, default=64)
+    _add_dataset_options(evaluate)
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
-    ray = evaluate.add_argument_group("on a Ray cluster (needs ray[data])")
-    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                     help="score on Ray: alone or 'local' starts Ray on this machine, host:port joins a running cluster")
-    ray.add_argument("--actors", type=int, default=1, help="model copies scoring batches in parallel (default %(default)s)")
-    ray.add_argument("--cpus-per-actor", type=float, default=1.0,
-                     help="CPU cores each actor reserves, and its TensorFlow threads (default %(default)s)")
-    ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (default %(default)s)")
+    _add_ray_options(evaluate)
     evaluate.set_defaults(run=run_evaluate)
 
-    results = commands.add_parser("report", help="the evaluate reports (CSV, PNG, metrics) from a results folder, "
-                                                 "with no model pass")
+    trust = commands.add_parser(
+        "trust", parents=[model], help="which method to trust: methods scored by metrics over a dataset, per class, "
+                                       "with intervals; trust.json, rows/*.parquet and report.html",
+        description="Score methods' maps of a dataset's images by metrics (faithfulness, randomisation, robustness, "
+                    "complexity, and localisation given object masks): each method x metric's mean with a 95% "
+                    "bootstrap interval, overall and per class, each metric's ranking and how stable it is, how far "
+                    "the metrics agree, and a card per method. Prints the plan and the estimated time first.")
+    trust.add_argument("--data", required=True, help="folder of class subfolders: <data>/<class>/<image> (or an "
+                                                     "s3:// or gs:// URI)")
+    objects = trust.add_mutually_exclusive_group()
+    objects.add_argument("--masks", help="folder of object masks mirroring the images' paths under --data "
+                                         "(<masks>/<class>/<image>.png, any image suffix; white = object)")
+    objects.add_argument("--boxes", help="CSV of object boxes, rows path,x0,y0,x1,y1: the image's path under --data "
+                                         "and a box in its pixels (several rows for one image: their union)")
+    objects.add_argument("--strokes", nargs="?", type=int, const=STROKE_THRESHOLD, metavar="LEVEL",
+                         help="each image's pixels brighter than LEVEL (0-254; default %(const)s) as its object: "
+                              "the digits demo's strokes")
+    trust.add_argument("--methods", nargs="+", metavar="METHOD",
+                       help=f"methods to evaluate, space- or comma-separated (default: {', '.join(TRUST_METHODS)}); "
+                            "`methods` lists them all")
+    trust.add_argument("--layer", help="the layer CAM methods explain (default: the model's own CAM layer; `layers` "
+                                       "lists them)")
+    trust.add_argument("--metrics", nargs="+", metavar="METRIC",
+                       help="metrics to score the maps by, space- or comma-separated (default: every metric the "
+                            "inputs allow; localisation needs --masks, --boxes or --strokes); `metrics` lists them")
+    trust.add_argument("--sample", metavar="N", help="images per class, drawn with --seed (default: all of them)")
+    trust.add_argument("--seed", type=int, default=0, help="draws the sample and the bootstrap (default %(default)s)")
+    trust.add_argument("--target", default="true", choices=list(TARGETS),
+                       help="the class each map explains: true (the image's folder) or predicted (the model's top "
+                            "class) (default %(default)s)")
+    _add_dataset_options(trust)
+    trust.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_ray_options(trust)
+    _add_method_options(trust)
+    _add_metric_options(trust)
+    trust.set_defaults(run=run_trust)
+
+    results = commands.add_parser("report", parents=[plugins],
+                                  help="the evaluate reports (CSV, PNG, metrics) from a results folder, with no model "
+                                       "pass")
     results.add_argument("--results", type=Path, required=True,
                          help="a results folder: results.json and rows/*.parquet, as evaluate --out writes")
     results.add_argument("--out", type=Path, help="output folder (default: the results folder)")
@@ -396,9 +653,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plugin_failures(paths: Sequence[str]) -> bool:
+    """Import the plugin files; print one line per file that failed, and say whether any did."""
+    errors = load_plugins(paths)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return bool(errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Plugins first: the parser gives the methods and metrics they register their --<name>-<parameter> options.
+    if _plugin_failures(_plugin_parser().parse_known_args(argv)[0].plugin):
+        return EXIT_BAD_INPUT
     try:
+        args = _parser().parse_args(argv)
+        if _plugin_failures(args.plugin):  # one the first look missed (an abbreviated --plug): loaded, without options
+            return EXIT_BAD_INPUT
         args.run(args)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

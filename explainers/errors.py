@@ -18,6 +18,11 @@ class ModelUnavailableError(InputError):
 ECHO_LIMIT = 100
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one: "1 image", "2 images", "1,000 images"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def echo(text: object, limit: int = ECHO_LIMIT) -> str:
     """``text`` as a message repeats it: whole when short, else its start and end around an ellipsis.
 

@@ -5,6 +5,9 @@ An estimate counts the passes each map cannot avoid, as its method's registratio
 took on this model (``pass_seconds``, timed once per network). A map already in the cache costs nothing.
 NumPy work besides the passes and first traces of a pass are left out: on the embedded model the passes
 are most of a method's time (``python -m explainers.bench`` prints each method's time over this floor).
+The trust evaluation's estimate (``trust.evaluate.trust_seconds``) prices each pass at its own size instead
+(``sized_passes_seconds``): its metrics send passes of 1 to 64 images, whose cost per image differs by several times
+on a small model.
 
 The dashboard shows an estimate above a few seconds and waits for a button; above the server's ceiling
 (``settings.max_request_seconds``) it refuses the request in one sentence (``check_ceiling``).
@@ -21,7 +24,7 @@ from explainers.errors import InputError
 from explainers.inputs.images import ImageLike
 from explainers.methods.registry import PassGroup, get_method, resolve_params
 from explainers.models.loading import LoadedModel
-from explainers.runtime.passes import DEFAULT_BATCH_SIZE, pass_seconds
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE, pass_cost, pass_seconds
 from explainers.runtime.targets import Targets
 from explainers.scores.faithfulness import cached_curves, curve_passes
 
@@ -35,6 +38,18 @@ def passes_seconds(model: LoadedModel, passes: Iterable[PassGroup]) -> float:
         return 0.0
     backward, forward = pass_seconds(model)
     return sum(per_pass * count * (backward if is_backward else forward) for is_backward, per_pass, count in passes)
+
+
+def sized_passes_seconds(model: LoadedModel, passes: Iterable[PassGroup]) -> float:
+    """Seconds ``passes`` take on ``model``, each pass priced at the measured cost of a pass of its own size
+    (``pass_cost``): a pass costs a fixed part besides its images, which pricing per image leaves out for small
+    batches and counts too often for large ones. What the trust evaluation's estimate uses, as its metrics send
+    passes from 1 to 64 images."""
+    passes = [group for group in passes if group[1] > 0 and group[2] > 0]
+    if not passes:
+        return 0.0
+    cost = pass_cost(model)
+    return sum(count * cost.seconds(is_backward, per_pass) for is_backward, per_pass, count in passes)
 
 
 def maps_seconds(model: LoadedModel, method: str, params: Mapping[str, Any], maps: int) -> float:

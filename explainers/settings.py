@@ -19,6 +19,9 @@ DEFAULT_SCAN_MAX_DEPTH = 6
 # On a host, the seconds one request (maps, scores, a sanity check, a visualisation, a dataset run) may be
 # estimated to take; a request above it is refused in one sentence. Unset: no ceiling, as for one local user.
 MAX_REQUEST_SECONDS_ENV = "ATTRIBUTION_DASHBOARD_MAX_REQUEST_SECONDS"
+# Python files (os.pathsep-separated) the dashboard imports at start-up, as the CLI's ``--plugin``: they may register
+# methods and metrics. Importing a file runs its code on the server, so only whoever starts the server names them.
+PLUGINS_ENV = "ATTRIBUTION_DASHBOARD_PLUGINS"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -61,3 +64,8 @@ def max_request_seconds() -> float | None:
     except ValueError:
         return None
     return value if value > 0 and value != float("inf") else None
+
+
+def plugin_paths() -> list[str]:
+    """The plugin files ``ATTRIBUTION_DASHBOARD_PLUGINS`` names, in order (empty entries left out)."""
+    return [path.strip() for path in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if path.strip()]

@@ -12,6 +12,7 @@ import streamlit as st
 from explainers import REGISTRY, estimates, scores, unavailable_methods
 from explainers.attribution import format_probability, is_low_probability, low_probability_note
 from explainers.reports import comparison, render
+from explainers.scores import completeness as completeness_scores
 from explainers.scores import sanity as sanity_scores
 from ui import budget, cached, charts, method_params
 from ui.selection import current
@@ -138,7 +139,10 @@ for i, image_name in enumerate(selection.names):
     row[0].image(photo(selection.images[i], THUMB, digests[i]),
                  caption=f"{caption} {UNLIKELY_CAPTION}" if unlikely[i] else caption)
     for column, name in zip(row[1:], methods):
-        column.image(cell(i, name, THUMB), caption=UNLIKELY_CAPTION if unlikely[i] else None)
+        notes = [UNLIKELY_CAPTION if unlikely[i] else None, completeness_scores.gap_caption(results[name], i)]
+        column.image(cell(i, name, THUMB), caption=" · ".join(n for n in notes if n) or None)
+for advice in completeness_scores.completeness_advice(results, selection.names):
+    st.warning(advice, icon="⚠️")
 
 st.subheader("Which map to trust")
 steps = st.select_slider("Deletion / insertion steps", [8, 16, 32, 64], DEFAULT_STEPS, key="cmp_steps")
@@ -170,7 +174,8 @@ def draw_sanity(checks: dict, seconds: float) -> None:
 per_image_scores = comparison.scores_table(results, curves, selection.names, model.class_names, selection.probabilities)
 summary = comparison.method_summary(per_image_scores)
 labels = tuple(REGISTRY[n].label for n in methods)
-tabs = st.tabs(["Deletion and insertion", "Sanity check", "Agreement", "Runtime"])
+complete = completeness_scores.reporting(results)  # methods whose maps claim to sum to f(x) - f(x0)
+tabs = st.tabs(["Deletion and insertion", "Sanity check", "Agreement", "Runtime"] + (["Completeness"] if complete else []))
 with tabs[0]:
     st.dataframe(summary[["method", "deletion AUC", "insertion AUC"]], hide_index=True, column_config={
         "deletion AUC": st.column_config.NumberColumn(format="%.3f", help=SCORE_HELP["deletion"]),
@@ -219,6 +224,12 @@ with tabs[3]:
             help=f"How many of the {len(selection.names)} maps this run found in the cache instead of computing."),
     })
     st.caption(comparison.TIMING_NOTE)
+if complete:
+    with tabs[4]:
+        st.dataframe(completeness_scores.completeness_table(results, selection.names), hide_index=True, column_config={
+            completeness_scores.GAP: st.column_config.NumberColumn(format="percent",
+                                                                   help=completeness_scores.GAP_HELP)})
+        st.caption(completeness_scores.GAP_HELP)
 
 
 row_labels = [comparison.row_label(n, model.class_names[targets[i]], explained[i]) for i, n in enumerate(selection.names)]

@@ -5,7 +5,6 @@ from ui.frame import through_the_entrypoint
 through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
 
 import hashlib
-from typing import NamedTuple
 
 import altair as alt
 import numpy as np
@@ -18,11 +17,12 @@ from explainers.datasets import report as report
 from explainers.datasets.evaluate import Evaluation, Progress
 from explainers.datasets.evaluation import read_image
 from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
-from explainers.errors import echo
+from explainers.errors import counted, echo
 from explainers.reports import render
-from ui import budget, cached, share
+from ui import budget, cached
 from ui.selection import current
 from ui.widgets import photo
+from ui.zip_upload import unpacked_zip
 
 DEMO, SERVER_FOLDER, ZIP_UPLOAD = "Digits demo (bundled)", "A folder on the server", "A ZIP upload"
 RESULTS_FOLDER = "A results folder on the server"
@@ -33,7 +33,6 @@ MATRIX_CELL = (16, 80)  # px: the smallest and largest side of a confusion matri
 MATRIX_WIDTH = 720  # px: the matrix's width, as cell sizes within MATRIX_CELL allow
 ATTENTION_CLASSES = 12  # past 24 classes with images, the attention tab starts on this many with the most mistakes
 _RESULTS, _STOPPED = "dataset_results", "dataset_stopped"
-_LAST_ZIP = "ds_last_zip"  # the ZIP this session last unpacked: the uploader is empty after a visit to another page
 
 selection = current()
 st.title("Your dataset")
@@ -69,18 +68,6 @@ def _results_folder() -> Evaluation:
     return opened
 
 
-class UnpackedZip(NamedTuple):
-    name: str  # as uploaded
-    folder: str
-
-
-def _forget_removed_zip() -> None:
-    # Only the visitor removing the file changes the uploader; a visit to another page empties it silently,
-    # and the ZIP's results stay.
-    if st.session_state.get("ds_zip") is None:
-        st.session_state.pop(_LAST_ZIP, None)
-
-
 def _folder() -> str | None:
     if source == DEMO:
         return str(ex.samples.DIGITS_TEST_FOLDER)
@@ -89,23 +76,8 @@ def _folder() -> str | None:
                              help=f"A folder inside {ex.data_roots.describe(roots)}; a relative path starts in "
                                   f"{roots[0]}.").strip()
         return str(ex.data_roots.resolve_inside(path, roots)) if path else None
-    upload = st.file_uploader("ZIP of the class folders", type=["zip"], key="ds_zip",
-                              help=f"Inside: <class name>/<image> (one top folder is fine), images as "
-                                   f"{ex.images.FORMAT_NAMES}. Limit: server.maxUploadSize.",
-                              on_change=_forget_removed_zip)
-    if upload is None:
-        last = st.session_state.get(_LAST_ZIP)
-        if last is None:
-            return None
-        st.caption(f"{echo(last.name)}, uploaded earlier in this session; upload another ZIP to replace it.")
-        share.used_upload("dataset")
-        return last.folder
-    unpacked: dict = st.session_state.setdefault("ds_unpacked", {})
-    if upload.file_id not in unpacked:
-        unpacked[upload.file_id] = str(ex.uploads.unpack_zip(upload.getvalue(), upload.name))
-    st.session_state[_LAST_ZIP] = UnpackedZip(upload.name, unpacked[upload.file_id])
-    share.used_upload("dataset")
-    return unpacked[upload.file_id]
+    return unpacked_zip("dataset", "ds", f"Inside: <class name>/<image> (one top folder is fine), images as "
+                                         f"{ex.images.FORMAT_NAMES}. Limit: server.maxUploadSize.")
 
 
 def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
@@ -341,7 +313,7 @@ with matrix_tab:
     members = report.cell_members(evaluation, evaluation.class_names.index(true_name) if true_name in evaluation.class_names else -1,
                                   evaluation.class_names.index(predicted_name) if predicted_name in evaluation.class_names else -1,
                                   matrix.columns)
-    picks[2].markdown(f"**{len(members):,} image(s)** were true *{true_name}* and predicted *{predicted_name}*"
+    picks[2].markdown(f"**{counted(len(members), 'image')}** {'was' if len(members) == 1 else 'were'} true *{true_name}* and predicted *{predicted_name}*"
                       + (f"; the first {GALLERY_LIMIT} are shown." if len(members) > GALLERY_LIMIT else "."))
     if len(members):
         st.caption("Under each image: its file, then the model's three most probable classes with their probabilities.")

@@ -28,6 +28,15 @@ def require_chromium() -> None:
                     allow_module_level=True)
 
 
+@pytest.fixture(scope="module")
+def server():
+    """A dashboard server of the module's own on 127.0.0.1 (``make run``'s settings): its address."""
+    from tools.screenshot import dashboard_server
+
+    with dashboard_server(PROJECT_ROOT) as (url, _):
+        yield url
+
+
 @pytest.fixture(scope="session")
 def embedded_model() -> ex.LoadedModel:
     return ex.load_model(ex.DEFAULT_MODEL)

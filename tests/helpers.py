@@ -87,13 +87,13 @@ def two_heads_model() -> keras.Model:
     return keras.Model(x, heads)
 
 
-def open_link(params: dict, page: str):
+def open_link(params: dict, page: str, timeout: float = 300):
     """The dashboard as a link with ``params`` opens it on ``page``: an AppTest after its first run, no exception."""
     from streamlit.testing.v1 import AppTest
 
     from conftest import PROJECT_ROOT
 
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
+    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=timeout)
     at.query_params.update(params)
     at.switch_page(page)
     at.run()
@@ -115,3 +115,16 @@ def open_own_model(model_file, page: str):
     at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
+
+
+def record_gradient_batches(runtime, monkeypatch) -> list[tuple[bool, int]]:
+    """What ``runtime.gradients`` sends from now on, as (backward, batch length) per batch: the passes a cost
+    model must count."""
+    sent, original = [], runtime.gradients
+
+    def spy(x, targets, layers=(), *, backward=True, batch_size=16, **kwargs):
+        sent.extend((backward, min(batch_size, len(x) - start)) for start in range(0, len(x), batch_size))
+        return original(x, targets, layers, backward=backward, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(runtime, "gradients", spy)
+    return sent

@@ -4,12 +4,11 @@ The link once started 50,177 forward passes at once and kept the server at 100% 
 closed. Here the server's own CPU time (from /proc) says whether it still works.
 """
 
-import tempfile
 import time
 from pathlib import Path
 
 from conftest import PROJECT_ROOT, require_chromium
-from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, wait_until_idle
+from tools.screenshot import chromium_context, dashboard_server, wait_until_idle
 
 require_chromium()
 
@@ -30,12 +29,7 @@ def _busy(pid: int, seconds: float = 2.0) -> float:
 
 
 def test_the_long_link_waits_for_its_button_and_its_work_stops_when_the_tab_closes():
-    from playwright.sync_api import sync_playwright
-
-    with dashboard_server(PROJECT_ROOT) as (url, server), sync_playwright() as playwright, \
-            tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100})
+    with dashboard_server(PROJECT_ROOT) as (url, server), chromium_context({"width": 1500, "height": 1100}) as context:
         page = context.new_page()
         page.goto(url + LINK)
         wait_until_idle(page)
@@ -53,4 +47,3 @@ def test_the_long_link_waits_for_its_button_and_its_work_stops_when_the_tab_clos
         deadline = time.monotonic() + 60
         while _busy(server.pid) > 0.1:  # stopped within a batch or two: the server idles again
             assert time.monotonic() < deadline, "the server still computes a minute after the tab closed"
-        context.close()

@@ -9,7 +9,16 @@ from PIL import Image, ImageFilter
 import explainers as ex
 from explainers.attribution import INPUTS
 from explainers.methods.perturbation import rise_masks
-from helpers import gap_dense_model, pearson, random_images, square_images, trained_binary_model, transfer_model, wrap
+from helpers import (
+    gap_dense_model,
+    pearson,
+    random_images,
+    record_gradient_batches,
+    square_images,
+    trained_binary_model,
+    transfer_model,
+    wrap,
+)
 
 NEW_METHODS = ["occlusion", "rise", "hirescam", "xgradcam", "eigencam"]
 CAMS = ["hirescam", "xgradcam", "eigencam"]
@@ -325,13 +334,7 @@ def test_a_bad_parameter_is_one_sentence(params, message):
 def test_cost_counts_exactly_the_passes_run(method, params, images, batch_size, monkeypatch):
     m = wrap(gap_dense_model())
     runtime = m.runtime
-    sent, original = [], runtime.gradients
-
-    def spy(x, targets, layers=(), *, backward=True, batch_size=16, **kwargs):
-        sent.extend((backward, min(batch_size, len(x) - start)) for start in range(0, len(x), batch_size))
-        return original(x, targets, layers, backward=backward, batch_size=batch_size, **kwargs)
-
-    monkeypatch.setattr(runtime, "gradients", spy)
+    sent = record_gradient_batches(runtime, monkeypatch)
     before = runtime.passes_run
     result = ex.attribute(m, random_images(images, seed=15), method, batch_size=batch_size, **params)
     spec = ex.REGISTRY[method]

@@ -32,7 +32,7 @@ def _metric(at: AppTest, label: str) -> str:
 
 
 def _cell_count(at: AppTest) -> int:
-    text = next(m.value for m in at.markdown if "image(s)** were true" in m.value)
+    text = next(m.value for m in at.markdown if "** were true" in m.value or "** was true" in m.value)
     return int(re.search(r"\*\*([\d,]+) image", text).group(1).replace(",", ""))
 
 

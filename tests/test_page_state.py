@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import PROJECT_ROOT
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.scores import sanity
+from ui import cached
 
 
 def _app() -> AppTest:
@@ -51,6 +52,34 @@ def test_the_layer_grid_keeps_its_layers_method_display_and_feature_maps():
     assert at.selectbox(key="grid_features_layer").value == "head_conv"
     assert at.slider(key="grid_features_count").value == 8
     assert at.query_params["grid_method"] == "layercam"  # the link follows the kept view
+
+
+def test_choices_are_kept_when_the_run_that_linked_them_was_replaced_before_its_end(monkeypatch):
+    # In the server each click in the browser stops the run under way and starts the next at once; the stopped
+    # run ends at its next Streamlit call. Here the grid's run is stopped as the server stops it, after its maps.
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    at = _visit(_app(), "pages/layer_grid.py")
+    computed = cached.layer_grid
+
+    def replaced_by_a_click(*args, **kwargs):
+        maps = computed(*args, **kwargs)
+        get_script_run_ctx().script_requests.request_stop()  # what a click (here: another page) does to this run
+        return maps
+
+    monkeypatch.setattr(cached, "layer_grid", replaced_by_a_click)
+    at.selectbox(key="grid_method").set_value("layercam")
+    at.selectbox(key="grid_colormap").set_value("inferno").run()
+    assert not at.exception, at.exception
+    assert at.query_params["grid_colormap"] == "inferno"  # the link showed the choices...
+    assert not at.subheader  # ...but the run ended before drawing the grid
+    monkeypatch.setattr(cached, "layer_grid", computed)
+
+    _away_and_back(at, "pages/layer_grid.py")
+    assert at.selectbox(key="grid_method").value == "layercam"
+    assert at.selectbox(key="grid_colormap").value == "inferno"
+    assert at.subheader  # this time the grid is drawn
+    assert at.query_params["grid_colormap"] == "inferno"
 
 
 def test_compare_keeps_its_methods_colormap_and_sanity_result(monkeypatch):

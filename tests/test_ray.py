@@ -1,4 +1,5 @@
-"""``evaluate --ray`` on a real Ray cluster started here: a head and one worker node, both on this machine.
+"""``evaluate --ray`` and ``trust --ray`` on a real Ray cluster started here: a head and one worker node, both on
+this machine.
 
 The cluster, its token and its files are this module's own: started with
 ``ray start --block`` in a temporary folder and stopped by the pids it started,
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import explainers as ex
 from explainers.bench_ray import varied_digits
@@ -28,6 +30,13 @@ from explainers.datasets.distributed import ModelSpec, evaluate_on_ray
 from explainers.datasets.results import open_results, write_results
 from explainers.datasets.sources import Reader, list_images
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
+from explainers.plugins import load_plugin
+from explainers.trust.distributed import evaluate_trust_ray
+from explainers.trust.evaluate import evaluate_trust
+from explainers.trust.masks import masks_from_strokes
+from explainers.trust.registry import METRICS
+from explainers.trust.scoring import VALUES, trust_request
+from explainers.trust.storage import open_trust
 from helpers import pearson
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -234,14 +243,15 @@ def test_ray_alone_starts_and_stops_a_ray_on_this_machine(digits_model, tmp_path
         subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
-def test_a_worker_killed_mid_run_leaves_every_row_once(cluster, digits, digits_model, in_process, tmp_path):
+def _actor_killer(cluster: Cluster, title: str, killed: dict[str, object]):
+    """A progress callback that kills one actor (its process titled ``title``) a fifth of the way through, then
+    notes in ``killed`` when Ray has started a replacement."""
     roots = [node.pid for node in cluster.nodes]
-    killed: dict[str, object] = {}
 
     def kill_an_actor(done: int, total: int) -> None:
         if killed.get("restarted") or done < total // 5:
             return
-        actors = _processes_of(roots, "MapBatches(Scorer)")
+        actors = _processes_of(roots, title)
         if "pid" not in killed and actors:
             victim = max(actors, key=lambda pid: _descends_from(pid, roots[1]))  # the worker node's, if it has one
             os.kill(victim, signal.SIGKILL)
@@ -249,6 +259,12 @@ def test_a_worker_killed_mid_run_leaves_every_row_once(cluster, digits, digits_m
         elif "pid" in killed and set(actors) - killed["before"]:
             killed["restarted"] = True  # a new actor process: Ray replaced the one killed
 
+    return kill_an_actor
+
+
+def test_a_worker_killed_mid_run_leaves_every_row_once(cluster, digits, digits_model, in_process, tmp_path):
+    killed: dict[str, object] = {}
+    kill_an_actor = _actor_killer(cluster, "MapBatches(Scorer)", killed)
     run = evaluate_on_ray(digits_model, digits, tmp_path / "ray", actors=2, batch_size=32, on_progress=kill_an_actor)
     assert "pid" in killed and killed["done"] < run.rows, "no actor was killed while the run was under way"
     assert run.rows == 4002 and run.errors == 2
@@ -406,3 +422,89 @@ def test_a_port_that_is_no_ray_head_gives_up_in_bounded_time(ray_env, monkeypatc
 def test_a_malformed_address_is_one_sentence(address):
     with pytest.raises(ex.InputError, match="is not a Ray cluster address"):
         ray_session.parse_address(address)
+
+
+# --- trust --ray -------------------------------------------------------------------------------------------------
+
+POWER_PLUGIN = """
+import numpy as np
+
+from explainers.methods.registry import Param
+from explainers.trust import register_metric
+
+
+@register_metric("map_power_ray", "Mean power of the map", "complexity", "test_ray's plugin", higher_is_better=True,
+                 help="The mean of |map| to the power `power`.", params=(Param("power", 1.0, "exponent", 0.5, 4.0, 0.5),))
+def map_power(batch, params):
+    return (np.abs(batch.maps.reshape(len(batch), -1)) ** params["power"]).mean(axis=1)
+"""
+
+
+def _same_scores(a, b) -> None:
+    """Two TrustResults hold the same images, in the same order, and the same values (to float32 noise)."""
+    assert list(a.images.image) == list(b.images.image)
+    assert a.images.drop(columns="map_agreement").equals(b.images.drop(columns="map_agreement"))
+    np.testing.assert_allclose(a.images.map_agreement, b.images.map_agreement, atol=1e-5)
+    keys = ["image", "true_class", "explained_class", "method", "metric"]
+    assert a.rows[keys].equals(b.rows[keys])
+    np.testing.assert_allclose(a.rows.value, b.rows.value, rtol=1e-4, atol=1e-6)
+
+
+def test_trust_on_a_cluster_with_a_plugin_metric_and_masks_writes_the_in_process_folder(
+        cluster, digits, digits_model, tmp_path, ray_env):
+    plugin = tmp_path / "power.py"
+    plugin.write_text(POWER_PLUGIN)
+    masks = tmp_path / "masks"  # every image's strokes as a mask file, but the ones: they have none
+    for relative in list_images(digits, digits_model).paths:
+        if relative.startswith("1/") or relative in BROKEN:
+            continue
+        strokes = ex.decode_image(digits / relative)[..., 0] > 127
+        (masks / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.where(strokes, 255, 0).astype(np.uint8)).save(masks / relative)
+    common = ["trust", "--plugin", str(plugin), "--model", "digits_cnn", "--data", str(digits), "--masks",
+              str(masks), "--methods", "saliency,gradcam", "--metrics", "deletion,sparseness,pointing_game,map_power_ray",
+              "--sample", "12", "--seed", "3"]
+    outs = {}
+    for runner, extra in (("ray", ["--ray", cluster.address, "--actors", "2"]), ("here", [])):
+        outs[runner] = tmp_path / runner
+        done = subprocess.run([sys.executable, "-m", "explainers", *common, "--out", str(outs[runner]), *extra],
+                              capture_output=True, text=True, env=ray_env, cwd=PROJECT_ROOT, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    load_plugin(plugin)  # to reopen folders scored with the plugin's metric
+    try:
+        (on_ray, _, json_ray), (here, _, json_here) = (open_trust(outs[k]) for k in ("ray", "here"))
+    finally:
+        METRICS.pop("map_power_ray", None)
+    assert len(on_ray.images) + len(on_ray.skipped) == on_ray.total == 120
+    _same_scores(on_ray, here)
+    assert on_ray.skipped == here.skipped and on_ray.mask_problems == here.mask_problems
+    assert len(on_ray.mask_problems) == 12 and all(image.startswith("1/") for image, _ in on_ray.mask_problems)
+    assert set(on_ray.rows.metric) == {"deletion", "sparseness", "pointing_game", "map_power_ray"}
+    assert json_ray["ranking"] == json_here["ranking"] and json_ray["methods"] == json_here["methods"]
+
+
+def test_trust_with_an_actor_killed_mid_run_scores_every_image_once(cluster, digits, digits_model):
+    listing = list_images(digits, digits_model)
+    request = trust_request(digits_model, ["saliency"], ["sparseness", "pointing_game"], has_masks=True)
+    masks = masks_from_strokes()
+    killed: dict[str, object] = {}
+    kill_an_actor = _actor_killer(cluster, "MapBatches(TrustScorer)", killed)
+    on_ray = evaluate_trust_ray(digits_model, listing, request, masks=masks, actors=2, on_progress=kill_an_actor)
+    assert "pid" in killed and killed["done"] < on_ray.total, "no actor was killed while the run was under way"
+    assert killed.get("restarted"), "the killed actor was not replaced"
+    VALUES.clear()
+    here = evaluate_trust(digits_model, listing, request, masks=masks)
+    assert on_ray.total == here.total == 4002 and len(on_ray.images) == 4000
+    assert sorted(on_ray.skipped) == sorted(here.skipped) and {p for p, _ in on_ray.skipped} == set(BROKEN)
+    _same_scores(on_ray, here)  # every image once, none lost and none twice
+    assert on_ray.computed == len(on_ray.rows)  # nothing came from the driver's cache: the actors computed all
+
+
+def test_trust_on_ray_with_a_plugin_missing_on_the_nodes_is_one_sentence(cluster, digits_model, tmp_path):
+    listing = list_images(DIGITS_TEST_FOLDER, digits_model)
+    request = trust_request(digits_model, ["saliency"], ["sparseness"], has_masks=False)
+    with pytest.raises(ex.InputError) as raised:
+        evaluate_trust_ray(digits_model, listing, request, per_class=1, plugins=[tmp_path / "gone.py"],
+                           on_progress=lambda *_: None)
+    # The CLI's user named the file: the sentence names it as the nodes saw it.
+    assert str(raised.value) == f"On a Ray worker: The plugin '{tmp_path / 'gone.py'}' does not exist."

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_ROOT, require_chromium
-from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server, wait_until_idle
+from tools.screenshot import chromium_context, dashboard_server, wait_until_idle
 from ui.auth import ALLOWLIST_ENV
 
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
@@ -71,15 +71,10 @@ def server(provider):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900})
+    with chromium_context({"width": 1400, "height": 900}) as context:
         # The provider's pages link a stylesheet on a CDN: nothing leaves this machine.
         context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/]).*"), lambda route: route.abort())
         yield context
-        context.close()
 
 
 def _idle(page, selector: str) -> None:

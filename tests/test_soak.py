@@ -21,7 +21,7 @@ from conftest import PROJECT_ROOT, require_chromium
 from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server
 
 VIEWS, WARM_AFTER, TOLERANCE = 120, 20, 0.10  # 120: the suite must leave room in its 20 minutes
-PAGES = ["", "layer_grid", "compare", "dataset"]
+PAGES = ["", "layer_grid", "compare", "dataset", "trust"]
 SELECTIONS = ["cat_chelsea,coffee", "rocket", "astronaut,flower"]
 UPLOADS = 3  # distinct generated photos, each uploaded in some views
 
@@ -48,7 +48,7 @@ def _upload_files(folder: Path) -> list[Path]:
 
 
 def _variant(view: int) -> tuple[str, str, int | None]:
-    """(page, image selection, upload index or None); the first 12 views meet every page x selection and upload."""
+    """(page, image selection, upload index or None); the first 15 views meet every page x selection and upload."""
     page, selection = PAGES[view % len(PAGES)], SELECTIONS[(view // len(PAGES)) % len(SELECTIONS)]
     turn = (view // len(PAGES)) % (UPLOADS + 1)  # on the overview page: uploads 0, 1, 2, then a view without
     return page, selection, turn if page == "" and turn < UPLOADS else None

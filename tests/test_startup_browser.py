@@ -7,12 +7,11 @@ blank page. The browser records when each first appears, so the order is checked
 a duration.
 """
 
-import tempfile
 
 import pytest
 
 from conftest import PROJECT_ROOT, require_chromium
-from tools.screenshot import CHROMIUM, CHROMIUM_FLAGS, dashboard_server
+from tools.screenshot import chromium_context, dashboard_server
 from ui import frame
 
 require_chromium()
@@ -37,10 +36,7 @@ new MutationObserver(() => {
 
 @pytest.mark.parametrize("path", ["", "compare"])  # the default page, and a deep link (Streamlit's legacy route first)
 def test_the_first_visitor_sees_the_frame_before_the_predictions(path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        browser = playwright.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    with chromium_context() as browser:
         page = browser.new_page()
         page.add_init_script(RECORDER)
         with dashboard_server(PROJECT_ROOT) as (url, _):
@@ -48,7 +44,6 @@ def test_the_first_visitor_sees_the_frame_before_the_predictions(path):
             page.wait_for_function("() => 'predictions' in window.__seen", timeout=180_000, polling=100)
             seen = page.evaluate("window.__seen")
             sidebar = page.locator("[data-testid='stSidebar']").inner_text()
-        browser.close()
     assert "starting" in seen, "the engine was ready before the browser connected: nothing to check"
     assert seen["title"] <= seen["predictions"] and seen["navigation"] <= seen["predictions"], seen
     assert seen["title"] <= seen["starting"] + 1000, seen  # drawn together, before the engine is imported

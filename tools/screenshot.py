@@ -83,16 +83,24 @@ def dashboard_server(root: Path, timeout: float = 120.0, args: Sequence[str] = (
             process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def chromium_context(viewport: Mapping[str, int] | None = None):
+    """Headless Chromium with a throwaway profile, as every browser test and screenshot opens it."""
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport=dict(viewport) if viewport else None)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
 def main(url: str, out: str) -> None:
-    with sync_playwright() as p, tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-        browser = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS, viewport={"width": 1500, "height": 1100}
-        )
+    with chromium_context({"width": 1500, "height": 1100}) as browser:
         page = browser.new_page()
         page.goto(url)
         wait_until_idle(page)
         page.screenshot(path=out, full_page=True)
-        browser.close()
 
 
 if __name__ == "__main__":

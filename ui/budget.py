@@ -38,12 +38,13 @@ def allowed(seconds: float, what: str) -> bool:
     return True
 
 
-def approved(page: str, request: Hashable, seconds: float, what: str) -> bool:
+def approved(page: str, request: Hashable, seconds: float, what: str, button: str = "Compute") -> bool:
     """Whether ``what`` (``"Computing these maps"``), estimated at ``seconds``, may run now; ``request`` names it.
 
     Above the ceiling: refused in one sentence. Up to ``AUTO_RUN_SECONDS``: at once. Above: the estimate and a
-    button (key ``{page}_run_estimated``), and True in the run its press starts and in later runs of the same
-    ``request`` (a display change while it computes restarts it without asking again).
+    button (key ``{page}_run_estimated``, labelled ``button`` and the estimate), and True in the run its press
+    starts and in later runs of the same ``request`` (a display change while it computes restarts it without
+    asking again).
     """
     if not allowed(seconds, what):
         return False
@@ -53,7 +54,8 @@ def approved(page: str, request: Hashable, seconds: float, what: str) -> bool:
     slot = st.empty()  # the estimate and its button go once pressed: the page's progress replaces them
     with slot.container():
         st.info(f"{what} would take {estimates.describe(seconds)}, so it waits for you to start it.")
-        pressed = st.button(f"Compute ({estimates.describe(seconds)})", key=f"{page}_run_estimated", type="primary")
+        pressed = st.button(f"{button} ({estimates.describe(seconds)})", key=f"{page}_run_estimated",
+                            type="primary")
     if pressed:
         approvals[page] = request
         slot.empty()

@@ -7,12 +7,16 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import explainers as ex
 from explainers.reports import render
+from explainers.trust.evaluate import TrustResult
+from explainers.trust.summary import TrustSummary
 
 
 @st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…", max_entries=8)
@@ -275,3 +279,48 @@ def chart(key: tuple, build: Callable[[], object]) -> object:
     must name the chart and digests of everything it plots.
     """
     return _chart(key, build)
+
+
+def _trust_stamp(folder: Path) -> tuple:
+    """Names, sizes and modification times of a trust folder's files: a new run written there opens afresh."""
+    from explainers.trust import storage
+
+    try:
+        files = [folder / storage.TRUST_FILE, folder / storage.IMAGES_FILE,
+                 *sorted((folder / storage.ROWS_FOLDER).glob("part-*.parquet"))]
+        return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
+    except OSError:
+        return ()
+
+
+class OpenedTrust(NamedTuple):
+    result: TrustResult
+    summary: TrustSummary
+    described: dict  # trust.json's content
+    token: str  # names the folder's content (its files' stamp), for views drawn from it
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _open_trust(folder: str, stamp: tuple, shown_as: str) -> OpenedTrust:
+    from explainers.trust import storage
+
+    token = hashlib.blake2b(repr(stamp).encode(), digest_size=16).hexdigest()
+    return OpenedTrust(*storage.open_trust(Path(folder), shown_as), token)
+
+
+def open_trust(folder: Path, shown_as: str) -> OpenedTrust:
+    """A trust output folder as ``storage.open_trust`` reads it, read once per content for the whole server: views
+    only read it, and opening it runs no model pass. ``shown_as`` is how errors name the folder (what the visitor
+    typed)."""
+    return _open_trust(str(folder), _trust_stamp(folder), shown_as)
+
+
+def trust_token(rows: pd.DataFrame, request: object) -> str:
+    """A hash of an evaluation's scores and what was asked: it names their content, so views drawn from them
+    (charts) are shared between reruns and sessions."""
+    hasher = hashlib.blake2b(repr(request).encode(), digest_size=16)
+    for column in rows.columns:
+        values = rows[column].to_numpy()
+        text = "\n".join(map(str, values)).encode() if values.dtype == object else digest(values).encode()
+        hasher.update(text)
+    return hasher.hexdigest()

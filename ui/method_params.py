@@ -1,4 +1,5 @@
-"""A method's parameter widgets, drawn from its registration: a new method needs no page edit to be tuned or shared."""
+"""A method's (or a trust metric's) parameter widgets, drawn from its registration: a new method or metric needs no
+page edit to be tuned or shared."""
 
 from __future__ import annotations
 
@@ -7,26 +8,29 @@ from typing import Any
 import streamlit as st
 
 from explainers.methods.registry import Method, Param
+from explainers.trust.registry import Metric
 
 PREFIX = "cmp_param_"  # widget keys: cmp_param_<method>__<parameter>; the comparison page's link carries them
+# The trust page's: trust_param_<method>__<parameter> and trust_metric_<metric>__<parameter>, in its link.
+TRUST_METHOD_PREFIX, TRUST_METRIC_PREFIX = "trust_param_", "trust_metric_"
 _SLIDER_STEPS = 400  # past this many positions a slider is too fine to drag: a number box instead
 
 
-def key(method: str, param: str) -> str:
-    return f"{PREFIX}{method}__{param}"
+def key(method: str, param: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}{method}__{param}"
 
 
-def params_by_key(registry: dict[str, Method]) -> dict[str, Param]:
-    """Every registered method parameter by its widget key, for links."""
-    return {key(name, p.name): p for name, method in registry.items() for p in method.params}
+def params_by_key(registry: dict[str, Method] | dict[str, Metric], prefix: str = PREFIX) -> dict[str, Param]:
+    """Every registered method's (or metric's) parameter by its widget key, for links."""
+    return {key(name, p.name, prefix): p for name, method in registry.items() for p in method.params}
 
 
 def label(param: Param) -> str:
     return param.label or param.name.replace("_", " ").capitalize()
 
 
-def _widget(container, method: Method, param: Param) -> Any:
-    widget_key = key(method.name, param.name)
+def _widget(container, method: Method | Metric, param: Param, prefix: str) -> Any:
+    widget_key = key(method.name, param.name, prefix)
     common = {"help": param.help, "key": widget_key}
     if param.kind is bool:
         return container.toggle(label(param), param.default, **common)
@@ -51,6 +55,7 @@ def _widget(container, method: Method, param: Param) -> Any:
     return container.text_input(label(param), param.default, **common)
 
 
-def draw(container, method: Method) -> dict[str, Any]:
-    """The method's parameter widgets in ``container``; their values by parameter name."""
-    return {param.name: _widget(container, method, param) for param in method.params}
+def draw(container, method: Method | Metric, prefix: str = PREFIX) -> dict[str, Any]:
+    """The method's (or metric's) parameter widgets in ``container``, keyed ``<prefix><name>__<parameter>``; their
+    values by parameter name."""
+    return {param.name: _widget(container, method, param, prefix) for param in method.params}

@@ -7,8 +7,8 @@ dropped (choices) or clamped (numeric ranges); uploaded files cannot travel in a
 link and are left out; the link says which kinds were left out, and the recipient is told.
 
 Streamlit forgets a page's widget values when the visitor switches to another page, so a visit
-would reset it: ``remembered`` copies each page's view values as its runs end, and ``keep`` puts
-them back when the page is drawn again.
+would reset it: ``keep`` and ``remembered`` copy each page's view values as its runs start and end,
+and ``keep`` puts them back when the page is drawn again.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ import streamlit as st
 from explainers import REGISTRY, InputError, sample_images
 from explainers.errors import echo
 from explainers.methods.registry import Param
+from explainers.trust import METRICS
 
-from . import method_params
+from . import budget, method_params
 
 _RESTORED = "_share_restored"
-_KEPT = "_share_kept"  # {page prefix: {widget key: value}}: each page's view as its last run ended
+_KEPT = "_share_kept"  # {page prefix: {widget key: value}}: each page's view as its last run started or ended
 _LAST_PAGE = "_share_last_page"  # the prefix of the page the previous run drew
 # The link parameter naming the uploads a view used, which cannot travel in a link.
 LEFT_OUT = "uploads_left_out"
@@ -38,6 +39,7 @@ UPLOADS = {
     "labels": ("an uploaded class-names file", "the model's classes are shown by number"),
     "images": ("uploaded images", "only the bundled images the link names are shown"),
     "dataset": ("an uploaded ZIP of images", "upload it on the dataset page to see its results"),
+    "trust": ("an uploaded ZIP of images or boxes CSV", "upload it on the trust page to see its results"),
 }
 _NAMED_MISSING = 3  # image names a link lacks that its note names; the rest are counted
 
@@ -75,8 +77,13 @@ PAGES = {
     "learned_rate": Shared(float, 0.3, 10.0), "learned_classes": _LIST,
     "learned_layer": _TEXT, "learned_channel_count": Shared(int, 1, 12), "learned_target": _TEXT,
     "learned_stretch": _BOOL,
+    "trust_source": _TEXT, "trust_path": _TEXT, "trust_results_path": _TEXT, "trust_masks": _TEXT,
+    "trust_masks_path": _TEXT, "trust_boxes_path": _TEXT, "trust_methods": _LIST,
+    "trust_per_class": Shared(int, 1, 100_000), "trust_seed": Shared(int, 0, 2**31 - 1), "trust_target": _TEXT,
+    "trust_heat_metric": _TEXT,
 }
-_PREFIXED = {"cmp_layer_": _TEXT}  # one layer picker per CAM method
+# One layer picker per CAM method (compare, trust); one box per trust metric, whether it is scored.
+_PREFIXED = {"cmp_layer_": _TEXT, "trust_layer_": _TEXT, "trust_use_": _BOOL}
 
 
 def _spec(key: str) -> Shared | Param | None:
@@ -84,6 +91,10 @@ def _spec(key: str) -> Shared | Param | None:
         return SIDEBAR.get(key) or PAGES[key]
     if key.startswith(method_params.PREFIX):  # read from the registry now: a method added later has its keys too
         return method_params.params_by_key(REGISTRY).get(key)
+    if key.startswith(method_params.TRUST_METHOD_PREFIX):
+        return method_params.params_by_key(REGISTRY, method_params.TRUST_METHOD_PREFIX).get(key)
+    if key.startswith(method_params.TRUST_METRIC_PREFIX):  # a plugin's metric too, once registered
+        return method_params.params_by_key(METRICS, method_params.TRUST_METRIC_PREFIX).get(key)
     return next((spec for prefix, spec in _PREFIXED.items() if key.startswith(prefix)), None)
 
 
@@ -234,28 +245,46 @@ def offer_link(slot, page_prefix: str, url_path: str) -> None:
 
 
 def keep(page_prefix: str) -> None:
-    """Put back this page's view as the visitor left it, when they come back from another page; call before it draws.
+    """Put back this page's view as the visitor left it, when they come back from another page, and copy the view
+    as this run starts; call before the page draws and before ``publish``.
 
     Streamlit deletes the values of a page's widgets when the visitor switches to another page
-    (before that page's run starts), so ``remembered`` copies them into a plain session key at the
-    end of each of the page's runs, and this puts the copies back before its widgets are drawn again.
+    (before that page's run starts), so the values are copied into a plain session key, and this
+    puts the copies back before its widgets are drawn again.
+
+    The copy is taken here, not only as the run ends: each click in the browser (a widget changed, another page
+    chosen) makes Streamlit stop the run under way and start a new one at once, and a stopped run ends at its next
+    Streamlit call, never reaching the copy at its end. The values the browser sent are in the session before the
+    run starts, so from here on they are kept, before the link shows them.
     """
     if st.session_state.get(_LAST_PAGE) != page_prefix:
         for key, value in st.session_state.get(_KEPT, {}).get(page_prefix, {}).items():
             if key not in st.session_state:
                 st.session_state[key] = value
     st.session_state[_LAST_PAGE] = page_prefix
+    _copy_view(page_prefix)
+
+
+def _copy_view(page_prefix: str) -> None:
+    """This page's view values, as they are now, become its kept copy. A value the page deleted is left out of the
+    copy, so it does not come back either."""
+    st.session_state.setdefault(_KEPT, {})[page_prefix] = {
+        key: value for key, value in st.session_state.items()
+        if isinstance(key, str) and key.startswith(page_prefix) and _spec(key) is not None}
 
 
 @contextmanager
 def remembered(page_prefix: str) -> Iterator[None]:
-    """Around a page's run: copy its view values when the run ends, however it ends (st.stop, st.rerun, an error).
+    """Around a page's run: copy its view values when the run ends (st.stop, st.rerun, an error, or its end), with
+    the values the page set itself (a default it chose, a clicked cell), unless a newer run replaced this one (or
+    the tab closed).
 
-    A value the page deleted is left out of the copy, so it does not come back either.
+    A replaced run leaves the copy ``keep`` took as it started: the newer run owns the session's values, which
+    its page switch may already have cleared (Streamlit also refuses a stopped run any further session access).
     """
+    replaced = budget.run_stopped()
     try:
         yield
     finally:
-        st.session_state.setdefault(_KEPT, {})[page_prefix] = {
-            key: value for key, value in st.session_state.items()
-            if isinstance(key, str) and key.startswith(page_prefix) and _spec(key) is not None}
+        if not replaced():
+            _copy_view(page_prefix)

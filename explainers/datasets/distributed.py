@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from explainers.datasets.sources import Listing, Reader, list_images
 from explainers.errors import InputError
 from explainers.inputs.images import resize_batch
 from explainers.models.loading import LoadedModel, load_model
+from explainers.plugins import load_plugin
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -49,6 +50,8 @@ RESOURCES_SECONDS = 120
 # and then how long the actors may take to start, model loading included: a large model's weights loading on a
 # node for the first time take a while, hence minutes.
 ACTOR_START_SECONDS = 300
+
+Run = TypeVar("Run")
 
 
 @dataclass(frozen=True)
@@ -106,15 +109,24 @@ def limit_threads(threads: int) -> None:
         pass
 
 
+def actor_model(spec: ModelSpec, fingerprint: str, threads: int, plugins: tuple[str, ...] = ()) -> LoadedModel:
+    """An actor's copy of the driver's model, on ``threads`` cores, after importing ``plugins`` (which may register
+    what the run asks for); InputError in one sentence when the node's file is not the driver's model."""
+    limit_threads(threads)
+    for plugin in plugins:
+        load_plugin(plugin)
+    model = spec.load()
+    if model.fingerprint != fingerprint:
+        raise InputError(f"'{spec.spec}' on this Ray node is not the model the run was started with (its weights "
+                         f"or preprocessing differ); give every node the same file.")
+    return model
+
+
 class Scorer:
     """The Ray actor: builds the model once, then scores batches with the in-process run's ``score_rows``."""
 
     def __init__(self, spec: ModelSpec, fingerprint: str, cam_layer: str | None, threads: int) -> None:
-        limit_threads(threads)
-        self.model = spec.load()
-        if self.model.fingerprint != fingerprint:
-            raise InputError(f"'{spec.spec}' on this Ray node is not the model the run was started with (its weights "
-                             f"or preprocessing differ); give every node the same file.")
+        self.model = actor_model(spec, fingerprint, threads)
         self.cam_layer = cam_layer
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -265,6 +277,41 @@ def run_pipeline(model: LoadedModel, spec: ModelSpec, listing: Listing, out: Pat
     return run
 
 
+def check_ray_options(actors: int, cpus_per_actor: float, gpus_per_actor: float, batch_size: int = 1) -> None:
+    """InputError in one sentence for a count or a share no cluster could honour, before anything starts."""
+    if actors < 1 or batch_size < 1 or cpus_per_actor <= 0 or gpus_per_actor < 0:
+        raise InputError("--actors and --batch-size must be at least 1, --cpus-per-actor above 0 and "
+                         "--gpus-per-actor at least 0.")
+
+
+def run_on_ray(address: str, actors: int, cpus_per_actor: float, gpus_per_actor: float,
+               pipeline: Callable[[], Run]) -> Run:
+    """``pipeline()`` connected to Ray (``address``, or this process's existing connection), once the cluster has
+    room for the actors; every way it fails on Ray's side is InputError in one sentence. The pipelines of
+    ``evaluate --ray`` and ``trust --ray`` share it."""
+    ray = import_ray()
+    session = contextlib.nullcontext() if ray.is_initialized() else ray_session(address, local_cpus(actors, cpus_per_actor))
+    failure = ""
+    try:
+        with session:
+            check_resources(ray, actors, cpus_per_actor, gpus_per_actor)
+            return pipeline()
+    except ray.exceptions.GetTimeoutError:
+        # What Ray Data raises when the actors have not all started within wait_for_min_actors_s.
+        failure = (f"{_resources(actors, cpus_per_actor, gpus_per_actor)} did not all start on the Ray cluster "
+                   f"within {ACTOR_START_SECONDS} s: its nodes became busy, or loading the model takes them longer; "
+                   f"try again later.")
+    except Exception as error:
+        if isinstance(error, InputError) or not _from_ray(ray, error):
+            raise
+        failure = _cause(error)
+    # Raised here, after a collection, rather than in the except clause: a pipeline that failed while starting
+    # is not shut down by Ray Data, and its actors, on a cluster this process stays connected to, live as
+    # long as the exception chain that holds their handles.
+    gc.collect()
+    raise InputError(failure)
+
+
 def evaluate_on_ray(model: LoadedModel, data: str | Path, out: str | Path, *, address: str = LOCAL,
                     spec: ModelSpec | None = None, mapping_mode: str = "auto", cam_layer: str | None = "default",
                     actors: int = 1, cpus_per_actor: float = 1.0, gpus_per_actor: float = 0.0, batch_size: int = 64,
@@ -279,9 +326,7 @@ def evaluate_on_ray(model: LoadedModel, data: str | Path, out: str | Path, *, ad
     A file that cannot be read or decoded becomes a row with its reason. Raises
     InputError with one sentence for a bad input, an unreachable cluster or a failed run.
     """
-    if actors < 1 or batch_size < 1 or cpus_per_actor <= 0 or gpus_per_actor < 0:
-        raise InputError("--actors and --batch-size must be at least 1, --cpus-per-actor above 0 and "
-                         "--gpus-per-actor at least 0.")
+    check_ray_options(actors, cpus_per_actor, gpus_per_actor, batch_size)
     out = Path(out)
     spec = spec or ModelSpec.of(model)
     if cam_layer == "default":
@@ -301,30 +346,9 @@ def evaluate_on_ray(model: LoadedModel, data: str | Path, out: str | Path, *, ad
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"'{out}' cannot be created: {error.strerror or error}.") from None
-    ray = import_ray()
-    session = contextlib.nullcontext() if ray.is_initialized() else ray_session(address, local_cpus(actors, cpus_per_actor))
-    failure = ""
-    try:
-        with session:
-            check_resources(ray, actors, cpus_per_actor, gpus_per_actor)
-            run = run_pipeline(model, spec, listing, out, cam_layer=cam_layer, actors=actors,
-                               cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
-                               on_progress=on_progress)
-    except ray.exceptions.GetTimeoutError:
-        # What Ray Data raises when the actors have not all started within wait_for_min_actors_s.
-        failure = (f"{_resources(actors, cpus_per_actor, gpus_per_actor)} did not all start on the Ray cluster "
-                   f"within {ACTOR_START_SECONDS} s: its nodes became busy, or loading the model takes them longer; "
-                   f"try again later.")
-    except Exception as error:
-        if isinstance(error, InputError) or not _from_ray(ray, error):
-            raise
-        failure = _cause(error)
-    if failure:
-        # Raised here, after a collection, rather than in the except clause: a pipeline that failed while starting
-        # is not shut down by Ray Data, and its actors, on a cluster this process stays connected to, live as
-        # long as the exception chain that holds their handles.
-        gc.collect()
-        raise InputError(failure)
+    run = run_on_ray(address, actors, cpus_per_actor, gpus_per_actor, lambda: run_pipeline(
+        model, spec, listing, out, cam_layer=cam_layer, actors=actors, cpus_per_actor=cpus_per_actor,
+        gpus_per_actor=gpus_per_actor, batch_size=batch_size, on_progress=on_progress))
     run.runner = "ray local" if address == LOCAL else f"ray {address}"
     results.write_info(out, results.run_info(
         model, cam_layer=cam_layer, root=listing.root, mapping=listing.mapping, skipped=listing.skipped,

@@ -118,13 +118,7 @@ def scan_folder(root: str | Path, *, roots: Sequence[Path] | None = None, max_en
     and ``max_depth`` levels are read (defaults: the server's settings);
     ``on_progress`` gets the entries read so far, every thousand.
     """
-    if roots is not None:
-        root = data_roots.resolve_inside(root, roots)
-    else:
-        try:
-            root = data_roots.check_path(Path(root).expanduser().resolve(), root)
-        except RuntimeError:  # an unknown ~user, a loop of links
-            raise InputError(f"'{echo(root)}' cannot be opened: no such user, or a loop of links.") from None
+    root = data_roots.resolve_given(root, roots)
     if not root.is_dir():
         raise InputError(f"'{echo(root)}' is not a folder.")
     walker = _Walker(root, roots, max_entries or settings.scan_max_entries(), max_depth or settings.scan_max_depth(),

@@ -7,6 +7,7 @@ names it by and its true class, classes numbered as the in-process run numbers t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -78,12 +79,14 @@ def _list_uri(uri: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     return sorted({f.split("/", 1)[0] for f in files}), files, skipped
 
 
-def list_images(data: str | Path, model: LoadedModel, mapping_mode: str = "auto") -> Listing:
+def list_images(data: str | Path, model: LoadedModel, mapping_mode: str = "auto",
+                roots: Sequence[Path] | None = None) -> Listing:
     """List ``data`` (a local folder or a URI) and number its class folders for ``model``; InputError when unusable.
 
     A local folder goes through ``scan_folder`` and ``map_classes`` exactly as the
     in-process evaluation does, so both runs give every image the same true class.
-    Images in folders the model has no class for are left out, as there.
+    Images in folders the model has no class for are left out, as there. With ``roots`` (a server's data
+    roots, for a folder a visitor typed) the folder must lie inside them and the scan never leaves them.
     """
     if is_uri(str(data)):
         root = str(data).rstrip("/")
@@ -94,7 +97,7 @@ def list_images(data: str | Path, model: LoadedModel, mapping_mode: str = "auto"
         kept = [(f, o) for f, o in zip(files, outputs) if o >= 0]
         return Listing(root, True, [f for f, _ in kept], [f"{root}/{f}" for f, _ in kept], [o for _, o in kept],
                        mapping, skipped)
-    scan = scan_folder(data)
+    scan = scan_folder(data, roots=roots)
     mapping = map_classes(scan.folders, model, mapping_mode)
     outputs = mapping.output_of_folder[scan.folder_of_file]
     kept = np.flatnonzero(outputs >= 0)

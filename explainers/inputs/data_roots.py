@@ -102,6 +102,17 @@ def resolve_inside(text: str | Path, roots: Sequence[Path]) -> Path:
     return check_path(real, text)
 
 
+def resolve_given(text: str | Path, roots: Sequence[Path] | None) -> Path:
+    """The real path a user gave: inside ``roots`` when a server has them (``resolve_inside``), else any path of
+    this machine, as the CLI's user may name (``~`` expanded, links followed); InputError in one sentence."""
+    if roots is not None:
+        return resolve_inside(text, roots)
+    try:
+        return check_path(Path(text).expanduser().resolve(), text)
+    except RuntimeError:  # an unknown ~user, a loop of links
+        raise InputError(f"'{echo(text)}' cannot be opened: no such user, or a loop of links.") from None
+
+
 def resolve_model_path(text: str | Path, roots: Sequence[Path]) -> Path:
     """Like ``resolve_inside``, and none of the files the model is read from is a link leading outside.
 

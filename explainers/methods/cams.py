@@ -9,7 +9,7 @@ import numpy as np
 from explainers.errors import InputError
 from explainers.methods.gradients import _channel_max_abs
 from explainers.methods.maps import rescale, upsample
-from explainers.methods.registry import CamWeights, Job, MethodFn, Param, PassGroup, register
+from explainers.methods.registry import CamWeights, Job, MethodFn, Param, PassGroup, in_batches, register
 from explainers.runtime.probe import cam_head
 
 
@@ -65,7 +65,7 @@ register_gradient_cam("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30",
 
 
 @register("guided_gradcam", "Guided Grad-CAM", "Selvaraju et al. 2017, arXiv:1610.02391", needs_layer=True,
-          cost=lambda params, images, batch_size, size: [(True, images, 2)])
+          cost=lambda params, images, batch_size, size: in_batches(True, images, batch_size, repeat=2))
 def guided_gradcam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     cam, classes = _gradient_cam(gradcam_weights)(job, params)
     guided = job.runtime.gradients(job.x, classes, wrt_input=True, guided=True, batch_size=job.batch_size)
@@ -80,7 +80,7 @@ def _cam_requirement(model: Any) -> str | None:
 
 
 @register("cam", "CAM", "Zhou et al. 2016, arXiv:1512.04150", requires=_cam_requirement,
-          cost=lambda params, images, batch_size, size: [(False, images, 1)])
+          cost=lambda params, images, batch_size, size: in_batches(False, images, batch_size))
 def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     head = cam_head(job.runtime.model)
     if head is None:
@@ -98,8 +98,7 @@ def cam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
 def _scorecam_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # A forward pass for the activations, then one per masked copy (with max_n 0, every channel:
     # unknown here, so the floor counts 256).
-    batches, rest = divmod(params["max_n"] or 256, batch_size)
-    return [(False, images, 1), (False, batch_size, batches * images)] + ([(False, rest, images)] if rest else [])
+    return in_batches(False, images, batch_size) + in_batches(False, params["max_n"] or 256, batch_size, repeat=images)
 
 
 @register("scorecam", "Score-CAM", "Wang et al. 2020, arXiv:1910.01279; Faster Score-CAM channel selection",

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from explainers.inputs.images import blur
-from explainers.methods.registry import Cost, Job, Param, PassGroup, register
+from explainers.methods.completeness import completeness_of
+from explainers.methods.registry import Cost, Job, Maps, Param, PassGroup, in_batches, register
+
+
+def _sample_passes(samples: int, images: int, batch_size: int) -> list[PassGroup]:
+    """The backward passes of ``samples`` points per image, each image's points in batches of their own."""
+    return in_batches(True, samples, batch_size, repeat=images)
 
 
 def _per_image_samples(param: str) -> Cost:
-    """Cost of averaging gradients over ``params[param]`` points per image, in batches, plus one forward pass."""
+    """Cost of averaging gradients over ``params[param]`` points per image, in batches, plus one forward pass over
+    the images to resolve the top class (which a call naming every class skips)."""
 
     def cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
-        batches, rest = divmod(int(params[param]), batch_size)
-        return [(True, batch_size, batches * images)] + ([(True, rest, images)] if rest else []) + [(False, images, 1)]
+        return _sample_passes(int(params[param]), images, batch_size) + in_batches(False, images, batch_size)
 
     return cost
 
@@ -73,14 +80,42 @@ BASELINE_PARAMS = (Param("baseline", "black", "the reference image: black, or th
                    Param("blur_radius", 20.0, "blur radius in pixels of the blurred baseline", 1.0, 100.0, 1.0))
 
 
+def _path_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
+    """The gradients at ``steps`` points per image, then one forward pass over every image and its baseline."""
+    return _sample_passes(int(params["steps"]), images, batch_size) + in_batches(False, 2 * images, batch_size)
+
+
+class Endpoints(NamedTuple):
+    """A path's two ends through the model: the class each image explains and the logits there."""
+
+    classes: np.ndarray  # (N,) TOP1 and LEAST resolved at the image
+    input_logits: np.ndarray  # (N, classes)
+    baseline_logits: np.ndarray  # (N, classes)
+
+
+def path_endpoints(job: Job, baseline: np.ndarray) -> Endpoints:
+    """The images and their baselines in one batched forward pass (it also resolves TOP1 and LEAST at the images)."""
+    images = len(job.x)
+    result = job.runtime.forward(np.concatenate([job.x, baseline]), np.concatenate([job.targets, job.targets]),
+                                 batch_size=job.batch_size)
+    return Endpoints(result.classes[:images], result.logits[:images], result.logits[images:])
+
+
 @register("integrated_gradients", "Integrated Gradients", "Sundararajan et al. 2017, arXiv:1703.01365",
-          cost=_per_image_samples("steps"),
+          cost=_path_cost,
           params=(Param("steps", 32, "points on the path from the baseline, Gauss-Legendre nodes", 1, 256, 1),
-                  *BASELINE_PARAMS))
-def integrated_gradients(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+                  *BASELINE_PARAMS),
+          completeness_advice=("Raise steps (up to 256): the path integral is a weighted sum of the gradients at "
+                               "that many points, and the kinks of ReLU-like activations along the path make it "
+                               "converge slowly and unevenly. On the embedded model 128 steps brought every bundled "
+                               "photo under 5% with either baseline, where 32 left up to a third of the score change "
+                               "unaccounted for."))
+def integrated_gradients(job: Job, params: dict) -> Maps:
     steps = params["steps"]
     baseline = baseline_input(job, params["baseline"], params["blur_radius"])
-    classes = job.top_classes()
+    # f(x) and f(x0) for the completeness gap: the path's nodes never reach its ends.
+    endpoints = path_endpoints(job, baseline)
+    classes = endpoints.classes
     # Gauss-Legendre nodes on [0, 1]: on the embedded model's rough path integrand the
     # completeness error at 64 steps is 5% against the trapezoidal rule's 13%.
     nodes, node_weights = np.polynomial.legendre.leggauss(steps)
@@ -90,7 +125,8 @@ def integrated_gradients(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray
         return baseline[i][None] + alphas[:, None, None, None] * (job.x[i] - baseline[i])[None]
 
     attributions = (job.x - baseline) * _averaged_gradients(job, classes, path, weights, absolute=False)
-    return attributions.sum(axis=-1), classes
+    maps = attributions.sum(axis=-1)
+    return Maps(maps, classes, completeness_of(maps, classes, endpoints.input_logits, endpoints.baseline_logits))
 
 
 @register("gradient_x_input", "Gradient x Input", "Shrikumar et al. 2016, arXiv:1605.01713")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from explainers.methods.completeness import completeness_of
 from explainers.methods.gradients import BASELINE_PARAMS, baseline_input
-from explainers.methods.registry import Job, Param, PassGroup, register
+from explainers.methods.registry import Job, Maps, Param, PassGroup, register
 from explainers.runtime.probe import DECONVNET, LRP_EPSILON, RESCALE
 
 
@@ -36,18 +37,26 @@ def _paired_passes(params: dict, images: int, batch_size: int, size: tuple[int, 
 
 
 @register("deeplift", "DeepLIFT (Rescale)", "Shrikumar et al. 2017, arXiv:1704.02685", params=BASELINE_PARAMS,
-          cost=_paired_passes)
-def deeplift(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
+          cost=_paired_passes,
+          completeness_advice=("No parameter of DeepLIFT closes this gap (the baseline only changes the reference): "
+                               "the Rescale rule is exact at elementwise activations (ReLU, ReLU6...), and this "
+                               "network has nonlinear operations it does not cover (max pooling, the product of a "
+                               "squeeze-excite gate, an activation that mixes elements or a custom one), which keep "
+                               "their plain gradient. Read the map as approximate, or compare it with Integrated "
+                               "Gradients at enough steps, which is complete on any network."))
+def deeplift(job: Job, params: dict) -> Maps:
     """Signed contributions ``(N, H, W)``: (x - x0) times DeepLIFT's multipliers, summed over channels.
 
     With the Rescale rule at every activation, a network of linear operations and
     elementwise activations (ReLU, ReLU6...) has contributions summing exactly to
-    logit(x) - logit(x0) for the explained class; max pooling breaks that.
+    logit(x) - logit(x0) for the explained class; max pooling breaks that, and the completeness figures
+    returned with the maps say by how much (the paired pass gives the baselines' logits at no cost).
     """
     baseline = baseline_input(job, params["baseline"], params["blur_radius"])
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=RESCALE, baselines=baseline,
                                    batch_size=job.batch_size)
-    return ((job.x - baseline) * result.input_gradients).sum(axis=-1), result.classes
+    maps = ((job.x - baseline) * result.input_gradients).sum(axis=-1)
+    return Maps(maps, result.classes, completeness_of(maps, result.classes, result.logits, result.baseline_logits))
 
 
 # 1e-2 by default: pre-activations after a BatchNorm are of order 1, so epsilon changes little

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from explainers.errors import InputError
+from explainers.methods.completeness import Completeness
 from explainers.runtime.passes import Runtime
 
 
@@ -36,7 +37,17 @@ class Job:
         return self.runtime.forward(self.x, self.targets, batch_size=self.batch_size).classes
 
 
-MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray]]
+class Maps(NamedTuple):
+    """What a method returns: its raw maps, the classes they explain and, for a method that claims completeness
+    (its maps sum to f(x) - f(x0)), how far each map is from it. A plain ``(raw, classes)`` pair is a Maps without
+    completeness figures: ``Maps(*pair)``."""
+
+    raw: np.ndarray  # (N, H, W)
+    classes: np.ndarray  # (N,) int
+    completeness: Completeness | None = None
+
+
+MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray] | Maps]
 
 
 CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -137,9 +148,16 @@ def next_shape(name: str) -> str:
     return SHAPES[len(REGISTRY) % len(SHAPES)]
 
 
+def in_batches(backward: bool, inputs: int, batch_size: int, repeat: int = 1) -> list[PassGroup]:
+    """``inputs`` inputs sent in full batches of ``batch_size`` and one partial batch for the rest, ``repeat``
+    times, as ``Runtime.gradients`` sends them: the groups a cost states for one call."""
+    full, rest = divmod(max(inputs, 0), batch_size)
+    return [group for group in ((backward, batch_size, full * repeat), (backward, rest, repeat)) if group[1] and group[2]]
+
+
 def one_pass(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
-    """One backward pass over the images: what input-gradient methods and gradient CAMs need."""
-    return [(True, images, 1)]
+    """One backward pass over the images (in batches): what input-gradient methods and gradient CAMs need."""
+    return in_batches(True, images, batch_size)
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,13 @@ class Method:
     requires: Callable[[Any], str | None] | None = None  # model -> why it cannot run there, beyond needing a layer
     colour: str = PALETTE[0]  # "#RRGGBB": the method's one colour in every chart, page and report
     shape: str = SHAPES[0]  # one of SHAPES: its point shape in every chart that shows several methods
+    # Set for a method whose maps claim to sum to f(x) - f(x0) and which returns Maps with their Completeness:
+    # what to do when a map's gap is above the tolerance, naming the method's own parameters.
+    completeness_advice: str = ""
+
+    @property
+    def reports_completeness(self) -> bool:
+        return bool(self.completeness_advice)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -175,16 +200,18 @@ REGISTRY: dict[str, Method] = {}
 def register(name: str, label: str, reference: str, *, params: tuple[Param, ...] = (), needs_layer: bool = False,
              cam_weights: CamWeights | None = None, cost: Cost = one_pass,
              requires: Callable[[Any], str | None] | None = None,
-             colour: str | None = None, shape: str | None = None) -> Callable[[MethodFn], MethodFn]:
+             colour: str | None = None, shape: str | None = None,
+             completeness_advice: str = "") -> Callable[[MethodFn], MethodFn]:
     """Decorate a method's function to add it, described, to the registry (and so to every page, link and CLI).
 
     ``colour`` ("#RRGGBB") and ``shape`` (one of ``SHAPES``) are the method's in every chart; by default the next
-    ones of ``PALETTE`` and ``SHAPES``.
+    ones of ``PALETTE`` and ``SHAPES``. ``completeness_advice`` declares that the method reports its completeness
+    gap (it returns ``Maps`` with ``Completeness``) and says what to do when the gap is large.
     """
 
     def add(fn: MethodFn) -> MethodFn:
         REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires,
-                                colour or next_colour(name), shape or next_shape(name))
+                                colour or next_colour(name), shape or next_shape(name), completeness_advice)
         return fn
 
     return add

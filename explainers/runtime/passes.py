@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 16
 PROBE_IMAGES = 8  # images in the timed passes that price one forward and one backward image
 PROBE_REPEATS = 3  # timed runs of each; the fastest counts, as the others met other work on the cores
+# A pass's cost is a fixed part plus a part per image, so the passes are also timed at 1 image and, where that is
+# cheap, at a large batch: on the digits CNN a backward pass of 64 costs about 6 passes of 1, not 64 (priced per
+# image from a pass of 8, the trust evaluation of its 1,000 demo digits was estimated at 2.3 times what it took).
+LARGE_PROBE_IMAGES = 64
+LARGE_PROBE_SECONDS = 0.25  # the large batch is timed when its timed runs should take no longer than this in all
+QUICK_PROBE_SECONDS = 0.05  # quick passes are timed again until their timings add up to this,
+QUICK_PROBE_REPEATS = 20  # or this many
 MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs worth a few MB each
 
 
@@ -37,6 +44,8 @@ class Gradients:
     input_gradients: np.ndarray | None  # (N, H, W, C) d score / d input (with a rule: the modified gradient)
     logits: np.ndarray  # (N, classes)
     classes: np.ndarray  # (N,) the explained class of each image (TOP1 resolved)
+    # (N, classes) the baselines' logits, which the rescale rule's paired pass computes anyway; None for other rules.
+    baseline_logits: np.ndarray | None = None
 
 
 def _concat(parts: list[Gradients]) -> Gradients:
@@ -49,6 +58,7 @@ def _concat(parts: list[Gradients]) -> Gradients:
         None if parts[0].input_gradients is None else cat([p.input_gradients for p in parts]),
         cat([p.logits for p in parts]),
         cat([p.classes for p in parts]),
+        None if parts[0].baseline_logits is None else cat([p.baseline_logits for p in parts]),
     )
 
 
@@ -131,14 +141,15 @@ class _CompiledProbe:
         def inputs_half(tensors):
             return [t[:n] for t in tensors] if paired else tensors
 
+        # Every row's logits are returned (with the rule, the baselines' follow the inputs'): they cost nothing more.
         if not backward:
-            activations, logits = self._outputs(x)
-            logits = logits[:n] if paired else logits
-            return inputs_half(activations), [], x[:0], logits, choose_classes(logits, targets)
+            activations, every_logit = self._outputs(x)
+            logits = every_logit[:n] if paired else every_logit
+            return inputs_half(activations), [], x[:0], every_logit, choose_classes(logits, targets)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            activations, logits = self._outputs(x)
-            logits = logits[:n] if paired else logits
+            activations, every_logit = self._outputs(x)
+            logits = every_logit[:n] if paired else every_logit
             classes = choose_classes(logits, targets)
             scores = class_scores(logits, classes)
         # Each image's score depends only on its own input (inference mode), so the
@@ -147,7 +158,7 @@ class _CompiledProbe:
         sources = activations + ([x] if wrt_input else [])
         grads = inputs_half(tape.gradient(scores, sources))
         input_grads = grads[-1] if wrt_input else x[:0]
-        return inputs_half(activations), grads[: len(activations)], input_grads, logits, classes
+        return inputs_half(activations), grads[: len(activations)], input_grads, every_logit, classes
 
 
 class Runtime:
@@ -221,13 +232,16 @@ class Runtime:
                 backward,
                 wrt_input,
             )
+            logits = logits.numpy()
+            images = len(classes)
             parts.append(
                 Gradients(
                     [a.numpy() for a in acts],
                     [g.numpy() for g in grads],
                     input_grads.numpy() if wrt_input else None,
-                    logits.numpy(),
+                    logits[:images],
                     classes.numpy(),
+                    logits[images:] if paired else None,
                 )
             )
         return _concat(parts)
@@ -258,27 +272,74 @@ class Runtime:
             self.forward(x, targets, (layer,))
 
 
-_PASS_SECONDS: dict[str, tuple[float, float]] = {}
+@dataclass(frozen=True)
+class PassCost:
+    """The measured seconds of one backward and one forward pass at the batch sizes timed (ascending)."""
+
+    sizes: tuple[int, ...]  # images per pass
+    backward: tuple[float, ...]  # seconds per pass, one per size
+    forward: tuple[float, ...]
+
+    def seconds(self, backward: bool, images: int) -> float:
+        """Seconds one pass of ``images`` images takes: interpolated linearly between the sizes timed, and beyond
+        the largest extended by the cost of an image there (the last two sizes' difference per image)."""
+        if images <= 0:
+            return 0.0
+        times = self.backward if backward else self.forward
+        if images <= self.sizes[-1]:
+            return float(np.interp(images, self.sizes, times))
+        per_image = max(0.0, (times[-1] - times[-2]) / (self.sizes[-1] - self.sizes[-2]))
+        return times[-1] + (images - self.sizes[-1]) * per_image
+
+
+_PASS_COSTS: dict[str, PassCost] = {}
+
+
+def pass_cost(model: LoadedModel) -> PassCost:
+    """Measured seconds of a backward and a forward pass on ``model`` at 1 image, ``PROBE_IMAGES`` and, when the
+    model is small enough for it to be quick, ``LARGE_PROBE_IMAGES``.
+
+    Timed once per network (preprocessing changes no pass's cost) on blank inputs through the passes the pages
+    trace first (about a second on the embedded model), after one untimed call so that no trace is counted: the
+    fastest of ``PROBE_REPEATS`` runs made while no pass was being traced (``_Traces``).
+    """
+    if model.network_fingerprint not in _PASS_COSTS:
+        shape = model.model.inputs[0].shape[1:]
+        timings: dict[bool, list[float]] = {}
+        sizes = [1, PROBE_IMAGES]
+        for backward in (True, False):
+            model.runtime.gradients(np.zeros((1, *shape), np.float32), np.full(1, TOP1, np.int32),
+                                    wrt_input=backward, backward=backward)
+            timings[backward] = [_fastest_pass(model, backward, images, shape) for images in sizes]
+        # The large batch, as both kinds of pass, when the probe's runs at that size should be quick.
+        projected = PROBE_REPEATS * (timings[True][-1] + timings[False][-1]) * LARGE_PROBE_IMAGES / PROBE_IMAGES
+        if projected <= LARGE_PROBE_SECONDS:
+            sizes.append(LARGE_PROBE_IMAGES)
+            for backward in (True, False):
+                timings[backward].append(_fastest_pass(model, backward, LARGE_PROBE_IMAGES, shape))
+        _PASS_COSTS[model.network_fingerprint] = PassCost(tuple(sizes), tuple(timings[True]), tuple(timings[False]))
+    return _PASS_COSTS[model.network_fingerprint]
+
+
+def _fastest_pass(model: LoadedModel, backward: bool, images: int, shape: tuple) -> float:
+    """The fastest of ``PROBE_REPEATS`` timed passes of ``images`` blank inputs, each timed between traces, or of
+    more while they add up to less than ``QUICK_PROBE_SECONDS``: a pass of a few milliseconds varies by a tenth or
+    more from one to the next."""
+    x = np.zeros((images, *shape), np.float32)
+    targets = np.full(images, TOP1, np.int32)
+    timings: list[float] = []
+    while len(timings) < PROBE_REPEATS or (sum(timings) < QUICK_PROBE_SECONDS and len(timings) < QUICK_PROBE_REPEATS):
+        timings.append(_seconds_between_traces(
+            lambda: model.runtime.gradients(x, targets, wrt_input=backward, backward=backward, batch_size=images)))
+    return min(timings)
 
 
 def pass_seconds(model: LoadedModel) -> tuple[float, float]:
-    """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``.
-
-    Timed once per network (preprocessing changes no pass's cost) on ``PROBE_IMAGES`` blank inputs through the
-    passes the pages trace first (about a second on the embedded model), after one untimed call so that no
-    trace is counted: the fastest of ``PROBE_REPEATS`` runs made while no pass was being traced (``_Traces``).
-    """
-    if model.network_fingerprint not in _PASS_SECONDS:
-        x = np.zeros((PROBE_IMAGES, *model.model.inputs[0].shape[1:]), np.float32)
-        targets = np.full(PROBE_IMAGES, TOP1, np.int32)
-        timings = []
-        for backward in (True, False):
-            model.runtime.gradients(x[:1], targets[:1], wrt_input=backward, backward=backward)
-            timings.append(min(_seconds_between_traces(
-                lambda backward=backward: model.runtime.gradients(x, targets, wrt_input=backward, backward=backward))
-                for _ in range(PROBE_REPEATS)) / PROBE_IMAGES)
-        _PASS_SECONDS[model.network_fingerprint] = (timings[0], timings[1])
-    return _PASS_SECONDS[model.network_fingerprint]
+    """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``, each a
+    pass of ``PROBE_IMAGES`` images over their number (``pass_cost``)."""
+    cost = pass_cost(model)
+    at = cost.sizes.index(PROBE_IMAGES)
+    return cost.backward[at] / PROBE_IMAGES, cost.forward[at] / PROBE_IMAGES
 
 
 def _seconds_between_traces(run: Callable[[], object], patience: float = 10.0) -> float:

@@ -34,6 +34,40 @@ class Curves:
         return np.trapezoid(self.insertion, self.fractions, axis=1)
 
 
+def curve_fractions(steps: int) -> np.ndarray:
+    """``(steps + 1,)`` the share of pixels removed (deletion) or revealed (insertion) at each point of a curve."""
+    return np.linspace(0.0, 1.0, steps + 1)
+
+
+def curve_counts(steps: int, pixel_count: int) -> np.ndarray:
+    """``(steps + 1,)`` how many pixels are removed or revealed at each point: the fraction's, rounded to nearest."""
+    return np.rint(curve_fractions(steps) * pixel_count).astype(int)
+
+
+def removal_ranks(raw: np.ndarray) -> np.ndarray:
+    """``(H, W)`` each pixel's place when ``raw``'s values are ranked most positive first, 0 for the first; equal
+    values keep row-major order (the top-left one first), so a map's order never depends on the sort's whims."""
+    ranks = np.empty(raw.size, np.int64)
+    ranks[np.argsort(-raw.ravel(), kind="stable")] = np.arange(raw.size)
+    return ranks.reshape(raw.shape)
+
+
+# The deletion and insertion inputs of one map, built here only: the Compare page's curves and the trust page's
+# deletion and insertion metrics (``explainers.trust.faithfulness``) send the model the same pixels.
+def deletion_inputs(pixels: np.ndarray, ranks: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(len(counts), H, W, 3)`` uint8: ``pixels`` ``(H, W, 3)`` with their first ``counts[k]`` pixels by
+    ``ranks`` set to black, one image per count."""
+    chosen = (ranks[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
+    return np.where(chosen, np.zeros_like(pixels), pixels)
+
+
+def insertion_inputs(pixels: np.ndarray, ranks: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(len(counts), H, W, 3)`` uint8: ``pixels`` blurred (Gaussian, radius ``INSERTION_BLUR_RADIUS``) with their
+    first ``counts[k]`` pixels by ``ranks`` shown sharp, one image per count."""
+    chosen = (ranks[None] < counts[:, None, None])[..., None]
+    return np.where(chosen, pixels, blur(pixels[None], INSERTION_BLUR_RADIUS)[0])
+
+
 def _map_digest(raw: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(raw, np.float32).tobytes(), digest_size=16).hexdigest()
 
@@ -71,8 +105,8 @@ def deletion_insertion(
     arrays, digests = prepare_images(model, images)
     pixels, _ = model_inputs(model, arrays, digests)
     height, width = pixels.shape[1:3]
-    fractions = np.linspace(0.0, 1.0, steps + 1)
-    counts = np.rint(fractions * height * width).astype(int)
+    fractions = curve_fractions(steps)
+    counts = curve_counts(steps, height * width)
     deletion, insertion = [], []
     for i, raw in enumerate(attribution.raw):
         key = _key(model, digests[i], raw, attribution.classes[i], steps)
@@ -86,15 +120,10 @@ def deletion_insertion(
 def _curves(model: LoadedModel, pixels: np.ndarray, raw: np.ndarray, target: int, counts: np.ndarray,
             batch_size: int, key: tuple) -> tuple[np.ndarray, np.ndarray]:
     """One image's deletion and insertion probabilities, stored under ``key``."""
-    height, width = pixels.shape[:2]
     steps = len(counts) - 1
-    black = np.zeros_like(pixels)
-    rank = np.empty(height * width, np.int64)
-    rank[np.argsort(-raw.ravel(), kind="stable")] = np.arange(height * width)
-    chosen = (rank.reshape(height, width)[None] < counts[:, None, None])[..., None]  # (S+1, H, W, 1)
-    deleted = np.where(chosen, black, pixels)
-    inserted = np.where(chosen, pixels, blur(pixels[None], INSERTION_BLUR_RADIUS)[0])
-    x = model.to_input(np.concatenate([deleted, inserted]))
+    ranks = removal_ranks(raw)
+    x = model.to_input(np.concatenate([deletion_inputs(pixels, ranks, counts),
+                                       insertion_inputs(pixels, ranks, counts)]))
     classes = np.full(len(x), target, np.int32)
     # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
     probabilities = model.runtime.class_probabilities(x, classes, max(batch_size, len(x)))

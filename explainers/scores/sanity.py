@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from explainers.attribution import Attribution, attribute, cached_maps
+from explainers.errors import counted
 from explainers.estimates import maps_seconds
 from explainers.inputs.images import ImageLike
 from explainers.models.loading import LoadedModel
@@ -133,14 +134,10 @@ def describe_stages(model: LoadedModel, methods: int, images: int, stages: Seque
     several = len(counts) > 1
     listed = f"{', '.join(map(str, counts[:-1]))} and {counts[-1]}" if several else str(counts[0])
     capped = " (the last stage: all of them)" if several and counts[-1] == total else ""
-    sizes = [_counted(len(counts), "stage"), _counted(methods, "method"), _counted(images, "image")]
+    sizes = [counted(len(counts), "stage"), counted(methods, "method"), counted(images, "image")]
     return (f"It runs on a randomised copy of the model: its top {listed} of {total} weighted layers re-drawn"
             f"{' in turn' if several else ''}{capped}, one map per stage, method and image ({' × '.join(sizes)} = "
-            f"{_counted(len(counts) * methods * images, 'map')}).")
-
-
-def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+            f"{counted(len(counts) * methods * images, 'map')}).")
 
 
 def sanity_check(
