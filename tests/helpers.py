@@ -128,3 +128,17 @@ def record_gradient_batches(runtime, monkeypatch) -> list[tuple[bool, int]]:
 
     monkeypatch.setattr(runtime, "gradients", spy)
     return sent
+
+
+def two_conv_model(size: int, channels: int, seed: int, name: str):
+    """Rescaling, conv_a (4 channels), conv_b (``channels``), global average pooling and a linear 3-class ``head``:
+    three weighted layers, scores equal to outputs. Wrapped, built with ``seed``."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(x)
+    x = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name="conv_b")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return wrap(keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), name=name)

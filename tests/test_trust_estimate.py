@@ -4,7 +4,6 @@ the benchmark and the estimate are made of cannot drift from what the engine doe
 
 from collections import Counter
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,7 +17,7 @@ from explainers.trust.evaluate import IMAGES_PER_STEP, evaluate_trust, request_p
 from explainers.trust.masks import masks_from_strokes
 from explainers.trust.registry import metric_names
 from explainers.trust.scoring import VALUES, trust_request
-from helpers import wrap
+from helpers import two_conv_model
 
 SIZE = 12
 CHANNELS = 8  # conv_b's: Score-CAM's max_n set to it, as a cost cannot see a layer's width
@@ -30,13 +29,7 @@ PARAMS = {"saliency": {}, "integrated_gradients": {"steps": 3}, "gradcam": {}, "
 
 @pytest.fixture(scope="module")
 def tiny() -> ex.LoadedModel:
-    keras.utils.set_random_seed(7)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(x)
-    x = keras.layers.Conv2D(CHANNELS, 3, padding="same", activation="relu", name="conv_b")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return wrap(keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), name="trust estimate tiny")
+    return two_conv_model(SIZE, CHANNELS, seed=7, name="trust estimate tiny")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from explainers.methods.registry import REGISTRY, register
 from explainers.scores import sanity
 from explainers.trust import CostContext, MapRequest, MetricBatch, get_metric
 from explainers.trust.randomisation import randomised_maps
-from helpers import wrap
+from helpers import two_conv_model, wrap
 
 SIZE = 12
 QUADRANT = np.zeros((SIZE, SIZE), bool)
@@ -29,13 +29,7 @@ def images(count: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny() -> ex.LoadedModel:
     """Three weighted layers (conv_a, conv_b, head) and a linear head, so its scores are its outputs."""
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv_a")(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_b")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return wrap(keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), name="trust tiny")
+    return two_conv_model(SIZE, 8, seed=5, name="trust tiny")
 
 
 class QuadrantGate(keras.layers.Layer):
