@@ -15,6 +15,7 @@ run: $(VENV)/.runtime-installed
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 	tools/ensure_chromium.sh
 	$(BIN)/python -m pytest
 

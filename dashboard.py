@@ -1,23 +1,34 @@
 """Entrypoint: the frame around every page (sidebar, navigation). Run: streamlit run dashboard.py"""
 
+from typing import NamedTuple
+
 import streamlit as st
 
 from ui import auth, frame
 
 frame.configure_page()
 
-PAGES = [
-    st.Page("pages/overview.py", title="Model and predictions", icon=":material/image_search:", default=True),
-    st.Page("pages/layer_grid.py", title="Layer-by-layer Grad-CAM", icon=":material/grid_view:"),
-    st.Page("pages/compare.py", title="Compare methods", icon=":material/compare:"),
-    st.Page("pages/dataset.py", title="Your dataset", icon=":material/folder_open:"),
-    st.Page("pages/learned.py", title="What the model learned", icon=":material/psychology:"),
-    st.Page("pages/trust.py", title="Which method to trust", icon=":material/verified:", url_path="trust"),
-]
 
-# Each page's widget keys start with its prefix; those and the sidebar's make up a shareable link.
-URL_PREFIXES = {"overview": "overview_", "layer_grid": "grid_", "compare": "cmp_", "dataset": "ds_",
-                "learned": "learned_", "trust": "trust_"}
+class View(NamedTuple):
+    """One page: its script in views/, its title and icon in the navigation, and the prefix of its widget keys
+    (those and the sidebar's make up a shareable link). Its address is the script's name."""
+
+    script: str
+    title: str
+    icon: str
+    prefix: str
+
+
+VIEWS = [
+    View("views/overview.py", "Model and predictions", ":material/image_search:", "overview_"),
+    View("views/layer_grid.py", "Layer-by-layer Grad-CAM", ":material/grid_view:", "grid_"),
+    View("views/compare.py", "Compare methods", ":material/compare:", "cmp_"),
+    View("views/dataset.py", "Your dataset", ":material/folder_open:", "ds_"),
+    View("views/learned.py", "What the model learned", ":material/psychology:", "learned_"),
+    View("views/trust.py", "Which method to trust", ":material/verified:", "trust_"),
+]
+PAGES = [st.Page(view.script, title=view.title, icon=view.icon, default=view is VIEWS[0]) for view in VIEWS]
+URL_PREFIXES = {page.url_path: view.prefix for page, view in zip(PAGES, VIEWS)}
 
 # Before anything reads the URL or touches a model: a visitor who may not see the app gets the
 # sign-in screen on every URL, and the run stops there. Without [auth] in the secrets it does nothing.

@@ -16,10 +16,10 @@ import numpy as np
 
 from explainers.errors import InputError
 from explainers.inputs.images import ImageLike, as_rgb_array, content_digest
-from explainers.methods.cams import combine_cam
+from explainers.methods.cams import gradient_cams
 from explainers.methods.completeness import Completeness
 from explainers.methods.maps import normalize, to_sizes
-from explainers.methods.registry import REGISTRY, Job, Maps, get_method, resolve_params
+from explainers.methods.registry import REGISTRY, CamWeights, Job, Maps, Method, get_method, resolve_params
 from explainers.models.loading import LoadedModel
 from explainers.runtime.cache import ResultCache, SingleFlight
 from explainers.runtime.passes import DEFAULT_BATCH_SIZE
@@ -76,17 +76,42 @@ def low_probability_note(subject: str, class_name: str, probability: float) -> s
             "scaled to look as strong as any other.")
 
 
-def _store(context: tuple, digest: str, wanted: int, hit: tuple[np.ndarray, int, float, Completeness | None]) -> None:
-    """Cache ``(map, class, seconds it took, its completeness figures or None)`` under the class asked for and,
-    when that was TOP1 or LEAST, under the class it resolved to."""
-    RESULTS.put((*context, digest, int(wanted)), hit, hit[0])
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedMap:
+    """One map as ``RESULTS`` keeps it. A record, not a tuple: reading a field by position fails at once."""
+
+    raw: np.ndarray  # (H, W) float32 at the model's input resolution
+    explained_class: int  # the class the map explains (TOP1 and LEAST resolved)
+    seconds: float  # what computing it took (a batch's time shared equally by its maps)
+    completeness: Completeness | None = None  # its completeness figures, for methods that report them
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelInput:
+    """One image as ``INPUTS`` keeps it for a model: resized, and preprocessed."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 at the model's input size
+    model_input: np.ndarray  # (H, W, C) what the model receives
+
+
+def _filled(hit: CachedMap | None) -> CachedMap:
+    assert hit is not None, "every map asked for is cached or computed by now"
+    return hit
+
+
+def _store(context: tuple, digest: str, wanted: int, hit: CachedMap) -> None:
+    """Cache ``hit`` under the class asked for and, when that was TOP1 or LEAST, under the class it resolved to."""
+    RESULTS.put((*context, digest, int(wanted)), hit, hit.raw)
     if wanted < 0:  # TOP1 or LEAST: the same map also answers a request naming that class
-        RESULTS.put((*context, digest, hit[1]), hit, hit[0])
+        RESULTS.put((*context, digest, hit.explained_class), hit, hit.raw)
 
 
 def _layer_for(model: LoadedModel, method_name: str, layer: str | None, needs_layer: bool) -> str | None:
-    if not needs_layer:
-        return None
+    return _checked_layer(model, method_name, layer) if needs_layer else None
+
+
+def _checked_layer(model: LoadedModel, method_name: str, layer: str | None) -> str:
+    """The layer a method that reads one explains at: ``layer``, else the model's default; InputError for none."""
     layer = layer or model.default_cam_layer
     if layer is None:
         raise InputError(f"{method_name} needs a layer with a spatial output, and this model has none.")
@@ -115,10 +140,10 @@ def model_inputs(model: LoadedModel, arrays: list[np.ndarray], digests: list[str
         hit = INPUTS.get(key)
         if hit is None:
             resized = model.resize([array])
-            hit = (resized[0], model.to_input(resized)[0])
-            INPUTS.put(key, hit, hit[1])
-        pixels.append(hit[0])
-        inputs.append(hit[1])
+            hit = ModelInput(pixels=resized[0], model_input=model.to_input(resized)[0])
+            INPUTS.put(key, hit, hit.model_input)
+        pixels.append(hit.pixels)
+        inputs.append(hit.model_input)
     return np.stack(pixels), np.stack(inputs)
 
 
@@ -147,8 +172,9 @@ def attribute(
     **params: Any,
 ) -> Attribution:
     """Raw attribution maps ``(N, H, W)`` at the model's input resolution, with the explained classes."""
-    spec, params, layer, arrays, digests, wanted, context, keys = _request(model, images, method, targets, layer, params)
-    found = [RESULTS.get(key) for key in keys]
+    request = _request(model, images, method, targets, layer, params)
+    keys = request.keys
+    found: list[CachedMap | None] = [RESULTS.get(key) for key in keys]
     missing = [i for i, hit in enumerate(found) if hit is None]
     seconds = 0.0
     if missing:
@@ -157,48 +183,65 @@ def attribute(
             missing = [i for i, hit in enumerate(found) if hit is None]
             if missing:
                 start = time.perf_counter()
-                job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], layer,
-                           batch_size)
-                raw, classes, completeness = Maps(*spec.run(job, params))
+                job = _job(model, [request.arrays[i] for i in missing], [request.digests[i] for i in missing],
+                           request.wanted[missing], request.layer, batch_size)
+                raw, classes, completeness = Maps(*request.method.run(job, request.params))
                 seconds = time.perf_counter() - start
                 for j, i in enumerate(missing):
-                    found[i] = (raw[j].astype(np.float32), int(classes[j]), seconds / len(missing),
-                                None if completeness is None else completeness.select([j]))
-                    _store(context, digests[i], wanted[i], found[i])
-    from_cache = np.ones(len(arrays), bool)
+                    hit = CachedMap(raw=raw[j].astype(np.float32), explained_class=int(classes[j]),
+                                    seconds=seconds / len(missing),
+                                    completeness=None if completeness is None else completeness.select([j]))
+                    _store(request.context, request.digests[i], request.wanted[i], hit)
+                    found[i] = hit
+    hits = [_filled(hit) for hit in found]
+    from_cache = np.ones(len(hits), bool)
     from_cache[missing] = False
-    figures = [hit[3] for hit in found]
+    figures = [hit.completeness for hit in hits if hit.completeness is not None]
     return Attribution(
         method=method,
-        layer=layer,
-        params=params,
-        raw=np.stack([hit[0] for hit in found]),
-        classes=np.array([hit[1] for hit in found], np.int32),
+        layer=request.layer,
+        params=request.params,
+        raw=np.stack([hit.raw for hit in hits]),
+        classes=np.array([hit.explained_class for hit in hits], np.int32),
         seconds=seconds,
-        cached=len(arrays) - len(missing),
-        map_seconds=np.array([hit[2] for hit in found], np.float64),
+        cached=len(hits) - len(missing),
+        map_seconds=np.array([hit.seconds for hit in hits], np.float64),
         from_cache=from_cache,
-        completeness=None if any(f is None for f in figures) else Completeness.concatenate(figures),
+        completeness=Completeness.concatenate(figures) if len(figures) == len(hits) else None,  # all or none
     )
 
 
-def _request(model: LoadedModel, images: Sequence[ImageLike], method: str, targets: Targets, layer: str | None,
-             params: dict[str, Any]) -> tuple:
+@dataclass(frozen=True, kw_only=True)
+class _Request:
     """Everything ``attribute`` derives from its arguments, down to each map's cache key."""
-    spec = get_method(method)
-    params = resolve_params(spec, params)
-    layer = _layer_for(model, spec.label, layer, spec.needs_layer)
+
+    method: Method
+    params: dict[str, Any]  # every parameter, checked, defaults filled in
+    layer: str | None  # the layer the method reads; None for methods that need none
+    arrays: list[np.ndarray]  # the images as RGB arrays
+    digests: list[str]  # each image's content digest
+    wanted: np.ndarray  # (N,) int32 the class asked for per image (TOP1 and LEAST unresolved)
+    context: tuple  # the cache key's part shared by every map of the request
+    keys: list[tuple]  # each map's cache key
+
+
+def _request(model: LoadedModel, images: Sequence[ImageLike], name: str, targets: Targets, layer: str | None,
+             params: dict[str, Any]) -> _Request:
+    method = get_method(name)
+    params = resolve_params(method, params)
+    layer = _layer_for(model, method.label, layer, method.needs_layer)
     arrays, digests = prepare_images(model, images)
     wanted = resolve_targets(targets, len(arrays), model.class_names)
-    context = (model.fingerprint, method, layer, tuple(sorted(params.items())))
+    context = (model.fingerprint, name, layer, tuple(sorted(params.items())))
     keys = [(*context, digest, int(t)) for digest, t in zip(digests, wanted)]
-    return spec, params, layer, arrays, digests, wanted, context, keys
+    return _Request(method=method, params=params, layer=layer, arrays=arrays, digests=digests, wanted=wanted,
+                    context=context, keys=keys)
 
 
 def cached_maps(model: LoadedModel, images: Sequence[ImageLike], method: str = "gradcam", targets: Targets = None,
                 layer: str | None = None, **params: Any) -> int:
     """How many of the maps ``attribute`` would return are in the cache already; computes nothing."""
-    keys = _request(model, images, method, targets, layer, params)[-1]
+    keys = _request(model, images, method, targets, layer, params).keys
     return sum(RESULTS.get(key) is not None for key in keys)
 
 
@@ -220,22 +263,41 @@ def explain(
     return to_sizes(normalize(result.raw), [a.shape[:2] for a in arrays])
 
 
-def _fill_grid(model: LoadedModel, spec, arrays, digests, wanted, layers, contexts, found, missing, batch_size) -> None:
+@dataclass(frozen=True, kw_only=True)
+class _Grid:
+    """What ``layer_grid`` asks for: a gradient CAM of every image at every layer, each cell cached under the
+    single-layer ``attribute`` key of its layer's ``contexts`` entry."""
+
+    model: LoadedModel
+    cam_weights: CamWeights  # the gradient CAM's channel weights
+    arrays: list[np.ndarray]  # the images as RGB arrays
+    digests: list[str]  # each image's content digest
+    wanted: np.ndarray  # (N,) int32 the class asked for per image
+    layers: list[str]
+    contexts: list[tuple]  # per layer, the cache key's part shared by its cells
+    batch_size: int
+
+    def lookup(self) -> tuple[list[list[CachedMap | None]], list[int]]:
+        """The cached cells, ``(N, L)``, and the images with a cell missing."""
+        cells = [[RESULTS.get((*c, d, int(t))) for c in self.contexts] for d, t in zip(self.digests, self.wanted)]
+        return cells, [i for i, row in enumerate(cells) if any(hit is None for hit in row)]
+
+
+def _fill_grid(grid: _Grid, found: list[list[CachedMap | None]], missing: list[int]) -> None:
     """Compute the grid cells of the ``missing`` images in one pass and cache each as a single-layer result."""
     if not missing:
         return
     start = time.perf_counter()
-    job = _job(model, [arrays[i] for i in missing], [digests[i] for i in missing], wanted[missing], None, batch_size)
-    result = model.runtime.gradients(job.x, job.targets, tuple(layers), batch_size=batch_size)
-    cams = []
-    for index in range(len(contexts)):
-        acts, grads = result.activations[index], result.layer_gradients[index]
-        cams.append(combine_cam(acts, spec.cam_weights(acts, grads), job.size))
-    share = (time.perf_counter() - start) / (len(missing) * len(contexts))  # the one pass, shared by every cell
-    for index, context in enumerate(contexts):
+    job = _job(grid.model, [grid.arrays[i] for i in missing], [grid.digests[i] for i in missing],
+               grid.wanted[missing], None, grid.batch_size)
+    cams = gradient_cams(job.runtime, job.x, job.targets, grid.layers, grid.cam_weights,
+                         batch_size=grid.batch_size, size=job.size)
+    share = (time.perf_counter() - start) / (len(missing) * len(grid.contexts))  # the one pass, shared by every cell
+    for index, context in enumerate(grid.contexts):
         for j, i in enumerate(missing):
-            found[i][index] = (cams[index][j], int(result.classes[j]), share, None)
-            _store(context, digests[i], wanted[i], found[i][index])
+            hit = CachedMap(raw=cams.maps[index][j], explained_class=int(cams.classes[j]), seconds=share)
+            _store(context, grid.digests[i], grid.wanted[i], hit)
+            found[i][index] = hit
 
 
 def layer_grid(
@@ -252,27 +314,23 @@ def layer_grid(
     ``(L, H_i, W_i)`` when image sizes differ). Each cell is also cached as the
     single-layer ``attribute`` result, and cached cells are not recomputed.
     """
-    spec = get_method(method)
-    if spec.cam_weights is None:
+    cam = get_method(method)
+    if cam.cam_weights is None:
         takes = ", ".join(m.label for m in REGISTRY.values() if m.cam_weights)
-        raise InputError(f"A layer grid takes a gradient CAM ({takes}), not {spec.label}.")
-    layers = [_layer_for(model, spec.label, layer, True) for layer in layers]
+        raise InputError(f"A layer grid takes a gradient CAM ({takes}), not {cam.label}.")
+    layers = [_checked_layer(model, cam.label, layer) for layer in layers]
     if not layers:
         raise InputError("Choose at least one layer for the grid.")
     arrays, digests = prepare_images(model, images)
-    wanted = resolve_targets(targets, len(arrays), model.class_names)
-    contexts = [(model.fingerprint, method, layer, ()) for layer in layers]
-
-    def lookup() -> tuple[list[list], list[int]]:
-        cells = [[RESULTS.get((*c, d, int(t))) for c in contexts] for d, t in zip(digests, wanted)]
-        return cells, [i for i, row in enumerate(cells) if any(hit is None for hit in row)]
-
-    found, missing = lookup()
+    grid = _Grid(model=model, cam_weights=cam.cam_weights, arrays=arrays, digests=digests,
+                 wanted=resolve_targets(targets, len(arrays), model.class_names), layers=layers,
+                 contexts=[(model.fingerprint, method, layer, ()) for layer in layers], batch_size=batch_size)
+    found, missing = grid.lookup()
     if missing:
-        request = (*contexts[0][:3], tuple(layers), *((digests[i], int(wanted[i])) for i in missing))
+        request = (*grid.contexts[0][:3], tuple(layers), *((digests[i], int(grid.wanted[i])) for i in missing))
         with IN_FLIGHT.hold(request):  # the same grid asked by another session waits, then finds it cached
-            found, missing = lookup()
-            _fill_grid(model, spec, arrays, digests, wanted, layers, contexts, found, missing, batch_size)
-    raw = np.stack([[hit[0] for hit in row] for row in found])  # (N, L, H, W)
+            found, missing = grid.lookup()
+            _fill_grid(grid, found, missing)
+    raw = np.stack([[_filled(hit).raw for hit in row] for row in found])  # (N, L, H, W)
     normalized = normalize(raw.reshape(-1, *raw.shape[2:])).reshape(raw.shape)
     return to_sizes(normalized, [a.shape[:2] for a in arrays])

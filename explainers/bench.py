@@ -45,7 +45,7 @@ estimate's error (``explainers.bench_trust``).
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import statistics
 import subprocess
 import sys
@@ -57,6 +57,7 @@ import numpy as np
 from explainers import RESULTS, attribute, decode_image, layer_grid, load_model, sample_images
 from explainers.attribution import INPUTS
 from explainers.methods.registry import REGISTRY
+from explainers.runtime.device import cores_of_others, cpu_mark
 from explainers.runtime.passes import DEFAULT_BATCH_SIZE
 
 GRID_LAYERS = ["block_2_expand", "block_5_expand", "block_9_expand", "block_12_expand", "block_15_expand", "head_conv"]
@@ -86,13 +87,13 @@ def bench_page(repeats: int) -> None:
     cold, traced, warm = [], [], []
     for _ in range(repeats):
         model = load_model()  # a new model object: nothing traced, nothing cached under its runtime
-        cold.append(seconds(lambda model=model: page_work(model, image)))
+        cold.append(seconds(functools.partial(page_work, model, image)))
         start = time.perf_counter()
         page_work(model, image)
         warm.append(time.perf_counter() - start)
         model = load_model()
         model.runtime.warm_up(model.default_cam_layer)  # what the dashboard does in the background on load
-        traced.append(seconds(lambda model=model: page_work(model, image)))
+        traced.append(seconds(functools.partial(page_work, model, image)))
     print(f"comparison page, default work on one 224 px image (medians of {repeats}):")
     print(f"  cold (fresh model, untraced passes, empty caches)   {statistics.median(cold):6.2f} s")
     print(f"  cold after the dashboard's start-up warm-up         {statistics.median(traced):6.2f} s")
@@ -101,7 +102,7 @@ def bench_page(repeats: int) -> None:
 
 def bench_dataset(repeats: int, batch_size: int = 64) -> None:
     from explainers import datasets
-    from explainers.datasets.results import score_rows
+    from explainers.datasets.scoring import score_rows
     from explainers.inputs.samples import DIGITS_TEST_FOLDER
     from explainers.models.loading import DIGITS_MODEL
 
@@ -152,21 +153,11 @@ HIT_RATE_CLASSES = ("goldfish", "tree frog", "flamingo", "Golden Retriever", "ta
                     "airliner", "castle", "umbrella", "mushroom", "balloon")
 
 
-def _cpu_seconds_used() -> float | None:
-    """CPU-seconds every process has used since boot (Linux's /proc/stat), or None where it cannot be read."""
-    try:
-        with open("/proc/stat") as stat:
-            ticks = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and I/O wait
-
-
 def bench_learned_estimate(model, counts: tuple[int, ...] = (1, 2, 4)) -> None:
     """The estimate's error: measured seconds over the page's estimate, on quiet cores and with one core busy."""
     from explainers import learned
 
-    settings = learned.Settings().for_model(model)
+    settings = learned.settings_for(model)
     print(f"\nestimate vs measured, {settings.steps} steps (took / the estimate's low end, which quiet cores should "
           "meet within ±30%; 'others': the CPU other processes took during the run):")
     for busy in (False, True):
@@ -176,10 +167,10 @@ def bench_learned_estimate(model, counts: tuple[int, ...] = (1, 2, 4)) -> None:
             for count in counts:
                 low, high = learned.estimate_range(model, count, settings)
                 learned.VISUALIZATIONS.clear()
-                used, cpu = _cpu_seconds_used(), time.process_time()
-                took = seconds(lambda count=count: learned.class_visualization(model, HIT_RATE_CLASSES[:count]))
-                others = "" if used is None else (
-                    f", others {(_cpu_seconds_used() - used - (time.process_time() - cpu)) / took:.1f} cores")
+                mark = cpu_mark()
+                took = seconds(functools.partial(learned.class_visualization, model, HIT_RATE_CLASSES[:count]))
+                cores = cores_of_others(mark, took)
+                others = "" if cores is None else f", others {cores:.1f} cores"
                 print(f"  {count} class{'es' if count > 1 else ' '} {'one core busy' if busy else 'quiet        '}: "
                       f"estimate {low:5.1f}..{high:5.1f} s, took {took:5.1f} s, took / estimate {took / low:4.2f} "
                       f"({'within' if 0.7 * low <= took <= 1.3 * high else 'OUTSIDE'} the range ±30%){others}")
@@ -194,18 +185,18 @@ def bench_learned(repeats: int, together: int = 10) -> None:
     from explainers.models.loading import DIGITS_MODEL
 
     model = load_model()
-    learned.class_visualization(model, [0], steps=2)  # trace the pass once
+    learned.class_visualization(model, [0], steps=10)  # trace the pass once, in the fewest steps allowed
     walls, cpus = [], []
     for seed in range(repeats):
         learned.VISUALIZATIONS.clear()
         cpu = time.process_time()
-        walls.append(seconds(lambda seed=seed: learned.class_visualization(model, ["espresso"], seed=seed)))
+        walls.append(seconds(functools.partial(learned.class_visualization, model, ["espresso"], seed=seed)))
         cpus.append(time.process_time() - cpu)
     print(f"one class alone, {learned.Settings().steps} steps (medians of {repeats}): "
           f"{statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} CPU-s")
     bench_learned_estimate(model)
-    for loaded, classes in ((model, HIT_RATE_CLASSES), (load_model(DIGITS_MODEL), None)):
-        classes = list(classes or loaded.class_names)
+    for loaded, chosen in ((model, HIT_RATE_CLASSES), (load_model(DIGITS_MODEL), None)):
+        classes = list(chosen or loaded.class_names)
         hits, start = [], time.perf_counter()
         for first in range(0, len(classes), together):
             group = classes[first : first + together]
@@ -260,8 +251,8 @@ def main() -> None:
         return seconds(lambda: runtime.forward(xs, targets, batch_size=batch))
 
     start = time.perf_counter()
-    for method in REGISTRY:
-        attribute(model, images, method)
+    for name in REGISTRY:
+        attribute(model, images, name)
     layer_grid(model, images, GRID_LAYERS)
     for backward in (True, False):
         for batch in {len(images), DEFAULT_BATCH_SIZE, 1}:
@@ -273,7 +264,7 @@ def main() -> None:
     for name, method in REGISTRY.items():
         times, ratios, floors = [], [], []
         for _ in range(args.repeats):
-            took = seconds(lambda name=name: attribute(model, images, name))
+            took = seconds(functools.partial(attribute, model, images, name))
             floor = seconds(lambda: model.preprocess(images)) + sum(
                 count * one_pass(backward, batch)
                 for backward, batch, count in method.cost(method.defaults, len(images), DEFAULT_BATCH_SIZE, model.input_size)

@@ -54,7 +54,7 @@ class _CostProbe:
     """A Ray actor set up as the scoring actors are (one TensorFlow thread), timing a batch's read and model pass."""
 
     def __init__(self, specs: dict, threads: int) -> None:
-        from explainers.datasets.distributed import limit_threads
+        from explainers.distributed.cluster import limit_threads
 
         limit_threads(threads)
         self.models = {name: spec.load() for name, spec in specs.items()}
@@ -62,8 +62,8 @@ class _CostProbe:
     def measure(self, name: str, sources: list[str], paths: list[str], root: str, remote: bool,
                 repeats: int) -> dict[str, float]:
         """Median seconds to read and decode ``sources`` as one batch, and for the model's pass on it."""
-        from explainers.datasets.distributed import _read_batch
-        from explainers.datasets.results import score_rows
+        from explainers.datasets.scoring import score_rows
+        from explainers.distributed.dataset_pipeline import read_batch
 
         model = self.models[name]
         batch = {"source": np.asarray(sources, dtype=object), "path": np.asarray(paths, dtype=object),
@@ -71,7 +71,7 @@ class _CostProbe:
         read, passes = [], []
         for _ in range(repeats + 1):  # the first traces the model's pass
             start = time.perf_counter()
-            decoded = _read_batch(batch, root=root, remote=remote, size=tuple(model.input_size))
+            decoded = read_batch(batch, root=root, remote=remote, size=tuple(model.input_size))
             middle = time.perf_counter()
             score_rows(model, paths, [0] * len(paths), list(decoded["pixels"]), model.default_cam_layer)
             read.append(middle - start)
@@ -83,18 +83,18 @@ def _write_seconds(out: Path, rows: int, batch_size: int) -> float:
     """Seconds per batch the driver spends writing Parquet: the whole run's rows written again, divided out."""
     import pyarrow.parquet as pq
 
-    from explainers.datasets import results
+    from explainers.datasets import storage
 
-    table = pq.read_table(out / results.ROWS_FOLDER)
+    table = pq.read_table(out / storage.ROWS_FOLDER)
     start = time.perf_counter()
-    results.write_rows(out / "again", table)
+    storage.write_rows(out / "again", table)
     return (time.perf_counter() - start) / (rows / batch_size)
 
 
 def _one_size(model, data: Path, folder: Path, repeats: int, batch_size: int) -> dict[str, list[float]]:
     """Per repeat: in-process images/s, then Ray's whole-run and steady images/s and its fixed seconds."""
     from explainers import datasets
-    from explainers.datasets.distributed import evaluate_on_ray
+    from explainers.distributed.dataset_pipeline import evaluate_on_ray
 
     found: dict[str, list[float]] = {"local": [], "whole": [], "steady": [], "fixed": []}
     datasets.evaluate(model, data, batch_size=batch_size)  # traces the in-process passes at this batch size
@@ -123,7 +123,7 @@ def _ratio(runs: dict[str, list[float]], key: str) -> float:
 
 def bench(repeats: int, batch_sizes: tuple[int, ...] = (64, 256)) -> None:
     """Print images/s in-process and on Ray local with ACTORS actors, their ratios and the per-batch costs."""
-    from explainers.datasets.ray_session import import_ray
+    from explainers.distributed.session import import_ray
     from explainers.errors import InputError
 
     # A token of the bench's own, in memory: Ray would otherwise write one to ~/.ray.
@@ -136,9 +136,9 @@ def bench(repeats: int, batch_sizes: tuple[int, ...] = (64, 256)) -> None:
         return
     import logging
 
-    from explainers.datasets.distributed import ModelSpec, local_cpus
-    from explainers.datasets.ray_session import ray_session
     from explainers.datasets.sources import list_images
+    from explainers.distributed.cluster import ModelSpec, local_cpus
+    from explainers.distributed.session import ray_session
     from explainers.inputs.samples import sample_images
     from explainers.models.loading import DIGITS_MODEL, load_model
 
@@ -162,7 +162,8 @@ def bench(repeats: int, batch_sizes: tuple[int, ...] = (64, 256)) -> None:
             photos = (photos * PHOTO_BATCH)[:PHOTO_BATCH]
             photo_costs = ray.get(probe.measure.remote("photos", photos, photos, "", False, 3))
         for size in batch_sizes:
-            costs[size]["write"] = _write_seconds(Path(folder) / f"ray{size}-0", found[size]["rows"][0], size)
+            rows = int(found[size]["rows"][0])  # a count, kept among the run's figures
+            costs[size]["write"] = _write_seconds(Path(folder) / f"ray{size}-0", rows, size)
     count = found[batch_sizes[0]]["rows"][0]
     print(f"\n{count:,} digits (the demo {COPIES} times, shifted and noised), {cores} cores: in-process next to "
           f"Ray local with {ACTORS} actors (1 TensorFlow thread each), medians of {repeats}\n")

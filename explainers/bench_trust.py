@@ -36,8 +36,8 @@ import numpy as np
 
 from explainers import RESULTS, load_model
 from explainers.attribution import INPUTS
-from explainers.bench import _cpu_seconds_used
 from explainers.methods.registry import PassGroup, get_method
+from explainers.runtime.device import cores_of_others, cpu_mark
 from explainers.runtime.passes import Runtime
 from explainers.trust import faithfulness
 from explainers.trust.evaluate import evaluate_trust, request_passes, trust_seconds
@@ -108,29 +108,32 @@ def _floor(model, inputs: np.ndarray, groups: list[PassGroup]) -> float:
     """Seconds ``groups`` take at the median of ``FLOOR_TIMINGS`` passes of each kind and size, timed now."""
     runtime = model.runtime
     total = 0.0
-    for backward, per_pass, count in groups:
-        x = np.resize(inputs, (per_pass, *inputs.shape[1:]))
-        targets = np.full(per_pass, -1, np.int32)
+    for group in groups:
+        x = np.resize(inputs, (group.images_per_pass, *inputs.shape[1:]))
+        targets = np.full(group.images_per_pass, -1, np.int32)
         timings = []
         for _ in range(FLOOR_TIMINGS):
             start = time.perf_counter()
-            runtime.gradients(x, targets, wrt_input=backward, backward=backward, batch_size=per_pass)
+            runtime.gradients(x, targets, wrt_input=group.backward, backward=group.backward,
+                              batch_size=group.images_per_pass)
             timings.append(time.perf_counter() - start)
-        total += count * statistics.median(timings)
+        total += group.passes * statistics.median(timings)
     return total
 
 
 def _merged(parts) -> list[PassGroup]:
     counts: Counter = Counter()
     for part in parts:
-        for backward, per_pass, count in part.passes:
-            counts[(backward, per_pass)] += count
-    return [(backward, per_pass, count) for (backward, per_pass), count in counts.items()]
+        for group in part.passes:
+            counts[(group.backward, group.images_per_pass)] += group.passes
+    return [PassGroup(backward=backward, images_per_pass=per_pass, passes=count)
+            for (backward, per_pass), count in counts.items()]
 
 
 def _count(groups: Counter | list[PassGroup], backward: bool) -> tuple[int, int]:
     """(passes, images) of one kind."""
-    items = groups.items() if isinstance(groups, Counter) else (((b, n), c) for b, n, c in groups)
+    items = groups.items() if isinstance(groups, Counter) else (
+        ((group.backward, group.images_per_pass), group.passes) for group in groups)
     chosen = [(n, c) for (b, n), c in items if b == backward]
     return sum(c for _, c in chosen), sum(n * c for n, c in chosen)
 
@@ -166,11 +169,10 @@ def bench(repeats: int, images: int | None = None) -> None:
         passes, imputation = [0.0], [0.0]
         with _timed(Runtime, "gradients", passes, _pass_recorder(sent)), \
                 _timed(faithfulness, "noisy_linear_fill", imputation):
-            used, own = _cpu_seconds_used(), time.process_time()
-            start = time.perf_counter()
+            mark, start = cpu_mark(), time.perf_counter()
             result = evaluate_trust(model, listing, request, per_class=per_class, masks=masks)
             took = time.perf_counter() - start
-            others = None if used is None else (_cpu_seconds_used() - used - (time.process_time() - own)) / took
+            others = cores_of_others(mark, took)
         if len(result.images) != count or result.computed != len(result.rows):
             raise RuntimeError("the evaluation did not compute every value: a cache was not cleared")
         registered = _merged(parts)

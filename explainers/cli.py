@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +24,9 @@ from explainers.inputs.data_roots import check_path
 from explainers.inputs.images import IMAGE_SUFFIXES
 from explainers.models.preprocessing import PRESETS, describe_presets
 from explainers.plugins import load_plugins
+
+if TYPE_CHECKING:
+    from explainers.methods.registry import Param
 
 EXIT_BAD_INPUT = 2
 
@@ -131,6 +136,7 @@ def run_compare(args: argparse.Namespace) -> None:
     from explainers.reports.render import png_bytes
     from explainers.scores.faithfulness import deletion_insertion
 
+    steps = _curve_steps(args)  # a bad value is one sentence before any model loads or folder is made
     model = _load(args)
     names, images = _read_images(args.images)
     out = _out_dir(args.out)
@@ -138,7 +144,7 @@ def run_compare(args: argparse.Namespace) -> None:
     for method in _progress(list(args.methods), "Methods"):
         results[method] = attribute(model, images, method, targets=_target(args.target, len(images)),
                                     **_method_params(args, method))
-        curves[method] = deletion_insertion(model, images, results[method], steps=args.steps)
+        curves[method] = deletion_insertion(model, images, results[method], steps=steps)
     probabilities = model.predict(images)
     scores = scores_table(results, curves, names, model.class_names, probabilities)
     scores.to_csv(out / "scores.csv", index=False)
@@ -157,9 +163,10 @@ def run_compare(args: argparse.Namespace) -> None:
 
 def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
     """``evaluate --ray``: the same results folder and reports, scored by a Ray Data pipeline."""
-    from explainers.datasets.distributed import ModelSpec, evaluate_on_ray
-    from explainers.datasets.ray_session import import_ray
-    from explainers.datasets.results import open_results
+    from explainers.datasets.storage import open_results
+    from explainers.distributed.cluster import ModelSpec
+    from explainers.distributed.dataset_pipeline import evaluate_on_ray
+    from explainers.distributed.session import import_ray
 
     out = _out_dir(args.out)
     import_ray()  # Ray Data sets up its logging on import: quieten it after
@@ -175,8 +182,8 @@ def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
             bar.update(task, total=len(listing.paths))
 
         run = evaluate_on_ray(model, args.data, out, address=args.ray, spec=ModelSpec.of(model, args.output),
-                              mapping_mode=args.mapping, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
-                              gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size, on_listed=listed,
+                              mapping_mode=_dataset_options(args)["mapping"], actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                              gpus_per_actor=args.gpus_per_actor, batch_size=_dataset_options(args)["batch_size"], on_listed=listed,
                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     _write_reports(open_results(out), out, f"{run.seconds:.0f} s on {run.runner} with {args.actors} actor(s), "
                                             f"start-up included; results in {out}")
@@ -184,8 +191,8 @@ def _evaluate_on_ray(args: argparse.Namespace, model) -> None:
 
 def _write_reports(evaluation, out: Path, done: str) -> None:
     """The evaluate files from ``evaluation`` in ``out``, a warning per skipped file, and one summary line."""
-    from explainers.datasets import report as report
     from explainers.datasets.evaluation import read_image
+    from explainers.reports import dataset as report
 
     for file, reason in evaluation.skipped:
         _warn(f"{file}: {reason}")
@@ -195,12 +202,13 @@ def _write_reports(evaluation, out: Path, done: str) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from explainers.datasets.evaluate import Evaluation, evaluate_iter
-    from explainers.datasets.evaluation import is_uri
+    from explainers.datasets.evaluation import Evaluation, is_uri
+    from explainers.datasets.in_process import evaluate_iter
     from explainers.datasets.mapping import map_classes
-    from explainers.datasets.results import write_results
     from explainers.datasets.scan import scan_folder
+    from explainers.datasets.storage import write_results
 
+    _dataset_options(args)  # a bad value is one sentence before any model loads or folder is made
     model = _load(args)
     if args.ray is not None:
         _evaluate_on_ray(args, model)
@@ -210,11 +218,11 @@ def run_evaluate(args: argparse.Namespace) -> None:
                          "it through pyarrow.")
     scan = scan_folder(args.data)
     out = _out_dir(args.out)
-    mapping = map_classes(scan.folders, model, args.mapping)
+    mapping = map_classes(scan.folders, model, _dataset_options(args)["mapping"])
     if mapping.unknown:
         _warn(f"class folders the model has no class for: {', '.join(mapping.unknown)}")
     evaluation = None
-    steps = evaluate_iter(model, scan, mapping, batch_size=args.batch_size)
+    steps = evaluate_iter(model, scan, mapping, batch_size=_dataset_options(args)["batch_size"])
     with _progress_bar() as bar:
         task = bar.add_task("Evaluating", total=len(scan.files))
         for step in steps:
@@ -222,12 +230,14 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 evaluation = step
             else:
                 bar.update(task, completed=step.done, total=step.total)
+    if evaluation is None:
+        raise AssertionError("evaluate_iter ends with an Evaluation")
     write_results(out, evaluation, model)  # results.json + rows/: `report --results` redraws from them
     _write_reports(evaluation, out, f"results in {out}")
 
 
 def run_report(args: argparse.Namespace) -> None:
-    from explainers.datasets.results import open_results
+    from explainers.datasets.storage import open_results
 
     evaluation = open_results(args.results)  # no model: the results carry their class names
     out = _out_dir(args.out or args.results)
@@ -235,7 +245,8 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def _option(name: str, param: str) -> str:
-    return f"--{name}-{param}".replace("_", "-")
+    """``--<name>-<param>`` for a registration's parameter; ``--<param>`` for a command's own settings (no name)."""
+    return "--" + "-".join(part for part in (name, param) if part).replace("_", "-")
 
 
 def _dest(method: str, param: str) -> str:
@@ -244,6 +255,10 @@ def _dest(method: str, param: str) -> str:
 
 def _metric_dest(metric: str, param: str) -> str:
     return f"metric_param__{metric}__{param}"
+
+
+def _setting_dest(param: str) -> str:
+    return f"setting__{param}"
 
 
 def _given(args: argparse.Namespace, params, dest: Callable[[str], str]) -> dict:
@@ -288,7 +303,7 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
     from explainers.methods.registry import REGISTRY
 
     for name, method in REGISTRY.items():
-        _add_param_options(parser, name, method.label, method.params, lambda param, name=name: _dest(name, param))
+        _add_param_options(parser, name, method.label, method.params, functools.partial(_dest, name))
 
 
 def _add_metric_options(parser: argparse.ArgumentParser) -> None:
@@ -296,7 +311,7 @@ def _add_metric_options(parser: argparse.ArgumentParser) -> None:
     from explainers.trust import METRICS
 
     for name, metric in METRICS.items():
-        _add_param_options(parser, name, metric.label, metric.params, lambda param, name=name: _metric_dest(name, param))
+        _add_param_options(parser, name, metric.label, metric.params, functools.partial(_metric_dest, name))
 
 
 def _target(text: str, count: int):
@@ -311,27 +326,36 @@ def _target(text: str, count: int):
 
 
 def run_visualize(args: argparse.Namespace) -> None:
-    from explainers.learned import UNMOVED_NOTE, Settings, animation_gif, channel_run, class_index, class_run
+    from explainers.learned import (
+        PARAMS,
+        UNMOVED_NOTE,
+        animation_gif,
+        channel_run,
+        class_index,
+        class_run,
+        settings_for,
+    )
     from explainers.reports.render import compose_grid, safe_stem
 
     model = _load(args)
-    out = _out_dir(args.out)
     if bool(args.classes) == bool(args.layer):
         raise InputError("Give either --classes (class names or indices) or --layer with --channels.")
     if args.layer and not args.channels:
         raise InputError("--layer needs --channels: the channel indices to visualise.")
-    settings = {setting.name: getattr(args, setting.name) for setting in dataclasses.fields(Settings)}
+    given = _given(args, PARAMS, _setting_dest)  # the rest keep the model's own defaults
+    steps = settings_for(model, **given).steps  # checked before any folder is made or any step is run
+    out = _out_dir(args.out)
     with _progress_bar() as bar:
-        task = bar.add_task("Optimising", total=args.steps)
+        task = bar.add_task("Optimising", total=steps)
 
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         if args.classes:
-            run = class_run(model, args.classes, report, **settings)
+            run = class_run(model, args.classes, report, **given)
             names = [model.class_names[class_index(model, c)] for c in args.classes]
         else:
-            run = channel_run(model, args.layer, args.channels, report, **settings)
+            run = channel_run(model, args.layer, args.channels, report, **given)
             names = [f"{args.layer} channel {c}" for c in args.channels]
     pictures, frames = run.pictures, run.frames if args.animation else None
     probabilities = model.predict(list(pictures))
@@ -371,8 +395,27 @@ def _names(given: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(name.strip() for text in given or [] for name in text.split(",") if name.strip()))
 
 
+def _setting(args: argparse.Namespace, param: Param, owner: str) -> Any:
+    """A command's own setting (``--<param>``) as given, checked against ``param``; its default when not given."""
+    given = getattr(args, _setting_dest(param.name))
+    return param.default if given is None else param.check(given, owner)
+
+
+def _curve_steps(args: argparse.Namespace) -> int:
+    from explainers.options import CURVE_STEPS
+
+    return _setting(args, CURVE_STEPS, "the curves")
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from explainers.options import SEED, TRUST_SAMPLE
+
+    return _setting(args, SEED, TRUST_SAMPLE.label)
+
+
 def _per_class(text: str | None) -> int | None:
-    """``--sample``: images per class, or None for all (sample_listing refuses fewer than 1)."""
+    """``--sample``: images per class, or None for all (sample_listing refuses fewer than 1). No upper bound here, as
+    the page's PER_CLASS has: the command line takes every image unless told."""
     if text is None:
         return None
     try:
@@ -409,7 +452,7 @@ def _trust_request(args: argparse.Namespace, model, has_masks: bool):
         get_metric(name)
     return trust_request(model, {name: (args.layer, _method_params(args, name)) for name in methods},
                          {name: _metric_params(args, name) for name in metrics}, has_masks=has_masks,
-                         target=args.target, batch_size=args.batch_size)
+                         target=args.target, batch_size=_dataset_options(args)["batch_size"])
 
 
 def _with_params(label: str, layer: str | None, params) -> str:
@@ -452,15 +495,15 @@ def _trust_result(args: argparse.Namespace, model, listing, request, per_class: 
             bar.update(task, completed=done, total=total)
 
         if on_ray is not None:
-            from explainers.datasets.distributed import ModelSpec
+            from explainers.distributed.cluster import ModelSpec
 
             logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # the bar shows progress; a failure is a sentence
             plugins = tuple(str(Path(path).expanduser().resolve()) for path in args.plugin)  # each worker loads them
-            return on_ray(model, listing, request, per_class=per_class, seed=args.seed, masks=masks, address=args.ray,
+            return on_ray(model, listing, request, per_class=per_class, seed=_seed(args), masks=masks, address=args.ray,
                           spec=ModelSpec.of(model, args.output), actors=args.actors,
                           cpus_per_actor=args.cpus_per_actor, gpus_per_actor=args.gpus_per_actor, plugins=plugins,
                           on_progress=progress)
-        for step in evaluate_trust_iter(model, listing, request, per_class, args.seed, masks):
+        for step in evaluate_trust_iter(model, listing, request, per_class, _seed(args), masks):
             if isinstance(step, TrustResult):
                 return step
             progress(step.done, step.total)
@@ -476,20 +519,22 @@ def run_trust(args: argparse.Namespace) -> None:
     from explainers.trust.summary import summarise
 
     per_class = _per_class(args.sample)
-    on_ray = None
+    _dataset_options(args), _seed(args)  # bad values are one sentence before any model loads or folder is made
+    on_ray: Callable | None = None
     if args.ray is not None:
-        from explainers.datasets.ray_session import import_ray
-        from explainers.trust.distributed import evaluate_trust_ray as on_ray
+        from explainers.distributed.session import import_ray
+        from explainers.trust.distributed import evaluate_trust_ray
 
+        on_ray = evaluate_trust_ray
         import_ray()  # before any work: without Ray Data installed, one sentence at once
     masks = _object_masks(args)
     model = _load(args)
     request = _trust_request(args, model, has_masks=masks is not None)
-    listing = list_images(args.data, model, args.mapping)
+    listing = list_images(args.data, model, _dataset_options(args)["mapping"])
     if listing.mapping.unknown:
         _warn(f"class folders the model has no class for: {', '.join(listing.mapping.unknown)}")
     _note_each("skipped", listing.skipped)
-    sample = sample_listing(listing, per_class, args.seed)
+    sample = sample_listing(listing, per_class, _seed(args))
     if sample.classes_short:
         short = ", ".join(model.class_names[label] for label in sample.classes_short)
         print(f"classes with fewer than {per_class:,} images (all of theirs are scored): {short}", file=sys.stderr)
@@ -499,8 +544,8 @@ def run_trust(args: argparse.Namespace) -> None:
         print(line, file=sys.stderr)
     print(f"estimate: {describe(estimate)} with nothing cached", file=sys.stderr)
     result = _trust_result(args, model, listing, request, per_class, masks, on_ray)
-    summary = summarise(result.rows, request.method_names, request.metric_names, seed=args.seed)
-    write_trust(result, summary, out, per_class, args.seed, trust_report_html(result, summary))
+    summary = summarise(result.rows, request.method_names, request.metric_names, seed=_seed(args))
+    write_trust(result, summary, out, per_class, _seed(args), trust_report_html(result, summary))
     print(metrics_table(summary).to_string(index=False))
     _note_each("skipped", result.skipped)
     _note_each("no localisation for", result.mask_problems)
@@ -522,8 +567,17 @@ def _plugin_parser() -> argparse.ArgumentParser:
 
 def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
     """How a dataset's class folders meet the model's classes, and the batch size: `evaluate` and `trust`."""
-    parser.add_argument("--mapping", default="auto", choices=["auto", "by position", "by name", "by WordNet id"])
-    parser.add_argument("--batch-size", type=int, default=64)
+    from explainers.options import DATASET
+
+    _add_param_options(parser, "", "Dataset", DATASET.params, _setting_dest)  # --mapping, --batch-size
+
+
+def _dataset_options(args: argparse.Namespace) -> dict:
+    """``--mapping`` and ``--batch-size`` as given, checked, with defaults for the rest."""
+    from explainers.methods.registry import resolve_params
+    from explainers.options import DATASET
+
+    return resolve_params(DATASET, _given(args, DATASET.params, _setting_dest))
 
 
 def _add_ray_options(parser: argparse.ArgumentParser) -> None:
@@ -537,9 +591,10 @@ def _add_ray_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from explainers.learned import Settings
+    from explainers.learned import PARAMS
     from explainers.methods.registry import REGISTRY
     from explainers.models.loading import DEFAULT_MODEL
+    from explainers.options import CURVE_STEPS, PER_CLASS, SEED
     from explainers.trust.masks import STROKE_THRESHOLD
     from explainers.trust.scoring import TARGETS
 
@@ -576,7 +631,7 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", parents=[model], help="the comparison grid per image and scores as CSV")
     compare.add_argument("--images", type=Path, required=True, help="folder of images")
     compare.add_argument("--methods", nargs="+", default=["saliency", "smoothgrad", "scorecam"], choices=list(REGISTRY))
-    compare.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default %(default)s)")
+    _add_param_options(compare, "", "Curves", (CURVE_STEPS,), _setting_dest)  # --steps
     compare.add_argument("--target", default="top",
                          help="the class to explain: top (each image's own), least (its least likely), a name or an index")
     compare.add_argument("--out", type=Path, required=True, help="output folder")
@@ -588,11 +643,7 @@ def _parser() -> argparse.ArgumentParser:
     visualize.add_argument("--classes", nargs="+", help="class names or indices")
     visualize.add_argument("--layer", help="a layer, as `layers` prints it, whose --channels to visualise")
     visualize.add_argument("--channels", nargs="+", type=int, help="channel indices of --layer")
-    for setting in dataclasses.fields(Settings):
-        kind = int if str(setting.type).startswith("int") else float
-        default = "" if setting.default is None else " (default %(default)s)"
-        visualize.add_argument(f"--{setting.name.replace('_', '-')}", type=kind, default=setting.default,
-                               help=setting.metadata["help"] + default)
+    _add_param_options(visualize, "", "Optimisation", PARAMS, _setting_dest)  # --steps, --tv-weight, ...
     visualize.add_argument("--animation", action="store_true",
                            help="also write the first target's optimisation as a GIF (from the same run)")
     visualize.add_argument("--out", type=Path, required=True, help="output folder")
@@ -631,8 +682,8 @@ def _parser() -> argparse.ArgumentParser:
     trust.add_argument("--metrics", nargs="+", metavar="METRIC",
                        help="metrics to score the maps by, space- or comma-separated (default: every metric the "
                             "inputs allow; localisation needs --masks, --boxes or --strokes); `metrics` lists them")
-    trust.add_argument("--sample", metavar="N", help="images per class, drawn with --seed (default: all of them)")
-    trust.add_argument("--seed", type=int, default=0, help="draws the sample and the bootstrap (default %(default)s)")
+    trust.add_argument("--sample", metavar="N", help=f"{PER_CLASS.help} (default: all of them)")
+    _add_param_options(trust, "", "Sample", (SEED,), _setting_dest)  # --seed
     trust.add_argument("--target", default="true", choices=list(TARGETS),
                        help="the class each map explains: true (the image's folder) or predicted (the model's top "
                             "class) (default %(default)s)")

@@ -2,7 +2,7 @@
 
 An estimate counts the passes each map cannot avoid, as its method's registration states them
 (``Method.cost``, at the model's input size), at the seconds per image a backward and a forward pass
-took on this model (``pass_seconds``, timed once per network). A map already in the cache costs nothing.
+took on this model (``Runtime.pass_seconds``, timed once per network). A map already in the cache costs nothing.
 NumPy work besides the passes and first traces of a pass are left out: on the embedded model the passes
 are most of a method's time (``python -m explainers.bench`` prints each method's time over this floor).
 The trust evaluation's estimate (``trust.evaluate.trust_seconds``) prices each pass at its own size instead
@@ -24,7 +24,7 @@ from explainers.errors import InputError
 from explainers.inputs.images import ImageLike
 from explainers.methods.registry import PassGroup, get_method, resolve_params
 from explainers.models.loading import LoadedModel
-from explainers.runtime.passes import DEFAULT_BATCH_SIZE, pass_cost, pass_seconds
+from explainers.runtime.passes import DEFAULT_BATCH_SIZE
 from explainers.runtime.targets import Targets
 from explainers.scores.faithfulness import cached_curves, curve_passes
 
@@ -36,28 +36,28 @@ def passes_seconds(model: LoadedModel, passes: Iterable[PassGroup]) -> float:
     passes = list(passes)
     if not passes:  # nothing to run (all cached): no need to time a pass, which costs a second on a fresh server
         return 0.0
-    backward, forward = pass_seconds(model)
-    return sum(per_pass * count * (backward if is_backward else forward) for is_backward, per_pass, count in passes)
+    backward, forward = model.runtime.pass_seconds()
+    return sum(group.images_per_pass * group.passes * (backward if group.backward else forward) for group in passes)
 
 
 def sized_passes_seconds(model: LoadedModel, passes: Iterable[PassGroup]) -> float:
     """Seconds ``passes`` take on ``model``, each pass priced at the measured cost of a pass of its own size
-    (``pass_cost``): a pass costs a fixed part besides its images, which pricing per image leaves out for small
+    (``Runtime.pass_cost``): a pass costs a fixed part besides its images, which pricing per image leaves out for small
     batches and counts too often for large ones. What the trust evaluation's estimate uses, as its metrics send
     passes from 1 to 64 images."""
-    passes = [group for group in passes if group[1] > 0 and group[2] > 0]
+    passes = [group for group in passes if group.images_per_pass > 0 and group.passes > 0]
     if not passes:
         return 0.0
-    cost = pass_cost(model)
-    return sum(count * cost.seconds(is_backward, per_pass) for is_backward, per_pass, count in passes)
+    cost = model.runtime.pass_cost()
+    return sum(group.passes * cost.seconds(group.backward, group.images_per_pass) for group in passes)
 
 
 def maps_seconds(model: LoadedModel, method: str, params: Mapping[str, Any], maps: int) -> float:
     """Seconds ``maps`` maps of ``method`` with ``params`` (defaults for the rest) take to compute on ``model``."""
     if maps <= 0:
         return 0.0
-    spec = get_method(method)
-    passes = spec.cost(resolve_params(spec, dict(params)), maps, DEFAULT_BATCH_SIZE, tuple(model.input_size))
+    registered = get_method(method)
+    passes = registered.cost(resolve_params(registered, dict(params)), maps, DEFAULT_BATCH_SIZE, model.input_size)
     return passes_seconds(model, passes)
 
 
@@ -100,7 +100,7 @@ def comparison_seconds(model: LoadedModel, images: Sequence[ImageLike], methods:
 def evaluation_seconds(model: LoadedModel, images: int, cam_layer: str | None) -> float:
     """About how many seconds scoring ``images`` images of a dataset takes (``datasets.evaluate_iter``): one pass
     each, backward when it takes a Grad-CAM at ``cam_layer``; reading the next batch overlaps the pass."""
-    return passes_seconds(model, [(cam_layer is not None, 1, images)])
+    return passes_seconds(model, [PassGroup(backward=cam_layer is not None, images_per_pass=1, passes=images)])
 
 
 def duration(seconds: float) -> str:

@@ -17,51 +17,82 @@ import io
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
 
 from explainers.errors import InputError
+from explainers.methods.registry import Param, ParamSet, resolve_params
 from explainers.models.loading import LoadedModel
-from explainers.models.preprocessing import _LUMA, PRESETS
+from explainers.models.preprocessing import LUMA, PRESETS
 from explainers.runtime import stopping
 from explainers.runtime.cache import ResultCache
+from explainers.runtime.lru import LruCache
 from explainers.runtime.probe import build_probe
 
+# Every setting of the optimisation, described once: the page's widgets, the link's keys, the CLI's options and
+# the check of any value all come from these (the bounds are the page's). The defaults are what
+# ``python -m explainers.bench --learned`` measures.
+PARAMS: tuple[Param, ...] = (
+    Param("steps", 100, "optimisation steps", 10, 300, 10, label="Steps"),
+    Param("tv_weight", 1.0, "weight of total variation: smooth, picture-like inputs", 0.0, 3.0,
+          presets=(0.0, 0.1, 0.3, 1.0, 3.0), label="Total variation"),
+    Param("norm_weight", 0.3, "weight of the input's L1 norm: no saturated noise", 0.0, 1.0,
+          presets=(0.0, 0.1, 0.3, 1.0), label="Norm"),
+    # The one default that depends on the model: ``params_for`` makes it a fiftieth of the picture's side.
+    Param("jitter", 4, "pixels of random shift per step, so features survive a shift; unless given, a fiftieth of "
+                       "the picture's side (4 px at 224 px)", 0, 16, 1, label="Jitter (px)"),
+    Param("rotation", 1.0, "degrees of random rotation per step", 0.0, 10.0, 0.5, label="Rotation (°)"),
+    Param("learning_rate", 3.0, "RMSprop step size, in pixel levels (0..255)", 0.3, 10.0,
+          presets=(0.3, 1.0, 3.0, 10.0), label="Step size"),
+    Param("seed", 0, "seed of the grey start, the jitter and the rotation", 0, 2**31 - 1, label="Seed"),
+)
+_PARAMS_BY_NAME = {param.name: param for param in PARAMS}
 
-def _setting(default, help: str):
-    return field(default=default, metadata={"help": help})
+
+OPTIMISATION = ParamSet("optimisation", "the optimisation", PARAMS)
+
+
+def params_for(model: LoadedModel) -> ParamSet:
+    """``OPTIMISATION`` with the defaults ``model`` gets: the jitter a fiftieth of its picture's side (4 px shift a
+    28 px digit off its place), within the jitter's bounds."""
+    jitter = _PARAMS_BY_NAME["jitter"]
+    own = int(min(jitter.high or 0, max(jitter.low or 0, 0.02 * min(model.input_size))))
+    params = tuple(dataclasses.replace(p, default=own) if p is jitter else p for p in PARAMS)
+    return dataclasses.replace(OPTIMISATION, params=params)
+
+
+def _default(name: str) -> Any:
+    return field(default=_PARAMS_BY_NAME[name].default)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How a visualisation is optimised; the defaults are what ``python -m explainers.bench --learned`` measures."""
+    """How a visualisation is optimised: one value per ``PARAMS`` entry, each checked (and converted to its type)
+    by it. ``settings_for(model, ...)`` gives the model's own defaults; ``Settings()`` those of a 224 px picture."""
 
-    steps: int = _setting(100, "optimisation steps")
-    tv_weight: float = _setting(1.0, "weight of total variation: smooth, picture-like inputs")
-    norm_weight: float = _setting(0.3, "weight of the input's L1 norm: no saturated noise")
-    jitter: int | None = _setting(None, "pixels of random shift per step, so features survive a shift "
-                                        "(default: a fiftieth of the picture's side, 4 px at 224 px)")
-    rotation: float = _setting(1.0, "degrees of random rotation per step")
-    learning_rate: float = _setting(3.0, "RMSprop step size, in pixel levels (0..255)")
-    seed: int = _setting(0, "seed of the grey start, the jitter and the rotation")
+    steps: int = _default("steps")
+    tv_weight: float = _default("tv_weight")
+    norm_weight: float = _default("norm_weight")
+    jitter: int = _default("jitter")
+    rotation: float = _default("rotation")
+    learning_rate: float = _default("learning_rate")
+    seed: int = _default("seed")
 
     def __post_init__(self) -> None:
-        if not 1 <= self.steps <= 2000:
-            raise InputError(f"steps must be between 1 and 2000, got {self.steps}.")
-        jitter = self.jitter or 0
-        if min(self.tv_weight, self.norm_weight, jitter, self.rotation) < 0 or self.learning_rate <= 0:
-            raise InputError("regularisation weights, jitter and rotation must be 0 or more, and the learning rate "
-                             "above 0.")
-
-    def for_model(self, model: LoadedModel) -> Settings:
-        """These settings with the jitter resolved for the model's input size: 4 px shifts a 28 px digit off its place."""
-        if self.jitter is not None:
-            return self
-        return dataclasses.replace(self, jitter=int(0.02 * min(model.input_size)))
+        checked = resolve_params(OPTIMISATION, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # 1 given for a float setting is kept as 1.0: one cache key
 
 
-Progress = Callable[[int, int], None]  # (steps done, steps in all)
+def settings_for(model: LoadedModel, **values: Any) -> Settings:
+    """The settings ``values`` give on ``model``, its own defaults for the rest (``params_for``); InputError with one
+    sentence for a name that is no setting or a value outside its bounds."""
+    return Settings(**resolve_params(params_for(model), values))
+
+
+OnStep = Callable[[int, int], None]  # called after each step with (steps done, steps in all)
 FRAMES = 25  # pictures kept of the first target's optimisation, for its animation
 # A picture whose pixels spread less than this (standard deviation, in 0..255 levels) is flat: with nothing to
 # raise, the regularisers alone shape it, down to one colour (often black: the norm pulls every pixel to 0).
@@ -84,7 +115,7 @@ def _pixel_model(model: LoadedModel, layer: str | None) -> keras.Model:
     x = pixels if model.channels == 3 else keras.ops.repeat(pixels, 3, axis=-1)
     x = PRESETS[model.preprocessing].apply(x)
     if model.channels == 1:
-        luma = _LUMA[::-1] if model.preprocessing == "caffe" else _LUMA
+        luma = LUMA[::-1] if model.preprocessing == "caffe" else LUMA
         x = keras.ops.expand_dims(keras.ops.tensordot(x, luma, axes=1), -1)
     try:
         probe = build_probe(model.model, (layer,) if layer else ())
@@ -114,21 +145,19 @@ class _Traced:
         return self._call(inputs)
 
 
-_TRACED: dict[tuple, _Traced] = {}
+# The most recently used traced pixel models: each holds a rebuilt graph and its traced gradient.
+MAX_TRACED = 8
+TRACED: LruCache[_Traced] = LruCache(MAX_TRACED)
 
 
 def _traced_pixel_model(model: LoadedModel, layer: str | None) -> _Traced:
     """One traced pixel model per model and layer: tracing it and its gradient costs about a second."""
     key = (model.fingerprint, model.preprocessing, model.channels, layer)
-    if key not in _TRACED:
-        while len(_TRACED) >= 8:
-            _TRACED.pop(next(iter(_TRACED)))
-        _TRACED[key] = _Traced(_pixel_model(model, layer))
-    return _TRACED[key]
+    return TRACED.get_or_make(key, lambda: _Traced(_pixel_model(model, layer)))
 
 
 def _optimise(model: LoadedModel, layer: str | None, score, count: int, settings: Settings,
-              progress: Progress | None) -> Visualization:
+              progress: OnStep | None) -> Visualization:
     from tf_keras_vis.activation_maximization import ActivationMaximization
     from tf_keras_vis.activation_maximization.callbacks import Callback
     from tf_keras_vis.activation_maximization.input_modifiers import Jitter, Rotate2D
@@ -210,58 +239,59 @@ def animation_gif(frames: np.ndarray, seconds: float = 4.0) -> bytes:
     return buffer.getvalue()
 
 
-def class_visualization(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None = None,
+def class_visualization(model: LoadedModel, classes: Sequence[int | str], progress: OnStep | None = None,
                         **params) -> np.ndarray:
     """``(N, H, W, 3)`` uint8 inputs that maximise each class's logit (a class by index or by name).
 
-    ``params`` are ``Settings`` fields (steps, tv_weight, norm_weight, jitter, rotation, learning_rate, seed).
+    ``params`` are settings named in ``PARAMS`` (steps, tv_weight, norm_weight, jitter, rotation, learning_rate,
+    seed); the rest keep the model's defaults (``settings_for``).
     """
     return _class_run(model, classes, progress, params).pictures
 
 
-def class_animation(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None = None,
+def class_animation(model: LoadedModel, classes: Sequence[int | str], progress: OnStep | None = None,
                     **params) -> np.ndarray:
     """``(F, H, W, 3)`` uint8: the first class's picture as ``class_visualization`` optimised it (the same run)."""
     return _class_run(model, classes, progress, params).frames
 
 
-def channel_visualization(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
+def channel_visualization(model: LoadedModel, layer: str, channels: Sequence[int], progress: OnStep | None = None,
                           **params) -> np.ndarray:
     """``(N, H, W, 3)`` uint8 inputs that maximise the activation of each channel of ``layer`` (summed over positions)."""
     return _channel_run(model, layer, channels, progress, params).pictures
 
 
-def channel_animation(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
+def channel_animation(model: LoadedModel, layer: str, channels: Sequence[int], progress: OnStep | None = None,
                       **params) -> np.ndarray:
     """``(F, H, W, 3)`` uint8: the first channel's picture as ``channel_visualization`` optimised it."""
     return _channel_run(model, layer, channels, progress, params).frames
 
 
-def class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None = None,
+def class_run(model: LoadedModel, classes: Sequence[int | str], progress: OnStep | None = None,
               **params) -> Visualization:
     """The whole of ``class_visualization``'s run: the pictures, the first one's frames, which did not move."""
     return _class_run(model, classes, progress, params)
 
 
-def channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None = None,
+def channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: OnStep | None = None,
                 **params) -> Visualization:
     """The whole of ``channel_visualization``'s run: the pictures, the first one's frames, which did not move."""
     return _channel_run(model, layer, channels, progress, params)
 
 
-def _class_run(model: LoadedModel, classes: Sequence[int | str], progress: Progress | None,
+def _class_run(model: LoadedModel, classes: Sequence[int | str], progress: OnStep | None,
                params: dict) -> Visualization:
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    settings = _settings(params, model)
+    settings = settings_for(model, **params)
     indices = [class_index(model, c) for c in classes]
     key = ("class", model.fingerprint, model.preprocessing, tuple(indices), settings)
     return _cached(key, lambda: _optimise(model, None, CategoricalScore(indices), len(indices), settings, progress))
 
 
-def _channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: Progress | None,
+def _channel_run(model: LoadedModel, layer: str, channels: Sequence[int], progress: OnStep | None,
                  params: dict) -> Visualization:
-    settings = _settings(params, model)
+    settings = settings_for(model, **params)
     if channels_unavailable(model):
         raise InputError(channels_unavailable(model))
     info = {i.path: i for i in model.layers}.get(layer)
@@ -292,9 +322,7 @@ STEP_OVERHEAD_SECONDS = 0.05
 def estimate_seconds(model: LoadedModel, targets: int, settings: Settings) -> float:
     """About how long visualising ``targets`` classes or channels takes: per step, a backward pass for each target
     at the model's measured cost, plus the step's own work scaled by the picture's size."""
-    from explainers.runtime.passes import pass_seconds
-
-    backward, _ = pass_seconds(model)
+    backward, _ = model.runtime.pass_seconds()
     height, width = model.input_size
     return settings.steps * (targets * backward + STEP_OVERHEAD_SECONDS * height * width / 224**2)
 
@@ -333,14 +361,6 @@ def channels_unavailable(model: LoadedModel) -> str | None:
     if not model.conv_layers:
         return f"{model.display_name} has no layer with a spatial output, so it has no channels to visualise."
     return None
-
-
-def _settings(params: dict, model: LoadedModel) -> Settings:
-    unknown = sorted(set(params) - {f.name for f in dataclasses.fields(Settings)})
-    if unknown:
-        raise InputError(f"Unknown visualisation setting '{unknown[0]}'; use "
-                         f"{', '.join(f.name for f in dataclasses.fields(Settings))}.")
-    return Settings(**params).for_model(model)
 
 
 def class_index(model: LoadedModel, target: int | str) -> int:

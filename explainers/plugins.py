@@ -70,11 +70,13 @@ def load_plugin(path: str | Path) -> str:
         if resolved in _LOADED:
             return _LOADED[resolved]
         name = module_name(resolved)
-        spec = importlib.util.spec_from_file_location(name, resolved)
-        module = importlib.util.module_from_spec(spec)
+        module_spec = importlib.util.spec_from_file_location(name, resolved)
+        if module_spec is None or module_spec.loader is None:  # a .py file always has a loader: never seen
+            raise InputError(f"The plugin '{shown}' cannot be loaded as a Python module.")
+        module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # before running it: its dataclasses and pickles look their module up there
         try:
-            spec.loader.exec_module(module)
+            module_spec.loader.exec_module(module)
         except (Exception, SystemExit) as error:  # a plugin is anyone's code: whatever it raises is its failure
             sys.modules.pop(name, None)
             raise _failure(shown, resolved, error) from None

@@ -37,6 +37,15 @@ def server():
         yield url
 
 
+@pytest.fixture(scope="module")
+def browser(request):
+    """A headless Chromium context of the module's own, at the module's ``VIEWPORT`` (width and height in px)."""
+    from tools.screenshot import chromium_context
+
+    with chromium_context(request.module.VIEWPORT) as context:
+        yield context
+
+
 @pytest.fixture(scope="session")
 def embedded_model() -> ex.LoadedModel:
     return ex.load_model(ex.DEFAULT_MODEL)
@@ -49,22 +58,3 @@ def sample(request):
     return lambda name: ex.decode_image(paths[name])
 
 
-@pytest.fixture(autouse=True)
-def streamlit_as_a_running_server(monkeypatch):
-    """Make AppTest treat ``pages/`` as a running server does after its first script run.
-
-    A server decides once whether the legacy ``pages/`` discovery applies and
-    turns it off for good at the first ``st.navigation`` call; AppTest decides
-    anew before every run, so without this each rerun would execute the page
-    script without the entrypoint. ``test_app.py`` covers that first-run path
-    on its own.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original_init = PagesManager.__init__
-
-    def init_after_first_run(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_after_first_run)

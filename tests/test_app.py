@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import PROJECT_ROOT
 
 ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
-PAGE_FILES = sorted(p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "pages").glob("*.py"))
+PAGE_FILES = sorted(p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "views").glob("*.py"))
 
 
 @pytest.fixture
@@ -48,12 +48,15 @@ def test_unavailable_zoo_model_says_so_and_falls_back(app):
 
 
 @pytest.mark.parametrize("page", PAGE_FILES)
-def test_a_page_run_without_the_entrypoint_draws_the_sidebar_itself(page):
-    # What a shared link to a page does on a server's very first run.
+def test_a_view_run_on_its_own_shows_one_sentence_and_nothing_else(page):
+    # It passed no sign-in gate and no sidebar chose a model: it must show nothing of a model or an image.
+    from ui.selection import RUN_ALONE
+
     at = AppTest.from_file(str(PROJECT_ROOT / page), default_timeout=180)
     at.run()
     assert not at.exception, at.exception
-    assert at.sidebar.selectbox(key="model_spec").value == "efficientnet_lite0"
+    assert [e.value for e in at.error] == [RUN_ALONE]
+    assert not at.title and not at.sidebar.selectbox and not at.main.selectbox and not at.dataframe
 
 
 def test_layer_picker_shows_a_map_per_image_for_the_chosen_layer(app):
@@ -97,5 +100,5 @@ def test_a_link_with_paths_too_long_for_the_system_says_so_and_every_page_works(
     assert error.value.endswith("cannot be opened: file name too long. EfficientNet-Lite0 stays loaded.")
     assert len(error.value) < 250  # the path is cut, not echoed whole
     assert at.sidebar.dataframe[0].value["class"].iloc[0] == "Egyptian Mau"
-    if page == "pages/dataset.py":
+    if page == "views/dataset.py":
         assert [e.value for e in at.main.error] == [f"'{'d' * 66}…{'d' * 33}' cannot be opened: file name too long."]

@@ -18,7 +18,7 @@ from ui import auth
 from ui.auth import Access, config_problem, decide, display_name, email_allowed, refusal
 
 ENTRYPOINT = str(PROJECT_ROOT / "dashboard.py")
-PAGE_FILES = sorted(p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "pages").glob("*.py"))
+PAGE_FILES = sorted(p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "views").glob("*.py"))
 
 AUTH = {
     "redirect_uri": "http://localhost:8501/oauth2callback",
@@ -219,11 +219,14 @@ def test_a_signed_out_visitor_sees_only_the_sign_in_screen(no_engine):
 
 
 @pytest.mark.parametrize("page", PAGE_FILES)
-def test_a_page_run_without_the_entrypoint_also_gets_only_the_sign_in_screen(page, no_engine):
-    at = _app(str(PROJECT_ROOT / page), secrets=AUTH)
-    assert not at.exception, at.exception
-    assert [b.label for b in at.button] == ["Sign in"]
-    assert _widgets_and_media(at) == []
+def test_a_view_run_on_its_own_passes_no_gate_so_shows_nothing(page, no_engine):
+    # Deep links of a signed-out visitor land on the sign-in screen: tests/test_signin_browser.py, on a live server.
+    from ui.selection import RUN_ALONE
+
+    alone = _app(str(PROJECT_ROOT / page), secrets=AUTH)  # `streamlit run views/x.py`: no gate ran, so no content
+    assert not alone.exception, alone.exception
+    assert [e.value for e in alone.error] == [RUN_ALONE]
+    assert _widgets_and_media(alone) == [] and not alone.title
 
 
 def test_an_allowed_user_sees_the_dashboard_and_who_is_signed_in(monkeypatch):
@@ -241,8 +244,8 @@ def test_an_allowed_user_sees_the_dashboard_and_who_is_signed_in(monkeypatch):
 
 def test_a_user_outside_the_allowlist_gets_one_sentence_and_sign_out(monkeypatch, no_engine):
     monkeypatch.setenv(auth.ALLOWLIST_ENV, "@example.com, bob@partner.org")
-    for script in (ENTRYPOINT, str(PROJECT_ROOT / "pages/compare.py")):
-        at = _app(script, user=MALLORY, secrets=AUTH)
+    for query in ({}, {"image_names": "rocket"}):
+        at = _app(user=MALLORY, secrets=AUTH, **query)
         assert not at.exception, at.exception
         assert [w.value for w in at.warning] == [refusal(MALLORY)]
         assert [b.label for b in at.button] == ["Sign out"]
@@ -302,7 +305,7 @@ def test_the_sign_in_screen_remembers_the_link_it_was_opened_with(no_engine):
     at = AppTest.from_file(ENTRYPOINT, default_timeout=180)
     at.secrets["auth"] = AUTH
     at.query_params.update({"grid_method": "layercam", "image_names": ["coffee", "rocket"]})
-    at.switch_page("pages/layer_grid.py")
+    at.switch_page("views/layer_grid.py")
     at.run()
     assert [b.label for b in at.button] == ["Sign in"]
     (script,) = [e.proto.body for e in at.get("html")]
@@ -320,7 +323,7 @@ def test_a_visitor_back_from_sign_in_lands_on_the_link_they_opened(monkeypatch):
     assert at.query_params["grid_method"] == "layercam"
     forget = [e.proto.body for e in at.get("html")]
     assert any(f"{auth.RETURN_COOKIE}=; path=/; max-age=0" in body for body in forget)  # served once
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert not at.exception and not at.get("html")
     assert [t.value for t in at.title] == ["Model and predictions"]  # the link is not imposed again
 
@@ -331,7 +334,7 @@ def test_a_link_opened_by_a_signed_in_visitor_is_not_replaced_by_the_return_cook
     at.secrets["auth"] = AUTH
     at.user = ANA
     at.query_params.update({"grid_method": "gradcam_plus_plus"})
-    at.switch_page("pages/layer_grid.py")
+    at.switch_page("views/layer_grid.py")
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="grid_method").value == "gradcam_plus_plus"

@@ -9,17 +9,14 @@ through Playwright. Screenshots go to ``artifacts/screenshots/``. In CI
 import pytest
 
 from conftest import PROJECT_ROOT, require_chromium
-from tools.screenshot import chromium_context, wait_until_idle
+from tools.screenshot import wait_until_idle
 
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
 
 require_chromium()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_context({"width": 1500, "height": 1200}) as context:
-        yield context
+VIEWPORT = {"width": 1500, "height": 1200}
 
 
 def _settle(page) -> None:
@@ -47,8 +44,7 @@ def _check(page, name: str) -> None:
 
 
 def test_a_shared_link_reopens_the_view_on_a_fresh_server(server, browser):
-    # First in this module, so it is the server's very first script run: the one where
-    # Streamlit would run the page alone under its legacy pages/ navigation.
+    # First in this module, so it is the server's very first script run.
     page = browser.new_page()
     page.goto(f"{server}/layer_grid?image_names=rocket&grid_method=layercam&grid_colormap=magma")
     _settle(page)
@@ -73,7 +69,7 @@ PAGES = [
 
 def test_learned_page_visualises_on_its_button_with_progress(server, browser):
     page = browser.new_page()
-    page.goto(f"{server}/learned?learned_steps=20")  # a short run, set through the link
+    page.goto(f"{server}/learned?learned_optimisation__steps=20")  # a short run, set through the link
     wait_until_idle(page)  # no picture yet: nothing is optimised before it is asked
     assert page.locator("[data-testid='stMain'] img").count() == 0
     page.get_by_role("button", name="Visualise").click()

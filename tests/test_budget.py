@@ -12,7 +12,6 @@ import explainers as ex
 from explainers import estimates, settings
 from explainers.attribution import cached_maps
 from explainers.runtime import stopping
-from explainers.runtime.passes import pass_seconds
 from helpers import gap_dense_model, open_link, random_images, wrap
 from ui import budget
 
@@ -42,7 +41,7 @@ def test_an_estimate_is_the_registered_passes_at_the_measured_cost_of_a_pass(mon
     model = embedded_model if size == 224 else wrap(gap_dense_model(size))
     images = [sample("coffee")] if size == 224 else random_images(1, size)
     ex.RESULTS.clear()
-    backward, forward = pass_seconds(model)
+    backward, forward = model.runtime.pass_seconds()
     method = ex.REGISTRY["occlusion"]
     registered = method.cost(ex.methods.registry.resolve_params(method, params), 1, 16, model.input_size)
     estimate = estimates.estimate_seconds(model, images, "occlusion", **params)
@@ -88,7 +87,7 @@ def test_a_comparison_estimate_counts_the_scores_of_maps_until_they_are_cached(e
     images = [sample("coffee"), sample("rocket")]
     methods = {"saliency": (None, {}), "gradcam": (None, {})}
     ex.RESULTS.clear()
-    _, forward = pass_seconds(embedded_model)
+    _, forward = embedded_model.runtime.pass_seconds()
     curves = 2 * len(images) * 2 * (32 + 1) * forward  # two methods, each image's 2 x (steps + 1) inputs
     assert estimates.comparison_seconds(embedded_model, images, methods, steps=32) == pytest.approx(
         sum(estimates.estimate_seconds(embedded_model, images, name) for name in methods) + curves)
@@ -153,7 +152,7 @@ def occlusion_runs(monkeypatch) -> list:
     return calls
 
 
-def _open(params: dict, page: str = "pages/compare.py") -> AppTest:
+def _open(params: dict, page: str = "views/compare.py") -> AppTest:
     return open_link(params, page)
 
 
@@ -183,9 +182,9 @@ def test_the_button_computes_what_it_announced_and_a_display_change_asks_no_more
 
 
 @pytest.mark.parametrize("page, prefix, what", [
-    ("pages/overview.py", "overview", r"Grad-CAM of these 2 images"),
-    ("pages/layer_grid.py", "grid", r"Computing these 12 maps"),  # 2 images, 2 classes, 3 layers
-    ("pages/dataset.py", "ds", r"Evaluating the 1,000 images not scored yet"),
+    ("views/overview.py", "overview", r"Grad-CAM of these 2 images"),
+    ("views/layer_grid.py", "grid", r"Computing these 12 maps"),  # 2 images, 2 classes, 3 layers
+    ("views/dataset.py", "ds", r"Evaluating the 1,000 images not scored yet"),
 ])
 def test_every_page_that_computes_waits_for_the_button_above_the_threshold(monkeypatch, page, prefix, what):
     monkeypatch.setattr(budget, "AUTO_RUN_SECONDS", 0.0)  # what a long request meets, on requests short enough to run
@@ -221,7 +220,7 @@ def test_the_sanity_check_and_the_visualisations_keep_to_the_same_ceiling(monkey
     assert not [b for b in at.button if b.key == "cmp_sanity_run"]
 
     monkeypatch.setenv(settings.MAX_REQUEST_SECONDS_ENV, "1")
-    at = _open({"image_names": "coffee"}, "pages/learned.py")  # the default: coffee's top class, 100 steps
+    at = _open({"image_names": "coffee"}, "views/learned.py")  # the default: coffee's top class, 100 steps
     [refusal] = [e.value for e in at.error]
     assert re.fullmatch(r"Visualising 1 class would take about \d+ s, more than the 1 s this server allows one "
                         r"request, so it is not run\.", refusal), refusal

@@ -15,7 +15,7 @@ from PIL import Image
 
 import explainers as ex
 from explainers.attribution import INPUTS
-from explainers.datasets.evaluate import PER_FILE
+from explainers.datasets.in_process import PER_FILE
 from explainers.learned import VISUALIZATIONS
 from helpers import random_images, wrap
 from ui import cached
@@ -69,7 +69,7 @@ CASES: dict[str, Compute] = {
     "engine sanity check": lambda m, d: ex.scores.sanity.sanity_check(
         m, IMAGES, "gradcam", [0, 1], "conv_b").correlations,
     "dataset rows": lambda m, d: ex.datasets.evaluate(m, d, cam_layer="conv_b").top_probabilities,
-    "class visualisations": lambda m, d: ex.class_visualization(m, [0], steps=3).astype(np.float32),
+    "class visualisations": lambda m, d: ex.class_visualization(m, [0], steps=10).astype(np.float32),
 }
 
 
@@ -93,3 +93,45 @@ def test_a_cache_never_serves_one_preprocessing_to_another(case, variants, datas
     fresh_tf = compute(tf, dataset)
     assert not np.allclose(under_unit, fresh_tf), "the two preprocessings must give different results to tell apart"
     np.testing.assert_allclose(under_tf, fresh_tf, rtol=1e-5, atol=1e-6)
+
+
+def _retrained(model: ex.LoadedModel) -> ex.LoadedModel:
+    """The same architecture and preprocessing with other weights: what a model retrained over its file is."""
+    network = keras.models.clone_model(model.model)
+    network.set_weights([w * 1.5 + 0.01 for w in model.model.get_weights()])
+    return wrap(network).variant(preprocessing=model.preprocessing)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("dashboard")])
+def test_a_dashboard_cache_never_serves_one_model_s_weights_to_another(case, variants, dataset):
+    unit, _ = variants
+    other = _retrained(unit)
+    assert other.fingerprint != unit.fingerprint
+    _empty_every_cache()
+    first = CASES[case](unit, dataset)
+    served = CASES[case](other, dataset)  # keyed without the weights, this is ``first``
+    _empty_every_cache()
+    fresh = CASES[case](other, dataset)
+    assert not np.allclose(first, fresh)
+    np.testing.assert_allclose(served, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_large_photos_differing_in_one_pixel_are_not_served_each_other_s_predictions(variants):
+    # Past 500,000 values Streamlit hashes a sample of an array: a pixel outside it would not change the key.
+    side = 600  # 1,080,000 values; the model reads them all, unresized, so every pixel moves its prediction
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((side, side, 3))
+    means = keras.layers.GlobalAveragePooling2D()(inputs)  # one pixel moves a mean by 1/360,000 of its change
+    outputs = keras.layers.Dense(3, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(0, 100))(means)
+    model = wrap(keras.Model(inputs, outputs)).variant(preprocessing="unit")
+    base = random_images(1, size=side, seed=3)[0]
+    _empty_every_cache()
+    for position in [(17, 411), (303, 5), (598, 599), (150, 150), (444, 87)]:
+        changed = base.copy()
+        changed[position] = 0
+        changed[position[0], position[1], 0] = 255  # a saturated red pixel: the max-pooled feature of some channel
+        cached.predict(model, [base])
+        served = cached.predict(model, [changed])
+        fresh = model.predict([changed])
+        assert not np.array_equal(fresh, model.predict([base])), "the pixel must change the prediction to tell apart"
+        np.testing.assert_array_equal(served, fresh)

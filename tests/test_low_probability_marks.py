@@ -17,7 +17,7 @@ def test_the_note_names_the_image_class_and_probability():
 def test_layer_grid_marks_every_cell_of_a_least_likely_class_and_no_cell_of_a_top_class():
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.query_params.update({"grid_class_mode": "Least likely", "grid_layers": ["block_9_expand", "head_conv"]})
-    at.switch_page("pages/layer_grid.py")
+    at.switch_page("views/layer_grid.py")
     at.run()
     assert not at.exception, at.exception
     warning = " ".join(w.value for w in at.warning)

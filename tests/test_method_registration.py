@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 import explainers as ex
 from conftest import PROJECT_ROOT
 from explainers import cli
 from explainers.inputs.samples import SAMPLES_DIR
 from explainers.methods.registry import REGISTRY, Param, markdown_table, register
+from helpers import open_link
 
 
 @pytest.fixture
@@ -37,12 +37,8 @@ def test_its_parameters_are_checked_and_its_maps_computed(brightness, sample):
 
 
 def test_it_appears_in_the_comparison_page_with_its_widgets_and_in_the_link(brightness):
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.query_params.update({"cmp_methods": "brightness", "cmp_param_brightness__gamma": "2.5",
-                            "cmp_param_brightness__channel": "red", "image_names": "coffee"})
-    at.switch_page("pages/compare.py")
-    at.run()
-    assert not at.exception, at.exception
+    at = open_link({"cmp_methods": "brightness", "cmp_param_brightness__gamma": "2.5",
+                    "cmp_param_brightness__channel": "red", "image_names": "coffee"}, "views/compare.py")
     assert "Brightness" in at.multiselect(key="cmp_methods").options  # shown by label
     assert at.multiselect(key="cmp_methods").value == ["brightness"]
     assert at.slider(key="cmp_param_brightness__gamma").value == 2.5
@@ -54,12 +50,8 @@ def test_it_appears_in_the_comparison_page_with_its_widgets_and_in_the_link(brig
 
 
 def test_a_link_with_a_bad_parameter_value_falls_back_to_the_default(brightness):
-    at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
-    at.query_params.update({"cmp_methods": "brightness", "cmp_param_brightness__gamma": "9",
-                            "cmp_param_brightness__channel": "green", "image_names": "coffee"})
-    at.switch_page("pages/compare.py")
-    at.run()
-    assert not at.exception, at.exception
+    at = open_link({"cmp_methods": "brightness", "cmp_param_brightness__gamma": "9",
+                    "cmp_param_brightness__channel": "green", "image_names": "coffee"}, "views/compare.py")
     assert at.slider(key="cmp_param_brightness__gamma").value == 1.0
     assert at.radio(key="cmp_param_brightness__channel").value == "mean"
 

@@ -72,7 +72,7 @@ def edge_detector(job, params):
 
 
 def test_a_method_that_ignores_the_weights_is_flagged(embedded_model, sample, monkeypatch):
-    monkeypatch.setitem(REGISTRY, "edges", Method("edges", "Edge detector", "none", edge_detector))
+    monkeypatch.setitem(REGISTRY, "edges", Method(name="edges", label="Edge detector", reference="none", run=edge_detector))
     check = scores.sanity_check(embedded_model, [sample("coffee")], "edges", stages=(1, 8))
     assert check.correlations.min() > 0.99 and check.flagged
 
@@ -89,12 +89,7 @@ def test_gradcam_passes_the_sanity_check_and_the_original_model_is_untouched(emb
 def test_agreement_is_symmetric_with_a_unit_diagonal():
     rng = np.random.default_rng(0)
     base = rng.random((2, 8, 8))
-    results = {
-        "a": attribution_with(base, [0, 0]),
-        "same order": attribution_with(base * 3 + 1, [0, 0]),
-        "reversed": attribution_with(-base, [0, 0]),
-    }
-    names, matrix = scores.agreement(results)
+    names, matrix = scores.agreement({"a": base, "same order": base * 3 + 1, "reversed": -base})
     assert names == ["a", "same order", "reversed"]
     np.testing.assert_allclose(matrix, matrix.T)
     np.testing.assert_allclose(np.diag(matrix), 1.0)

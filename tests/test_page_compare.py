@@ -18,7 +18,7 @@ def page() -> AppTest:
     """One app for the module (a cold page costs about a minute); tests that change methods come last."""
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -96,7 +96,7 @@ def test_sanity_check_runs_on_a_button_at_a_stated_cost_and_never_reruns_silentl
 
     page.slider(key="cmp_opacity").set_value(0.4).run()  # unrelated: the result stays, nothing reruns
     assert len(runs) == 1 and any("rank correlation" in json.dumps(s) for s in charts(page))
-    page.radio(key="cmp_class_mode").set_value("Each image's least likely class").run()
+    page.radio(key="cmp_class_mode").set_value("Least likely").run()
     assert not page.exception, page.exception
     assert len(runs) == 1  # another class: no silent rerun
     assert not any("rank correlation" in json.dumps(s) for s in charts(page))  # the old result is hidden
@@ -106,7 +106,7 @@ def test_sanity_check_runs_on_a_button_at_a_stated_cost_and_never_reruns_silentl
 
 def test_maps_of_a_class_below_the_threshold_carry_a_note_and_a_mark(page):
     # Each image's least likely class (set by the test above) is one the model all but rules out.
-    assert page.radio(key="cmp_class_mode").value == "Each image's least likely class"
+    assert page.radio(key="cmp_class_mode").value == "Least likely"
     warning = " ".join(w.value for w in page.warning)
     assert "cat_chelsea is explained as" in warning and "coffee is explained as" in warning
     assert f"below {ex.attribution.LOW_PROBABILITY:g}" in warning
@@ -132,7 +132,7 @@ def test_the_sanity_check_of_a_model_with_few_weighted_layers_states_and_plots_t
 
     transfer_model().save(tmp_path / "small.keras")  # three weighted layers
     monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
-    at = open_own_model(tmp_path / "small.keras", "pages/compare.py")
+    at = open_own_model(tmp_path / "small.keras", "views/compare.py")
     stated = next(c.value for c in at.caption if "randomised copy" in c.value)
     assert "top 1 and 3 of 3 weighted layers" in stated and "(2 stages × 3 methods × 2 images = 12 maps)" in stated
     at.button(key="cmp_sanity_run").click().run()

@@ -11,11 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 import explainers as ex
 from conftest import PROJECT_ROOT
-from explainers.datasets import report as report
+from explainers.datasets import analysis
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.settings import DATA_ROOTS_ENV
 
-PAGE = "pages/dataset.py"
+PAGE = "views/dataset.py"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_page_opens_on_the_digits_demo(demo_app):
 
 def test_choosing_a_cell_lists_that_cells_images(demo_app):
     evaluation = ex.datasets.evaluate(ex.load_model(ex.DIGITS_MODEL), DIGITS_TEST_FOLDER)
-    matrix = report.confusion(evaluation)
+    matrix = analysis.confusion(evaluation)
     for true, predicted in (("7", "3"), ("4", "4"), ("2", "3")):
         demo_app.selectbox(key="ds_cell_true").set_value(true)
         demo_app.selectbox(key="ds_cell_predicted").set_value(predicted).run()
@@ -160,26 +160,26 @@ def test_a_wide_models_first_cell_is_one_the_matrix_shows_and_holds_images():
     at = _photos_zip_app(files)
     assert len(ex.load_model().class_names) == 1000  # the sidebar's default model
     assert at.selectbox(key="ds_cell_true").value == "tabby cat"
-    assert at.selectbox(key="ds_cell_predicted").value == report.OTHER
+    assert at.selectbox(key="ds_cell_predicted").value == analysis.OTHER
     assert _cell_count(at) == 1
 
 
 def test_the_default_cell_is_the_largest_mistake_or_else_the_largest_cell():
     names = [f"c{i}" for i in range(5)]
-    mistakes = report.Confusion(np.array([[5, 2, 0], [0, 9, 3]]), rows=[0, 1], columns=[0, 1, -1], names=names)
-    assert report.default_cell(mistakes) == (1, -1)
-    perfect = report.Confusion(np.array([[5, 0], [0, 9]]), rows=[0, 1], columns=[0, 1], names=names)
-    assert report.default_cell(perfect) == (1, 1)
+    mistakes = analysis.Confusion(np.array([[5, 2, 0], [0, 9, 3]]), rows=[0, 1], columns=[0, 1, -1], names=names)
+    assert analysis.default_cell(mistakes) == (1, -1)
+    perfect = analysis.Confusion(np.array([[5, 0], [0, 9]]), rows=[0, 1], columns=[0, 1], names=names)
+    assert analysis.default_cell(perfect) == (1, 1)
 
 
 @pytest.mark.parametrize("probability, text", [(0.58, "58%"), (0.0, "<1%"), (0.004, "<1%"), (0.996, ">99%"),
                                                (1.0, "100%"), (0.01, "1%")])
 def test_gallery_probabilities_are_whole_percentages_that_never_round_to_a_false_zero(probability, text):
-    assert report.percent_text(probability) == text
+    assert analysis.percent_text(probability) == text
 
 
 def test_gallery_top_three_names_each_class_with_its_share():
-    assert report.top_classes_text(np.array([3, 2, 0, 1]), np.array([0.58, 0.42, 0.0, 0.0]),
+    assert analysis.top_classes_text(np.array([3, 2, 0, 1]), np.array([0.58, 0.42, 0.0, 0.0]),
                                    list("012345")) == "3: 58% · 2: 42% · 0: <1%"
 
 
@@ -240,7 +240,7 @@ def test_picking_a_row_of_the_per_image_table_shows_that_image_with_its_map(demo
     assert file in [c.value for c in demo_app.main.caption] or any(file in str(e.proto) for e in shown)
     evaluation = ex.datasets.evaluate(ex.load_model(ex.DIGITS_MODEL), DIGITS_TEST_FOLDER)
     index = evaluation.files.index(file)
-    expected = report.top_classes_text(evaluation.top_classes[index], evaluation.top_probabilities[index],
+    expected = analysis.top_classes_text(evaluation.top_classes[index], evaluation.top_probabilities[index],
                                        evaluation.class_names)
     assert expected in [c.value for c in demo_app.main.caption]
 

@@ -36,7 +36,7 @@ def engine_calls(monkeypatch):
 def page(engine_calls) -> AppTest:
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=180)
     at.run()
-    at.switch_page("pages/layer_grid.py").run()
+    at.switch_page("views/layer_grid.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -13,7 +13,7 @@ def page():
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.session_state["model_spec"] = "digits_cnn"
     at.run()
-    at.switch_page("pages/learned.py").run()
+    at.switch_page("views/learned.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -22,7 +22,7 @@ def test_opens_on_a_stated_cost_and_computes_on_the_button(page):
     button = next(b for b in page.button if b.key == "learned_run")
     assert re.fullmatch(r"Visualise \d+ class(es)? \((under 1 s|about \d+(–\d+)? s)\)", button.label), button.label
     sidebar_images = len(page.image)  # the sidebar's photo: nothing optimised before it is asked
-    page.slider(key="learned_steps").set_value(30)
+    page.slider(key="learned_optimisation__steps").set_value(30)
     page.run()
     next(b for b in page.button if b.key == "learned_run").click().run()
     assert not page.exception, page.exception
@@ -37,7 +37,7 @@ def test_opens_on_a_stated_cost_and_computes_on_the_button(page):
 def test_the_button_of_the_embedded_model_states_a_range_from_quiet_to_shared_cores():
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.run()
-    at.switch_page("pages/learned.py").run()
+    at.switch_page("views/learned.py").run()
     assert not at.exception, at.exception
     label = next(b for b in at.button if b.key == "learned_run").label
     # One figure was off by 2.4 times with a browser on the same cores: the range says what sharing them costs.
@@ -46,16 +46,16 @@ def test_the_button_of_the_embedded_model_states_a_range_from_quiet_to_shared_co
 
 
 def test_a_link_carries_the_settings(page):
-    page.slider(key="learned_steps").set_value(50)
+    page.slider(key="learned_optimisation__steps").set_value(50)
     page.run()
-    assert page.query_params.get("learned_steps") == "50"
+    assert page.query_params.get("learned_optimisation__steps") == "50"
 
 
 def test_channels_default_to_the_most_active_on_the_first_image(page):
     page.radio(key="learned_target").set_value("the channels")
     page.selectbox(key="learned_layer").set_value("conv2")
     page.slider(key="learned_channel_count").set_value(3)
-    page.slider(key="learned_steps").set_value(10)
+    page.slider(key="learned_optimisation__steps").set_value(10)
     page.run()
     assert any("most active on cat_chelsea" in c.value for c in page.caption)
     next(b for b in page.button if b.key == "learned_run").click().run()
@@ -81,14 +81,14 @@ def test_pictures_the_optimisation_did_not_move_are_captioned_as_such_not_as_pre
     head.set_weights([np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.0]], np.float32), np.array([0.0, 0.0, 5.0], np.float32)])
     keras.Model(inputs, outputs).save(tmp_path / "dead.keras")
     monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
-    at = open_own_model(tmp_path / "dead.keras", "pages/learned.py")
+    at = open_own_model(tmp_path / "dead.keras", "views/learned.py")
 
     def captions() -> list[str]:
         return [img.caption for image in at.image for img in image.proto.imgs if img.caption]
 
     classes = at.multiselect(key="learned_classes")
     classes.set_value([classes.options[1], classes.options[2]])  # a class that moves, then the constant one
-    at.slider(key="learned_steps").set_value(20)
+    at.slider(key="learned_optimisation__steps").set_value(20)
     at.run()
     next(b for b in at.button if b.key == "learned_run").click().run()
     assert not at.exception, at.exception

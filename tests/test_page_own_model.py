@@ -57,10 +57,10 @@ def test_uploaded_model_with_dict_labels_works_on_every_page(app, model_files):
         [("labels.txt", b"{0: 'cat', 1: 'dog', 2: 'person'}", "text/plain")]).run()
     assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
     assert _top_class(app) in ("cat", "dog", "person")
-    app.switch_page("pages/layer_grid.py").run()
+    app.switch_page("views/layer_grid.py").run()
     assert not app.exception, app.exception
     assert all(layer.startswith("base/") for layer in app.multiselect(key="grid_layers").value)
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("views/compare.py").run()
     assert not app.exception, app.exception
     assert app.multiselect(key="cmp_methods").value == ["saliency", "smoothgrad", "scorecam"]
 
@@ -84,7 +84,7 @@ def test_bad_model_gets_one_sentence_and_the_previous_model_stays(app, model_fil
     assert f"'{name}'" in error.value or name in error.value
     assert expected in error.value and "pets.keras stays loaded" in error.value
     assert _top_class(app) == good_top
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("views/compare.py").run()
     assert not app.exception, app.exception
 
 
@@ -99,11 +99,11 @@ def test_mismatched_labels_are_reported_and_classes_numbered(app, model_files):
 def test_model_without_conv_layers_offers_gradient_methods_only(app, model_files):
     _load_path(app, model_files / "dense.keras")
     assert not app.sidebar.error
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("views/compare.py").run()
     assert not app.exception, app.exception
     assert app.multiselect(key="cmp_methods").value == ["saliency", "smoothgrad"]
     assert any("Score-CAM" in c.value and "no layer with a spatial" in c.value for c in app.caption)
-    app.switch_page("pages/layer_grid.py").run()
+    app.switch_page("views/layer_grid.py").run()
     assert not app.exception and "no layer with a spatial" in app.info[0].value
 
 

@@ -30,12 +30,12 @@ def _visit(at: AppTest, page: str) -> AppTest:
 
 
 def _away_and_back(at: AppTest, page: str) -> AppTest:
-    _visit(at, "pages/overview.py")
+    _visit(at, "views/overview.py")
     return _visit(at, page)
 
 
 def test_the_layer_grid_keeps_its_layers_method_display_and_feature_maps():
-    at = _visit(_app(), "pages/layer_grid.py")
+    at = _visit(_app(), "views/layer_grid.py")
     at.selectbox(key="grid_method").set_value("layercam")
     at.multiselect(key="grid_layers").set_value(["block_5_expand", "head_conv"])
     at.slider(key="grid_opacity").set_value(0.8)
@@ -44,7 +44,7 @@ def test_the_layer_grid_keeps_its_layers_method_display_and_feature_maps():
     at.slider(key="grid_features_count").set_value(8).run()
     assert not at.exception, at.exception
 
-    _away_and_back(at, "pages/layer_grid.py")
+    _away_and_back(at, "views/layer_grid.py")
     assert at.selectbox(key="grid_method").value == "layercam"
     assert at.multiselect(key="grid_layers").value == ["block_5_expand", "head_conv"]
     assert at.slider(key="grid_opacity").value == pytest.approx(0.8)
@@ -59,7 +59,7 @@ def test_choices_are_kept_when_the_run_that_linked_them_was_replaced_before_its_
     # run ends at its next Streamlit call. Here the grid's run is stopped as the server stops it, after its maps.
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    at = _visit(_app(), "pages/layer_grid.py")
+    at = _visit(_app(), "views/layer_grid.py")
     computed = cached.layer_grid
 
     def replaced_by_a_click(*args, **kwargs):
@@ -75,7 +75,7 @@ def test_choices_are_kept_when_the_run_that_linked_them_was_replaced_before_its_
     assert not at.subheader  # ...but the run ended before drawing the grid
     monkeypatch.setattr(cached, "layer_grid", computed)
 
-    _away_and_back(at, "pages/layer_grid.py")
+    _away_and_back(at, "views/layer_grid.py")
     assert at.selectbox(key="grid_method").value == "layercam"
     assert at.selectbox(key="grid_colormap").value == "inferno"
     assert at.subheader  # this time the grid is drawn
@@ -86,14 +86,14 @@ def test_compare_keeps_its_methods_colormap_and_sanity_result(monkeypatch):
     runs = []
     original = sanity.sanity_checks
     monkeypatch.setattr(sanity, "sanity_checks", lambda *a, **k: runs.append(original(*a, **k)) or runs[-1])
-    at = _visit(_app(), "pages/compare.py")
+    at = _visit(_app(), "views/compare.py")
     at.multiselect(key="cmp_methods").set_value(["saliency", "gradcam"])
     at.selectbox(key="cmp_colormap").set_value("inferno").run()
     at.button(key="cmp_sanity_run").click().run()
     assert not at.exception, at.exception
     assert len(runs) == 1
 
-    _away_and_back(at, "pages/compare.py")
+    _away_and_back(at, "views/compare.py")
     assert at.multiselect(key="cmp_methods").value == ["saliency", "gradcam"]
     assert at.selectbox(key="cmp_colormap").value == "inferno"
     charts = [chart.proto.spec for chart in at.get("vega_lite_chart")]
@@ -115,14 +115,14 @@ def _images_metric(at: AppTest) -> str | None:
 
 
 def test_the_dataset_page_keeps_an_uploaded_zips_results_until_the_zip_is_removed():
-    at = _visit(_app(), "pages/dataset.py")
+    at = _visit(_app(), "views/dataset.py")
     at.radio(key="ds_source").set_value("A ZIP upload").run()
     at.file_uploader(key="ds_zip").set_value([("digits.zip", _digits_zip(), "application/zip")]).run()
     at.toggle(key="ds_errors_only").set_value(True).run()
     assert not at.exception, at.exception
     assert _images_metric(at) == "20"
 
-    _away_and_back(at, "pages/dataset.py")
+    _away_and_back(at, "views/dataset.py")
     assert at.radio(key="ds_source").value == "A ZIP upload"
     assert _images_metric(at) == "20"
     assert at.toggle(key="ds_errors_only").value is True

@@ -33,7 +33,7 @@ from explainers.trust.summary import summarise
 from helpers import open_link
 from ui import budget
 
-PAGE = "pages/trust.py"
+PAGE = "views/trust.py"
 METHODS = ["gradcam", "saliency"]
 METRICS = ["deletion", "sparseness", "pointing_game"]
 OFF = [m for m in ("insertion", "road_morf", "road_lerf", "model_randomisation", "max_sensitivity", "relevance_mass")]
@@ -57,7 +57,7 @@ def page_passes(monkeypatch) -> list[str]:
     original = Runtime.gradients
 
     def counted(self, *args, **kwargs):
-        if any(frame.filename.endswith(("pages/trust.py", "ui/trust_results.py")) for frame in traceback.extract_stack()):
+        if any(frame.filename.endswith(("views/trust.py", "ui/trust_results.py")) for frame in traceback.extract_stack()):
             calls.append("pass")
         return original(self, *args, **kwargs)
 
@@ -161,7 +161,7 @@ def test_the_link_carries_every_setting_and_a_visit_elsewhere_keeps_them(page_pa
     assert link["trust_source"] == "Digits demo (bundled)"
     table = _table(at)
 
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     page_passes.clear()
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception

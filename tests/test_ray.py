@@ -25,10 +25,13 @@ from PIL import Image
 
 import explainers as ex
 from explainers.bench_ray import varied_digits
-from explainers.datasets import distributed, ray_session
-from explainers.datasets.distributed import ModelSpec, evaluate_on_ray
-from explainers.datasets.results import open_results, write_results
 from explainers.datasets.sources import Reader, list_images
+from explainers.datasets.storage import open_results, write_results
+from explainers.distributed import cluster as ray_cluster
+from explainers.distributed import dataset_pipeline
+from explainers.distributed import session as ray_session
+from explainers.distributed.cluster import ModelSpec
+from explainers.distributed.dataset_pipeline import evaluate_on_ray
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.plugins import load_plugin
 from explainers.trust.distributed import evaluate_trust_ray
@@ -198,8 +201,8 @@ def in_process(digits, digits_model, tmp_path_factory):
 
 
 def test_importing_the_engine_does_not_import_ray():
-    code = ("import sys, explainers, explainers.cli, explainers.datasets.distributed, "
-            "explainers.datasets.ray_session; print('ray' in sys.modules)")
+    code = ("import sys, explainers, explainers.cli, explainers.distributed.dataset_pipeline, "
+            "explainers.distributed.session; print('ray' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert shown.stdout.strip() == "False", shown.stderr[-2000:]
 
@@ -301,7 +304,7 @@ def test_a_busy_cluster_gives_up_in_bounded_time_and_frees_what_it_asked_for(clu
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    monkeypatch.setattr(distributed, "RESOURCES_SECONDS", 3)
+    monkeypatch.setattr(ray_cluster, "RESOURCES_SECONDS", 3)
     busy = placement_group([{"CPU": 1}] * 3)  # every CPU of the cluster taken, as by another job
     ray.get(busy.ready(), timeout=30)
     try:
@@ -326,7 +329,7 @@ def test_actors_slower_to_start_than_allowed_are_one_sentence(cluster, digits_mo
     import ray
 
     caplog.set_level(logging.CRITICAL, logger="ray.data")  # as the CLI does: no record keeps the failed run alive
-    monkeypatch.setattr(distributed, "ACTOR_START_SECONDS", 0.01)  # far less than building the model takes
+    monkeypatch.setattr(ray_cluster, "ACTOR_START_SECONDS", 0.01)  # far less than building the model takes
     with pytest.raises(ex.InputError) as raised:
         evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path, on_progress=lambda *_: None)
     assert str(raised.value) == ("1 actor(s) with 1 CPU(s) each did not all start on the Ray cluster within 0.01 s: "
@@ -351,7 +354,7 @@ def test_ray_data_errors_are_one_sentence_and_other_errors_are_not_hidden(cluste
             raise ExecutionTimeoutError("No progress for 1800 s.")
         raise KeyError("block") from SystemException()  # as Ray Data re-raises an error of its internals
 
-    monkeypatch.setattr(distributed, "run_pipeline", fail)
+    monkeypatch.setattr(dataset_pipeline, "run_pipeline", fail)
     with pytest.raises(ex.InputError) as raised:
         evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path)
     assert str(raised.value) == expected
@@ -359,7 +362,7 @@ def test_ray_data_errors_are_one_sentence_and_other_errors_are_not_hidden(cluste
     def bug(*args, **kwargs):
         raise KeyError("a bug of this module's")
 
-    monkeypatch.setattr(distributed, "run_pipeline", bug)
+    monkeypatch.setattr(dataset_pipeline, "run_pipeline", bug)
     with pytest.raises(KeyError, match="a bug of this module's"):  # not hidden behind a sentence about Ray
         evaluate_on_ray(digits_model, DIGITS_TEST_FOLDER, tmp_path)
 
@@ -369,7 +372,7 @@ def test_no_image_in_a_class_of_the_model_is_refused_before_ray_starts(digits_mo
     for folder in ("cats", "dogs"):
         (data / folder).mkdir(parents=True)
         (data / folder / "one.png").write_bytes(min((DIGITS_TEST_FOLDER / "0").iterdir()).read_bytes())
-    monkeypatch.setattr(distributed, "import_ray", lambda: pytest.fail("Ray was started for a run with no rows"))
+    monkeypatch.setattr(ray_cluster, "import_ray", lambda: pytest.fail("Ray was started for a run with no rows"))
     with pytest.raises(ex.InputError) as raised:
         evaluate_on_ray(digits_model, data, tmp_path / "out", mapping_mode="by name")
     assert str(raised.value) == (f"No image in '{data.resolve()}' is in a folder the model has a class for (mapping "

@@ -5,9 +5,9 @@ import re
 import pytest
 
 import explainers as ex
-from explainers.datasets import report as dataset_report
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.reports import comparison, render
+from explainers.reports import dataset as dataset_report
 
 
 def _assert_self_contained(html: str, images: int) -> None:

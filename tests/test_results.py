@@ -14,9 +14,9 @@ from streamlit.testing.v1 import AppTest
 import explainers as ex
 from conftest import PROJECT_ROOT
 from explainers.cli import main
-from explainers.datasets import report
-from explainers.datasets import results as R
-from explainers.datasets.evaluate import PER_FILE, evaluate
+from explainers.datasets import analysis, scoring
+from explainers.datasets import storage as R
+from explainers.datasets.in_process import PER_FILE, evaluate
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.settings import DATA_ROOTS_ENV
 
@@ -246,10 +246,10 @@ def test_a_100000_row_results_folder_opens_in_seconds(big):
     np.testing.assert_array_equal(opened.true, true[order])
     np.testing.assert_array_equal(opened.top_classes, top[order])
     np.testing.assert_array_equal(opened.cams, cams[order].astype(np.float32))
-    matrix = report.confusion(opened, report.MATRIX_ROWS)
+    matrix = analysis.confusion(opened, analysis.MATRIX_ROWS)
     assert matrix.counts.shape == (40, 41) and matrix.hidden == 960
-    assert report.confusion(opened).counts.sum() == 100_000
-    assert len(report.class_report(opened)) == 1000
+    assert analysis.confusion(opened).counts.sum() == 100_000
+    assert len(analysis.class_report(opened)) == 1000
 
 
 @pytest.fixture
@@ -257,13 +257,13 @@ def results_app(big, monkeypatch) -> AppTest:
     monkeypatch.setenv(DATA_ROOTS_ENV, str(big[0]))
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.run()
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("views/dataset.py").run()
     at.radio(key="ds_source").set_value("A results folder on the server").run()
     return at
 
 
 def test_the_page_draws_a_100000_row_results_folder_with_no_model_pass(results_app, monkeypatch):
-    monkeypatch.setattr(R, "_scores", lambda *a, **k: pytest.fail("the page ran the dataset pass"))
+    monkeypatch.setattr(scoring, "_scores", lambda *a, **k: pytest.fail("the page ran the dataset pass"))
     start = time.perf_counter()
     results_app.text_input(key="ds_results_path").set_value("big").run()
     seconds = time.perf_counter() - start

@@ -1,12 +1,12 @@
 """The sanity check costs what it says: few stages, one randomised copy per model traced once, cached stages free."""
 
-from collections import OrderedDict
+
 
 import numpy as np
 import pytest
 
 import explainers as ex
-from explainers.runtime.passes import pass_seconds
+from explainers.runtime.lru import LruCache
 from explainers.scores import sanity
 
 IMAGE = "coffee"
@@ -15,7 +15,7 @@ IMAGE = "coffee"
 @pytest.fixture
 def fresh(monkeypatch):
     """No randomised copy and no cached map yet: what a server sees on its first check."""
-    monkeypatch.setattr(sanity, "_COPIES", OrderedDict())
+    monkeypatch.setattr(sanity, "COPIES", LruCache(sanity.MAX_COPIES))
     ex.RESULTS.clear()
 
 
@@ -27,7 +27,7 @@ def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothin
     assert before >= 2 * sanity.TRACE_ALLOWANCE_SECONDS  # neither method has run on a copy yet
 
     checks = sanity.sanity_checks(embedded_model, images, methods)
-    copy = sanity._COPIES[embedded_model.network_fingerprint]
+    copy = sanity.COPIES.get(embedded_model.network_fingerprint)
     stages = len(sanity.DEFAULT_STAGES)
     assert stages <= 3 and all(c.layers_randomized == list(sanity.DEFAULT_STAGES) for c in checks.values())
     assert copy.runtime.passes_run == stages * 2  # one pass per stage and method: both images of a stage in it
@@ -36,7 +36,7 @@ def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothin
 
     other_class = int(originals["saliency"].classes[0]) + 1
     sanity.sanity_checks(embedded_model, images, methods, targets=[other_class])
-    assert sanity._COPIES[embedded_model.network_fingerprint] is copy
+    assert sanity.COPIES.get(embedded_model.network_fingerprint) is copy
     assert {key: set(probe._passes) for key, probe in copy.runtime._compiled.items()} == traced  # nothing retraced
     assert copy.runtime.passes_run == 2 * stages * 2
 
@@ -49,7 +49,7 @@ def test_several_methods_share_one_copy_traced_once_and_a_repeat_computes_nothin
 def test_a_stage_is_the_same_model_whichever_stages_came_before(fresh, embedded_model, sample):
     images = [sample(IMAGE)]
     direct = sanity.sanity_check(embedded_model, images, "saliency", stages=(8,))
-    copy = sanity._COPIES[embedded_model.network_fingerprint]
+    copy = sanity.COPIES.get(embedded_model.network_fingerprint)
     ex.RESULTS.clear()  # compute the stage again, through another cascade
     cascade = sanity.sanity_check(embedded_model, images, "saliency", stages=(1, 8))
     np.testing.assert_allclose(cascade.correlations[-1], direct.correlations[0], atol=1e-6)
@@ -61,7 +61,7 @@ def test_a_stage_is_the_same_model_whichever_stages_came_before(fresh, embedded_
 def test_the_estimate_prices_each_missing_map_with_the_methods_registered_passes(fresh, embedded_model, sample):
     images = [sample(IMAGE), sample("cat_chelsea")]
     originals = {"smoothgrad": ex.attribute(embedded_model, images, "smoothgrad", samples=8)}
-    backward, forward = pass_seconds(embedded_model)
+    backward, forward = embedded_model.runtime.pass_seconds()
     assert backward > 0 and forward > 0
     few = sanity.estimate_seconds(embedded_model, images, {"smoothgrad": (None, {"samples": 8})}, originals)
     originals["smoothgrad"] = ex.attribute(embedded_model, images, "smoothgrad", samples=16)

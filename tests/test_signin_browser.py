@@ -130,8 +130,7 @@ def _sign_out(page, server: str, where: str) -> None:
 
 
 def test_signed_out_visitor_gets_only_the_sign_in_screen_even_on_a_deep_link(server, browser):
-    # First in this module, so it is the server's very first script run: the one where
-    # Streamlit's legacy pages/ discovery would run pages/compare.py without the entrypoint.
+    # First in this module, so it is the server's very first script run.
     page = browser.new_page()
     page.goto(f"{server}/compare?image_names=rocket&cmp_methods=gradcam")
     _sign_in_screen(page)

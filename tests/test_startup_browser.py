@@ -12,7 +12,7 @@ import pytest
 
 from conftest import PROJECT_ROOT, require_chromium
 from tools.screenshot import chromium_context, dashboard_server
-from ui import frame
+from ui import defaults
 
 require_chromium()
 
@@ -53,8 +53,8 @@ def test_the_first_visitor_sees_the_frame_before_the_predictions(path):
 def test_the_outline_names_the_default_model_as_the_picker_does(embedded_model):
     import explainers as ex
 
-    assert ex.available_models()[ex.DEFAULT_MODEL] == frame.DEFAULT_MODEL_NAME
-    assert set(frame.DEFAULT_IMAGES) <= set(ex.sample_images())
+    assert ex.available_models()[ex.DEFAULT_MODEL] == defaults.DEFAULT_MODEL_NAME
+    assert set(defaults.DEFAULT_IMAGES) <= set(ex.sample_images())
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

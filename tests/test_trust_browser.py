@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import explainers as ex
@@ -20,7 +19,7 @@ from explainers.trust.evaluate import evaluate_trust
 from explainers.trust.masks import masks_from_strokes
 from explainers.trust.scoring import trust_request
 from explainers.trust.summary import summarise
-from tools.screenshot import chromium_context, wait_until_idle
+from tools.screenshot import wait_until_idle
 
 SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
 METHODS = ["gradcam", "saliency", "guided_backprop"]
@@ -32,10 +31,7 @@ TABS = ["Per class", "Ranking stability and agreement", "Cards", "Where methods 
 require_chromium()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_context({"width": 1500, "height": 2400}) as context:
-        yield context
+VIEWPORT = {"width": 1500, "height": 2400}
 
 
 def _results(page) -> None:

@@ -108,9 +108,8 @@ def test_a_pass_is_priced_at_its_size_between_the_sizes_timed():
 
 def test_the_estimate_is_its_parts_priced_and_cached_images_cost_nothing(tiny, monkeypatch):
     request = _request(tiny, ["saliency", "gradcam"])
-    monkeypatch.setattr("explainers.estimates.pass_cost", lambda model: PassCost((1, 64), (0.001, 0.0075),
-                                                                                 (0.0005, 0.0037)))
-    monkeypatch.setattr(faithfulness, "_ROAD_MAP_SECONDS", {(SIZE, SIZE): 0.002})
+    monkeypatch.setattr(Runtime, "pass_cost", lambda runtime: PassCost((1, 64), (0.001, 0.0075), (0.0005, 0.0037)))
+    monkeypatch.setattr(faithfulness, "ROAD_MAP_SECONDS", {(SIZE, SIZE): 0.002})
     parts = request_passes(tiny, request, IMAGES)
     # Each pass: a fixed part (the cost at 1 image) and the rest per image, as the two sizes timed put it.
     by_hand = sum(count * ((0.001 + (size - 1) * 0.0065 / 63) if backward else (0.0005 + (size - 1) * 0.0032 / 63))

@@ -81,7 +81,7 @@ def test_upload_pickers_accept_and_name_the_same_formats(monkeypatch):
     picker = at.sidebar.get("file_uploader")[0].proto
     assert list(picker.type) == list(images.IMAGE_SUFFIXES)
     assert picker.help.startswith(f"{images.FORMAT_NAMES};")
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("views/dataset.py").run()
     at.radio(key="ds_source").set_value("A ZIP upload").run()
     assert not at.exception, at.exception
     assert images.FORMAT_NAMES in at.file_uploader(key="ds_zip").proto.help

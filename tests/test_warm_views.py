@@ -51,13 +51,13 @@ def test_pictures_are_the_bytes_st_image_makes_of_the_array():
 
 def test_a_second_visitor_of_the_overview_encodes_and_computes_nothing(encodes, monkeypatch):
     st.cache_data.clear()
-    _session("pages/overview.py")
+    _session("views/overview.py")
     assert encodes  # the first visitor's photos and overlays
     explained = []
     original = ex.explain
     monkeypatch.setattr(ex, "explain", lambda *a, **k: explained.append(a) or original(*a, **k))
     encodes.clear()
-    second = _session("pages/overview.py")
+    second = _session("views/overview.py")
     assert encodes == [] and explained == []
     assert sum(1 for e in second.main if type(e).__name__ == "Image") == 4  # two photos, two Grad-CAMs
 
@@ -67,7 +67,7 @@ def test_a_colormap_seen_before_recolours_nothing_and_no_setting_computes_a_map(
     original = ex.layer_grid
     monkeypatch.setattr(ex, "layer_grid", lambda *a, **k: grids.append(a) or original(*a, **k))
     st.cache_data.clear()  # other tests may have drawn these cells already
-    at = _session("pages/layer_grid.py")
+    at = _session("views/layer_grid.py")
     computed = len(grids)
     at.selectbox(key="grid_colormap").set_value("viridis").run()
     assert encodes  # a new colormap recolours the cells once
@@ -81,7 +81,7 @@ def test_a_colormap_seen_before_recolours_nothing_and_no_setting_computes_a_map(
 
 def test_a_second_visitor_of_the_comparison_computes_and_encodes_nothing(encodes, monkeypatch):
     link = {"cmp_methods": ["saliency", "gradcam"]}
-    _session("pages/compare.py", link)
+    _session("views/compare.py", link)
     calls = []
     original = ex.attribute
 
@@ -93,14 +93,14 @@ def test_a_second_visitor_of_the_comparison_computes_and_encodes_nothing(encodes
     monkeypatch.setattr(ex, "attribute", spy)
     encodes.clear()
     stored = len(ex.RESULTS)
-    second = _session("pages/compare.py", link)
+    second = _session("views/compare.py", link)
     assert calls and all(calls) and len(ex.RESULTS) == stored  # every map from the engine's cache
     assert encodes == []
     assert any("deletion AUC" in d.value.columns for d in second.dataframe)
 
 
 def test_a_second_visitor_of_the_dataset_page_is_drawn_in_one_run_from_the_cache(monkeypatch):
-    _session("pages/dataset.py")
+    _session("views/dataset.py")
     passes = []
     original = ex.datasets.evaluate_iter
 
@@ -109,7 +109,7 @@ def test_a_second_visitor_of_the_dataset_page_is_drawn_in_one_run_from_the_cache
         return original(*args, cached_only=cached_only, **kwargs)
 
     monkeypatch.setattr(ex.datasets, "evaluate_iter", spy)
-    second = _session("pages/dataset.py")
+    second = _session("views/dataset.py")
     assert passes == [True]  # gathered from the per-file cache: no run, so no Stop button and no rerun
     assert not [b for b in second.button if b.key == "ds_stop"]
     assert next(m.value for m in second.metric if m.label == "Images") == "1,000"

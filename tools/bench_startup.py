@@ -45,7 +45,7 @@ PREDICTIONS_SHOWN = """(name) => {
 def expected_top_class() -> str:
     """The default image's top class on the embedded model: what the visitor waits to read."""
     import explainers as ex
-    from ui.frame import DEFAULT_IMAGES
+    from ui.defaults import DEFAULT_IMAGES
 
     model = ex.load_model(ex.DEFAULT_MODEL)
     probabilities = model.predict([ex.decode_image(ex.sample_images()[DEFAULT_IMAGES[0]])])

@@ -311,8 +311,7 @@ def gate(url_paths: Iterable[str] = ()) -> None:
     """Return when the visitor may see the dashboard; otherwise draw only the sign-in screen and stop the run.
 
     The screen is served through ``st.navigation`` so that no URL reaches a page
-    script: that call also ends Streamlit's legacy discovery of ``pages/``. It is
-    registered under each of ``url_paths`` too, so a deep link lands on it
+    script. It is registered under each of ``url_paths`` too, so a deep link lands on it
     without a "page not found" notice. Without ``[auth]`` this does nothing.
     """
     if not auth_configured():

@@ -7,7 +7,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,39 @@ import explainers as ex
 from explainers.reports import render
 from explainers.trust.evaluate import TrustResult
 from explainers.trust.summary import TrustSummary
+
+Chart = TypeVar("Chart")  # an Altair chart of any kind
+
+
+def digest(array: np.ndarray) -> str:
+    """A short hash of an array's shape, type and values: a cache key for a map or a photo, in about a millisecond."""
+    hasher = hashlib.blake2b(f"{array.shape}{array.dtype}".encode(), digest_size=16)
+    hasher.update(np.ascontiguousarray(array).data)
+    return hasher.hexdigest()
+
+
+def evaluation_digest(evaluation: ex.datasets.Evaluation) -> str:
+    """A hash of what a dataset evaluation holds (root, files, classes, top-k, p(true), least likely class, Grad-CAMs).
+
+    Each session gathers its own Evaluation object; this names its content, so the views drawn from it
+    are shared between sessions. About 50 ms for 100,000 images.
+    """
+    names = [evaluation.root, *evaluation.files, *evaluation.class_names, str(evaluation.cam_layer)]
+    hasher = hashlib.blake2b("\n".join(names).encode(), digest_size=16)
+    for array in (evaluation.true, evaluation.top_classes, evaluation.top_probabilities, evaluation.p_true,
+                  evaluation.least_class, evaluation.least_probability, evaluation.cams):
+        hasher.update(digest(array).encode())
+    return hasher.hexdigest()
+
+
+def _model_key(model: ex.LoadedModel) -> str:
+    return model.fingerprint  # weights, architecture, chosen output, preprocessing, channels, input size
+
+
+# How the caches below key their arguments: by content. Streamlit hashes an array by value but samples one past
+# 500,000 values (a 512 px colour photo), so two photos differing outside its sample would share an entry; a model
+# object would be pickled whole, or refused. A model is its fingerprint.
+BY_CONTENT: dict[str | type[Any], Callable[[Any], Any]] = {np.ndarray: digest, ex.LoadedModel: _model_key}
 
 
 @st.cache_resource(show_spinner="Loading the model (the first load of the embedded model converts it)…", max_entries=8)
@@ -59,10 +92,10 @@ def settle_heap() -> None:
         gc.freeze()
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _variant(_model: ex.LoadedModel, spec: str, fingerprint: str, labels: tuple[str, ...] | None, labels_source: str,
+@st.cache_resource(show_spinner=False, max_entries=32, hash_funcs=BY_CONTENT)
+def _variant(model: ex.LoadedModel, spec: str, labels: tuple[str, ...] | None, labels_source: str,
              preprocessing: str | None) -> ex.LoadedModel:
-    return _model.variant(list(labels) if labels else None, labels_source, preprocessing)
+    return model.variant(list(labels) if labels else None, labels_source, preprocessing)
 
 
 def model_variant(model: ex.LoadedModel, labels: tuple[str, ...] | None, labels_source: str,
@@ -73,7 +106,7 @@ def model_variant(model: ex.LoadedModel, labels: tuple[str, ...] | None, labels_
     """
     if labels is None and preprocessing is None:
         return model
-    return _variant(model, model.spec, model.fingerprint, labels, labels_source, preprocessing)
+    return _variant(model, model.spec, labels, labels_source, preprocessing)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -93,61 +126,36 @@ def decode_sample(path: str) -> np.ndarray:
     return image
 
 
+def sample_photo(name: str) -> np.ndarray:
+    """A bundled sample by name, decoded once per server."""
+    return decode_sample(str(ex.sample_images()[name]))
+
+
 @st.cache_resource(show_spinner=False)
 def device_line() -> str:
     return ex.describe_device()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _predict(_model: ex.LoadedModel, fingerprint: str, digest: str, _images: Sequence[np.ndarray]) -> np.ndarray:
-    return _model.predict(_images)
-
-
+# The engine keeps maps itself (by weights, pixels, method, parameters, layer and class); what is cached here is what
+# it does not keep, or what Streamlit would otherwise copy and rebuild on every rerun.
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=BY_CONTENT)
 def predict(model: ex.LoadedModel, images: Sequence[np.ndarray]) -> np.ndarray:
     """``(N, classes)`` probabilities, cached on the weights and the pixels, not on names."""
-    return _predict(model, model.fingerprint, ex.content_digest(images), images)
+    return model.predict(images)
 
 
-def explain(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, **kwargs) -> list[np.ndarray]:
-    """Maps in [0, 1] at each image's resolution, as a list.
-
-    The engine caches raw maps by weights, pixels, method, parameters, layer and
-    class, so a rerun (or a display change) costs only the final resize.
-    """
-    maps = ex.explain(model, images, method, **kwargs)
-    return list(maps)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _layer_grid(
-    _model: ex.LoadedModel, fingerprint: str, digests: tuple[str, ...], _images: Sequence[np.ndarray],
-    layers: tuple[str, ...], targets: tuple[int, ...], method: str,
-) -> list[np.ndarray]:
-    grids = ex.layer_grid(_model, _images, list(layers), list(targets), method)
+@st.cache_data(show_spinner=False, max_entries=32, hash_funcs=BY_CONTENT)
+def layer_grid(model: ex.LoadedModel, images: Sequence[np.ndarray], layers: Sequence[str],
+               targets: Sequence[int], method: str) -> list[np.ndarray]:
+    """Per image, ``(L, H, W)`` uint8 maps: one engine call, kept across display-only reruns."""
+    grids = ex.layer_grid(model, images, list(layers), [int(t) for t in targets], method)
     # 8 bits are all a display needs, and a quarter of the bytes Streamlit copies per rerun.
     return [np.rint(grid * 255).astype(np.uint8) for grid in grids]
 
 
-def layer_grid(model: ex.LoadedModel, images: Sequence[np.ndarray], layers: Sequence[str],
-               targets: Sequence[int], method: str) -> list[np.ndarray]:
-    """Per image, ``(L, H, W)`` uint8 maps: one engine call, kept across display-only reruns."""
-    digests = tuple(ex.content_digest([image]) for image in images)
-    return _layer_grid(model, model.fingerprint, digests, images, tuple(layers), tuple(int(t) for t in targets), method)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _feature_maps(_model: ex.LoadedModel, fingerprint: str, digest: str, _image: np.ndarray, layer: str,
-                  count: int) -> ex.FeatureMaps:
-    return ex.feature_maps(_model, _image, layer, count)
-
-
+@st.cache_data(show_spinner=False, max_entries=32, hash_funcs=BY_CONTENT)
 def feature_maps(model: ex.LoadedModel, image: np.ndarray, layer: str, count: int) -> ex.FeatureMaps:
-    return _feature_maps(model, model.fingerprint, ex.content_digest([image]), image, layer, count)
-
-
-def attribute(model: ex.LoadedModel, images: Sequence[np.ndarray], method: str, **kwargs) -> ex.Attribution:
-    """Raw maps; the engine's content-keyed cache makes a rerun free."""
-    return ex.attribute(model, images, method, **kwargs)
+    return ex.feature_maps(model, image, layer, count)
 
 
 def sanity_request(methods: dict[str, tuple[str | None, dict]]) -> tuple:
@@ -155,36 +163,17 @@ def sanity_request(methods: dict[str, tuple[str | None, dict]]) -> tuple:
     return tuple((name, layer, tuple(sorted(params.items()))) for name, (layer, params) in methods.items())
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _sanity(_model: ex.LoadedModel, fingerprint: str, digests: tuple[str, ...], _images: Sequence[np.ndarray],
-            request: tuple, targets: tuple[int, ...]) -> dict[str, ex.scores.SanityCheck]:
-    methods = {name: (layer, dict(params)) for name, layer, params in request}
-    return ex.scores.sanity.sanity_checks(_model, _images, methods, list(targets))
-
-
+@st.cache_data(show_spinner=False, max_entries=16, hash_funcs=BY_CONTENT)
 def sanity_checks(model: ex.LoadedModel, images: Sequence[np.ndarray], methods: dict[str, tuple[str | None, dict]],
                   targets: Sequence[int]) -> dict[str, ex.scores.SanityCheck]:
     """Costly (one map per stage, method and image on a randomised copy), so kept across reruns and sessions."""
-    digests = tuple(ex.content_digest([image]) for image in images)
-    return _sanity(model, model.fingerprint, digests, images, sanity_request(methods), tuple(int(t) for t in targets))
+    return ex.scores.sanity.sanity_checks(model, images, methods, [int(t) for t in targets])
 
 
-def sanity_estimate(model: ex.LoadedModel, images: Sequence[np.ndarray], methods: dict[str, tuple[str | None, dict]],
-                    originals: dict[str, ex.Attribution]) -> float:
-    """About how many seconds ``sanity_checks`` would take now (cached maps cost nothing); computes nothing."""
-    return ex.scores.sanity.estimate_seconds(model, images, methods, originals)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def _agreement(names: tuple[str, ...], digests: tuple[str, ...], _raws: tuple[np.ndarray, ...]) -> np.ndarray:
-    attributions = {n: ex.Attribution(n, None, {}, raw, np.zeros(len(raw), np.int32), 0.0, 0) for n, raw in zip(names, _raws)}
-    return ex.scores.agreement(attributions)[1]
-
-
-def agreement(results: dict[str, ex.Attribution]) -> tuple[list[str], np.ndarray]:
-    """Rank correlations between methods, kept across display-only reruns and sessions (keyed by the maps' digests)."""
-    names = tuple(results)
-    return list(names), _agreement(names, tuple(digest(results[n].raw) for n in names), tuple(results[n].raw for n in names))
+@st.cache_data(show_spinner=False, max_entries=32, hash_funcs=BY_CONTENT)
+def agreement(maps: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Rank correlations between methods' ``{name: raw maps}``, kept across display-only reruns and sessions."""
+    return ex.scores.agreement(maps)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -193,13 +182,6 @@ def dataset_image(location: str, size: tuple[int, int], roots: tuple[Path, ...] 
     cannot be read here (or, with ``roots``, lies outside them)."""
     image = ex.datasets.evaluation.read_image(location, roots)
     return None if image is None else ex.images.resize_batch([image], size)[0]
-
-
-def digest(array: np.ndarray) -> str:
-    """A short hash of an array's shape, type and values: a cache key for a map or a photo, in about a millisecond."""
-    hasher = hashlib.blake2b(f"{array.shape}{array.dtype}".encode(), digest_size=16)
-    hasher.update(np.ascontiguousarray(array).data)
-    return hasher.hexdigest()
 
 
 @st.cache_data(show_spinner=False, max_entries=1024, max_size="64MB")
@@ -218,38 +200,20 @@ def picture(key: tuple, draw: Callable[[], np.ndarray]) -> bytes:
     return _picture(key, draw)
 
 
-def evaluation_digest(evaluation: ex.datasets.Evaluation) -> str:
-    """A hash of what a dataset evaluation holds (root, files, classes, top-k, p(true), least likely class, Grad-CAMs).
-
-    Each session gathers its own Evaluation object; this names its content, so the views drawn from it
-    are shared between sessions. About 50 ms for 100,000 images.
-    """
-    names = [evaluation.root, *evaluation.files, *evaluation.class_names, str(evaluation.cam_layer)]
-    hasher = hashlib.blake2b("\n".join(names).encode(), digest_size=16)
-    for array in (evaluation.true, evaluation.top_classes, evaluation.top_probabilities, evaluation.p_true,
-                  evaluation.least_class, evaluation.least_probability, evaluation.cams):
-        hasher.update(digest(array).encode())
-    return hasher.hexdigest()
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
-def _class_attention(token: str, classes: tuple[int, ...], roots: tuple[Path, ...] | None,
-                     _evaluation: ex.datasets.Evaluation) -> list:
-    return ex.datasets.report.class_attention(
-        _evaluation, list(classes), lambda location: ex.datasets.evaluation.read_image(location, roots))
-
-
-def class_attention(evaluation: ex.datasets.Evaluation, token: str, classes: Sequence[int],
-                    roots: tuple[Path, ...] | None = None) -> list:
-    """``classes``' mean images and mean Grad-CAMs (``report.class_attention``), once per evaluation content ``token``;
-    images are read only inside ``roots`` when given (a results folder names its own paths)."""
-    return _class_attention(token, tuple(int(c) for c in classes), roots, evaluation)
+def class_attention(token: str, classes: Sequence[int], roots: tuple[Path, ...] | None,
+                    _evaluation: ex.datasets.Evaluation) -> list:
+    """``classes``' mean images and mean Grad-CAMs (``analysis.class_attention``), once per evaluation content ``token``
+    (``evaluation_digest``, which the view computes once per run for all its views); images are read only inside
+    ``roots`` when given (a results folder names its own paths)."""
+    return ex.datasets.analysis.class_attention(
+        _evaluation, [int(c) for c in classes], lambda location: ex.datasets.evaluation.read_image(location, roots))
 
 
 def _results_stamp(folder: Path) -> tuple:
     """Names, sizes and modification times of a results folder's files: a new run there opens afresh."""
     try:
-        files = [folder / ex.datasets.results.INFO_FILE, *ex.datasets.results.row_files(folder)]
+        files = [folder / ex.datasets.storage.INFO_FILE, *ex.datasets.storage.row_files(folder)]
         return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
     except OSError:
         return ()
@@ -267,11 +231,11 @@ def open_results(folder: Path, roots: Sequence[Path]) -> ex.datasets.Evaluation:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _chart(key: tuple, _build: Callable[[], object]) -> object:
+def _chart(key: tuple, _build: Callable[[], Chart]) -> Chart:
     return _build()
 
 
-def chart(key: tuple, build: Callable[[], object]) -> object:
+def chart(key: tuple, build: Callable[[], Chart]) -> Chart:
     """The Altair chart ``build()`` returns, built once per ``key`` for the whole server.
 
     Building one costs 10 to 30 ms, as Altair checks each encoding against the Vega-Lite schema;

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-DEFAULT_IMAGES = ("cat_chelsea", "coffee")
-DEFAULT_MODEL_NAME = "EfficientNet-Lite0 (embedded)"  # its label in the model picker
+from .defaults import DEFAULT_IMAGES, DEFAULT_MODEL_NAME
+
 ENGINE = "explainers"
 # Importing TensorFlow holds Python's lock for up to half a second at a time (2 s in all), which
 # stalls the server's event loop: a visitor who opens the app while the server starts would wait
@@ -86,30 +86,14 @@ def start_warm_up() -> None:
     threading.Thread(target=warm_up, name=WARM_UP_THREAD, daemon=True).start()
 
 
-def through_the_entrypoint() -> None:
-    """At the top of each page, before it imports the engine: a page run on its own starts over through dashboard.py.
-
-    On a server's first run Streamlit's legacy discovery of the ``pages/`` folder runs a
-    deep link's page script without the entrypoint. Started over (what st.navigation would
-    have set had the entrypoint run), the visitor gets the app's own navigation and the
-    frame at once, instead of a blank page while the page imports TensorFlow.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def warm_up() -> None:
     """Import the engine, load the default model and predict the default images, into the shared caches."""
     _frame_drawn.wait(WARM_UP_DELAY)
     try:
         importlib.import_module(ENGINE)
         from ui import cached
-        from ui.sidebar import sample_photo
 
         model = cached.load_model(sys.modules[ENGINE].DEFAULT_MODEL)
-        cached.predict(model, [sample_photo(name) for name in DEFAULT_IMAGES])
+        cached.predict(model, [cached.sample_photo(name) for name in DEFAULT_IMAGES])
     except Exception:  # a warm-up is an optimisation: the first visitor's run does the same and reports
         _log.exception("warming up the engine failed")

@@ -83,8 +83,9 @@ async def send_asset(asset: _Asset, head_only: bool, request_headers: dict[bytes
         await send({"type": "http.response.start", "status": 304, "headers": common})
         await send({"type": "http.response.body", "body": b""})
         return
-    gzipped = asset.gzipped is not None and b"gzip" in request_headers.get(b"accept-encoding", b"")
-    body = asset.gzipped if gzipped else asset.body
+    wants_gzip = b"gzip" in request_headers.get(b"accept-encoding", b"")
+    gzipped = asset.gzipped is not None and wants_gzip
+    body = asset.gzipped if asset.gzipped is not None and wants_gzip else asset.body
     response_headers = [(b"content-type", asset.content_type), (b"content-length", b"%d" % len(body)), *common]
     if gzipped:
         response_headers.append((b"content-encoding", b"gzip"))

@@ -9,9 +9,8 @@ import streamlit as st
 
 import explainers as ex
 
-from . import auth
-
 _KEY = "selection"
+RUN_ALONE = "This view runs inside the dashboard: start it with streamlit run dashboard.py."
 
 
 @dataclass
@@ -29,18 +28,12 @@ def publish(selection: Selection) -> None:
 def current() -> Selection:
     """The selection the sidebar made in this run; call it once per page run.
 
-    It is taken, not read, so a page never sees a stale one. A page that finds none (run
-    without the entrypoint, see ``frame.through_the_entrypoint``) draws the sidebar itself,
-    after the same sign-in gate as the entrypoint's.
+    It is taken, not read, so a page never sees a stale one. A view script run on its own
+    (``streamlit run views/x.py``) has none: it passed no sign-in gate, so it shows one
+    sentence and nothing else.
     """
     selection = st.session_state.pop(_KEY, None)
     if selection is None:
-        from .frame import configure_page, through_the_entrypoint
-        from .sidebar import render  # the sidebar imports this module
-
-        through_the_entrypoint()
-        configure_page()
-        auth.gate()  # the entrypoint's gate did not run: a visitor who may not see the app gets only sign-in
-        selection = render()
-        st.session_state.pop(_KEY, None)
+        st.error(RUN_ALONE)
+        st.stop()
     return selection

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -23,9 +23,10 @@ import streamlit as st
 from explainers import REGISTRY, InputError, sample_images
 from explainers.errors import echo
 from explainers.methods.registry import Param
+from explainers.options import CURVE_STEPS, DATASET, PER_CLASS, SEED
 from explainers.trust import METRICS
 
-from . import budget, method_params
+from . import budget, param_widgets, view_settings, widgets
 
 _RESTORED = "_share_restored"
 _KEPT = "_share_kept"  # {page prefix: {widget key: value}}: each page's view as its last run started or ended
@@ -44,78 +45,94 @@ UPLOADS = {
 _NAMED_MISSING = 3  # image names a link lacks that its note names; the rest are counted
 
 
-@dataclass(frozen=True)
-class Shared:
-    kind: type  # str, int, float, bool or list
-    low: float | None = None
-    high: float | None = None
-    item: type = str  # a list's items
+def _text(key: str) -> Param:
+    """A widget whose value is a name or a path, checked where it is used (a choice the page offers, a path
+    inside the data roots)."""
+    return Param(key, "", "text, used as the page checks it")
 
 
-_TEXT, _LIST, _INT, _BOOL = Shared(str), Shared(list), Shared(int), Shared(bool)
-_UNIT = Shared(float, 0.0, 1.0)
+def _names(key: str) -> Param:
+    """A multiselect's chosen names; the page keeps only those it offers."""
+    return Param(key, (), "names, kept where the page offers them")
 
-# Widget keys -> how their values travel. The sidebar's are part of every view.
-SIDEBAR = {"model_spec": _TEXT, "own_model_path": _TEXT, "image_names": _LIST, "top5_image": _TEXT,
-           # what makes a model by path the sender's: its labels file, preprocessing and output
-           "own_model_labels_path": _TEXT, "own_model_preprocessing": _TEXT, "own_model_output": _TEXT}
+
+def _switch(key: str) -> Param:
+    return Param(key, False, "on or off")
+
+
+def _whole(key: str) -> Param:
+    return Param(key, 0, "a whole number the page checks (a class index, a batch size)")
+
+
+# Widget keys -> the Param their values travel as (a link's value is checked, clamped into a number's bounds, or
+# dropped). Numbers with bounds are the Params their widgets are drawn from: one description of each.
+SIDEBAR = {key: _text(key) for key in ("model_spec", "own_model_path", "top5_image",
+                                        # what makes a model by path the sender's: labels file, preprocessing, output
+                                        "own_model_labels_path", "own_model_preprocessing", "own_model_output")}
+SIDEBAR["image_names"] = _names("image_names")
 _OWN_MODEL_KEYS = ("own_model_path", "own_model_labels_path", "own_model_preprocessing", "own_model_output")
-PAGES = {
-    "overview_layer": _TEXT,
-    "grid_method": _TEXT, "grid_class_mode": _TEXT, "grid_top_n": Shared(int, 1, 5), "grid_class": _INT,
-    "grid_layer_mode": _TEXT, "grid_layers": _LIST, "grid_positions": _TEXT, "grid_opacity": _UNIT,
-    "grid_colormap": _TEXT, "grid_mode": _TEXT,
-    "grid_features_layer": _TEXT, "grid_features_image": _TEXT, "grid_features_count": Shared(int, 4, 32),
-    "cmp_methods": _LIST, "cmp_class_mode": _TEXT, "cmp_class": _INT,
-    "cmp_opacity": _UNIT, "cmp_colormap": _TEXT, "cmp_clip": Shared(float), "cmp_steps": _INT,
-    "ds_source": _TEXT, "ds_path": _TEXT, "ds_mapping": _TEXT, "ds_cam_layer": _TEXT, "ds_batch": _INT,
-    "ds_cell_true": _TEXT, "ds_cell_predicted": _TEXT, "ds_normalized": _BOOL, "ds_errors_only": _BOOL,
-    "ds_image_classes": _LIST, "ds_opacity": _UNIT, "ds_colormap": _TEXT,
-    "ds_results_path": _TEXT, "ds_attention_classes": Shared(list, item=int),
-    "learned_steps": Shared(int, 10, 300), "learned_tv": Shared(float, 0.0, 3.0), "learned_norm": Shared(float, 0.0, 1.0),
-    "learned_jitter": Shared(int, 0, 16), "learned_seed": Shared(int, 0, 2**31 - 1),
-    "learned_rate": Shared(float, 0.3, 10.0), "learned_classes": _LIST,
-    "learned_layer": _TEXT, "learned_channel_count": Shared(int, 1, 12), "learned_target": _TEXT,
-    "learned_stretch": _BOOL,
-    "trust_source": _TEXT, "trust_path": _TEXT, "trust_results_path": _TEXT, "trust_masks": _TEXT,
-    "trust_masks_path": _TEXT, "trust_boxes_path": _TEXT, "trust_methods": _LIST,
-    "trust_per_class": Shared(int, 1, 100_000), "trust_seed": Shared(int, 0, 2**31 - 1), "trust_target": _TEXT,
-    "trust_heat_metric": _TEXT,
+_INT_NAMES = {"ds_attention_classes"}  # lists of class indices, not of names
+PAGES: dict[str, Param] = {
+    **{key: _text(key) for key in (
+        "overview_layer", "grid_method", "grid_class_mode", "grid_layer_mode", "grid_positions", "grid_mode",
+        "grid_features_layer", "grid_features_image", "cmp_class_mode", "ds_source", "ds_path",
+        "ds_cam_layer", "ds_cell_true", "ds_cell_predicted", "ds_results_path", "learned_layer", "learned_target",
+        "trust_source", "trust_path", "trust_results_path", "trust_masks", "trust_masks_path", "trust_boxes_path",
+        "trust_target", "trust_heat_metric")},
+    **{key: _names(key) for key in (
+        "grid_layers", "cmp_methods", "ds_image_classes", "ds_attention_classes", "learned_classes", "trust_methods")},
+    **{key: _switch(key) for key in ("ds_normalized", "ds_errors_only", "learned_stretch")},
+    **{key: _whole(key) for key in ("grid_class", "cmp_class")},
+    "cmp_clip": Param("cmp_clip", 99.0, "the percentile maps are clipped at"),
+    **{f"{prefix}{param.name}": param for prefix in ("grid_", "cmp_", "ds_") for param in widgets.OVERLAY},
+    "grid_top_n": widgets.TOP_CLASSES,
+    "grid_features_count": view_settings.FEATURE_CHANNELS,
+    "learned_channel_count": view_settings.LEARNED_CHANNELS,
+    "cmp_steps": CURVE_STEPS,
+    "trust_per_class": PER_CLASS,
+    "trust_seed": SEED,
+    "ds_mapping": DATASET.params[0],
+    "ds_batch": DATASET.params[1],
+    **{param_widgets.key(view_settings.LEARNED.name, param.name, view_settings.LEARNED_PREFIX): param
+       for param in view_settings.LEARNED.params},
 }
 # One layer picker per CAM method (compare, trust); one box per trust metric, whether it is scored.
-_PREFIXED = {"cmp_layer_": _TEXT, "trust_layer_": _TEXT, "trust_use_": _BOOL}
+_PREFIXED = {"cmp_layer_": _text("layer"), "trust_layer_": _text("layer"), "trust_use_": _switch("use")}
 
 
-def _spec(key: str) -> Shared | Param | None:
+def _spec(key: str) -> Param | None:
     if key in SIDEBAR or key in PAGES:
         return SIDEBAR.get(key) or PAGES[key]
-    if key.startswith(method_params.PREFIX):  # read from the registry now: a method added later has its keys too
-        return method_params.params_by_key(REGISTRY).get(key)
-    if key.startswith(method_params.TRUST_METHOD_PREFIX):
-        return method_params.params_by_key(REGISTRY, method_params.TRUST_METHOD_PREFIX).get(key)
-    if key.startswith(method_params.TRUST_METRIC_PREFIX):  # a plugin's metric too, once registered
-        return method_params.params_by_key(METRICS, method_params.TRUST_METRIC_PREFIX).get(key)
+    if key.startswith(param_widgets.PREFIX):  # read from the registry now: a method added later has its keys too
+        return param_widgets.params_by_key(REGISTRY).get(key)
+    if key.startswith(param_widgets.TRUST_METHOD_PREFIX):
+        return param_widgets.params_by_key(REGISTRY, param_widgets.TRUST_METHOD_PREFIX).get(key)
+    if key.startswith(param_widgets.TRUST_METRIC_PREFIX):  # a plugin's metric too, once registered
+        return param_widgets.params_by_key(METRICS, param_widgets.TRUST_METRIC_PREFIX).get(key)
     return next((spec for prefix, spec in _PREFIXED.items() if key.startswith(prefix)), None)
 
 
-def _parse(spec: Shared | Param, values: list[str]):
-    """The widget value a URL parameter stands for; ValueError when it cannot be one."""
-    if isinstance(spec, Param):  # a method's parameter: the registration says what it may be
-        try:
-            return spec.check(values[-1] if spec.kind is not bool else values[-1].lower() in ("1", "true"), spec.name)
-        except InputError:
-            raise ValueError(values[-1]) from None
-    if spec.kind is list:
-        return [spec.item(v) for v in values if v]
+def _parse(key: str, spec: Param, values: list[str]) -> Any:
+    """The widget value a URL parameter stands for; ValueError when it cannot be one (a choice not offered, not a
+    number). A page setting's number out of its bounds is clamped into them (a hand-edited "steps=5000" asks for the
+    most); a method's or a metric's parameter out of bounds falls back to its default, as it may change what the
+    method computes."""
+    if spec.kind is tuple:
+        return [int(v) if key in _INT_NAMES else v for v in values if v]
     text = values[-1]
     if spec.kind is bool:
         return text.lower() in ("1", "true", "yes", "on")
-    value = spec.kind(text)
-    if spec.low is not None:
-        value = max(spec.kind(spec.low), value)
-    if spec.high is not None:
-        value = min(spec.kind(spec.high), value)
-    return value
+    if spec.kind in (int, float) and not spec.choices and (key in PAGES or key in SIDEBAR):
+        number = float(text)  # ValueError for what is no number; clamped, then checked as the widget would
+        if spec.low is not None:
+            number = max(float(spec.low), number)
+        if spec.high is not None:
+            number = min(float(spec.high), number)
+        text = str(int(number)) if spec.kind is int and number.is_integer() else str(number)
+    try:
+        return spec.check(text, spec.name)
+    except InputError:
+        raise ValueError(text) from None
 
 
 def _encode(value) -> str | list[str]:
@@ -177,7 +194,7 @@ def restore() -> list[str]:
         if spec is None or key in st.session_state:
             continue
         try:
-            value = _parse(spec, st.query_params.get_all(key))
+            value = _parse(key, spec, st.query_params.get_all(key))
         except ValueError:
             continue  # a hand-edited or stale link: the widget keeps its default
         if key == "image_names":

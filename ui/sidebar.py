@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import streamlit as st
 
 import explainers as ex
 
 from . import auth, cached, own_model, share
-from .frame import DEFAULT_IMAGES
+from .defaults import DEFAULT_IMAGES
 from .selection import Selection, publish
 from .widgets import photo, top_k_table
 
@@ -26,23 +28,30 @@ def _load_own(request: own_model.OwnModelRequest) -> ex.LoadedModel:
         return cached.model_variant(model, None, "", preprocessing)
 
 
-def _load(recipe: tuple) -> ex.LoadedModel:
-    kind, value = recipe
-    return _load_own(value) if kind == own_model.OWN_MODEL else cached.load_model(value)
+class Recipe(NamedTuple):
+    """How to load the chosen model: a spec (embedded, zoo) or the visitor's own file and its settings."""
+
+    source: str | own_model.OwnModelRequest
+
+
+def _load(recipe: Recipe) -> ex.LoadedModel:
+    if isinstance(recipe.source, own_model.OwnModelRequest):
+        return _load_own(recipe.source)
+    return cached.load_model(recipe.source)
 
 
 def _pick_model() -> ex.LoadedModel:
-    options = {**ex.available_models(), own_model.OWN_MODEL: "Your own model…"}
-    spec = st.selectbox("Model", list(options), format_func=options.get, key="model_spec")
+    options: dict[str, str] = {**ex.available_models(), own_model.OWN_MODEL: "Your own model…"}
+    spec = st.selectbox("Model", list(options), format_func=lambda key: options[key], key="model_spec")
     refused = None  # a server path outside the data roots: nothing is read
+    request = None
+    recipe: Recipe | None = Recipe(spec)
     if spec == own_model.OWN_MODEL:
         try:
             request = own_model.request()
         except ex.InputError as error:
-            request, refused = None, str(error)
-        recipe = (own_model.OWN_MODEL, request) if request else None
-    else:
-        recipe = ("spec", spec)
+            refused = str(error)
+        recipe = Recipe(request) if request else None
     # A model that failed to load is not retried on every rerun: offline, each retry of a
     # zoo model would cost a failed download before the page could draw.
     failures: dict = st.session_state.setdefault("model_failures", {})
@@ -53,13 +62,13 @@ def _pick_model() -> ex.LoadedModel:
             model = _load(recipe)
             st.session_state["last_good_model"] = recipe
             own_model.offer_outputs(model)
-            if spec == own_model.OWN_MODEL:
+            if request is not None:
                 _own_model_settled(request, model)
             return model
         except ex.InputError as error:
             failures[recipe] = str(error)
     try:
-        model = _load(st.session_state.get("last_good_model", ("spec", ex.DEFAULT_MODEL)))
+        model = _load(st.session_state.get("last_good_model", Recipe(ex.DEFAULT_MODEL)))
     except ex.InputError:  # the previous model is gone too (a zoo file deleted meanwhile)
         model = cached.load_model(ex.DEFAULT_MODEL)
     if recipe in failures or refused:
@@ -93,13 +102,8 @@ def _uploaded_images() -> dict[str, np.ndarray]:
     return decoded
 
 
-def sample_photo(name: str) -> np.ndarray:
-    """A bundled sample, decoded once per server."""
-    return cached.decode_sample(str(ex.sample_images()[name]))
-
-
 def _pick_images() -> tuple[list[str], list[np.ndarray]]:
-    available = {name: sample_photo(name) for name in ex.sample_images()}
+    available = {name: cached.sample_photo(name) for name in ex.sample_images()}
     uploaded = _uploaded_images()
     available.update(uploaded)
     chosen_key = "image_names"

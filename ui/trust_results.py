@@ -3,6 +3,7 @@ images where the methods disagree, and the downloads; the same for a fresh evalu
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import NamedTuple
 
@@ -64,8 +65,7 @@ def problems(result: TrustResult) -> None:
                 st.dataframe(pd.DataFrame(items, columns=["image", "why"]), hide_index=True, width="stretch")
 
 
-def score_table(shown: Shown) -> None:
-    summary = shown.summary
+def score_table(shown: Shown, summary: TrustSummary) -> None:
     table = trust_view.score_table(summary)
     # A static table: its cells wrap, so any number of methods fits the page's width.
     st.table(table.style.apply(trust_view.winner_cells, axis=None))
@@ -74,8 +74,7 @@ def score_table(shown: Shown) -> None:
                "metrics' checkboxes above say what each computes.")
 
 
-def per_class(shown: Shown) -> None:
-    summary = shown.summary
+def per_class(shown: Shown, summary: TrustSummary) -> None:
     names = shown.result.class_names
     if st.session_state.get("trust_heat_metric") not in summary.metrics:
         st.session_state["trust_heat_metric"] = summary.metrics[0]
@@ -91,8 +90,7 @@ def per_class(shown: Shown) -> None:
                "darker is better.")
 
 
-def stability(shown: Shown) -> None:
-    summary = shown.summary
+def stability(shown: Shown, summary: TrustSummary) -> None:
     st.dataframe(trust_view.stability_table(summary), hide_index=True, width="stretch", column_config={
         "top stays on top": st.column_config.ProgressColumn(
             format="percent", min_value=0.0, max_value=1.0,
@@ -107,8 +105,7 @@ def stability(shown: Shown) -> None:
                    f"where a metric ranks fewer than two methods or all equally.{few}")
 
 
-def cards(shown: Shown) -> None:
-    summary = shown.summary
+def cards(shown: Shown, summary: TrustSummary) -> None:
     per_row = min(3, len(summary.methods))
     for start in range(0, len(summary.methods), per_row):
         for column, method in zip(st.columns(per_row), summary.methods[start:start + per_row]):
@@ -144,9 +141,9 @@ def disagreements(shown: Shown, scored: Scored | None) -> None:
     reader = Reader(scored.listing.root, scored.listing.remote)
     decoded = [reader.decode(where[path], path) for path in worst.image]
     readable = [i for i, image in enumerate(decoded) if not isinstance(image, str)]
-    pixels = model.resize([decoded[i] for i in readable])
+    pixels = model.resize([image for image in decoded if not isinstance(image, str)])
     targets = [int(worst.explained_class.iloc[i]) for i in readable]
-    maps = {m.method: cached.attribute(model, list(pixels), m.method, targets=targets, layer=m.layer,
+    maps = {m.method: ex.attribute(model, list(pixels), m.method, targets=targets, layer=m.layer,
                                        **dict(m.params)).raw for m in result.request.methods}
     header = st.columns(1 + len(maps))
     header[0].markdown("**image**")
@@ -155,20 +152,20 @@ def disagreements(shown: Shown, scored: Scored | None) -> None:
     for position, i in enumerate(readable):
         row = worst.iloc[i]
         columns = st.columns(1 + len(maps))
-        columns[0].image(cached.picture(("trust_photo", cached.digest(pixels[position]), THUMB), lambda p=pixels[position]:
-                                        render.thumbnail(p, THUMB)), width=THUMB)
+        columns[0].image(cached.picture(("trust_photo", cached.digest(pixels[position]), THUMB),
+                                        functools.partial(render.thumbnail, pixels[position], THUMB)), width=THUMB)
         columns[0].caption(f"{row.image} · true {name(row.true_class)}, explained {name(row.explained_class)} "
                            f"(p = {row.p_explained:.2f}) · agreement {row.map_agreement:.2f}")
         for column, raw in zip(columns[1:], maps.values()):
             key = ("trust_cell", cached.digest(pixels[position]), cached.digest(raw[position]), THUMB)
-            column.image(cached.picture(key, lambda p=pixels[position], r=raw[position]:
-                                        comparison.comparison_cell(p, r, THUMB)), width=THUMB)
+            column.image(cached.picture(key, functools.partial(comparison.comparison_cell, pixels[position],
+                                                               raw[position], THUMB)), width=THUMB)
     st.caption("The images whose methods' maps agree least (mean rank correlation between each pair of methods' "
                "maps; 1: the same ranking of pixels), each map over its image (99th-percentile clip, jet).")
 
 
-def downloads(shown: Shown) -> None:
-    result, summary = shown.result, shown.summary
+def downloads(shown: Shown, summary: TrustSummary) -> None:
+    result = shown.result
 
     def trust_json() -> str:
         described = shown.described or storage.as_json(result, summary, shown.per_class, shown.seed)
@@ -199,15 +196,15 @@ def show(shown: Shown, scored: Scored | None) -> None:
         st.error("No image could be scored; see the list above.")
         return
     st.subheader("Methods × metrics")
-    score_table(shown)
+    score_table(shown, summary)
     tabs = st.tabs(TABS)
     with tabs[0]:
-        per_class(shown)
+        per_class(shown, summary)
     with tabs[1]:
-        stability(shown)
+        stability(shown, summary)
     with tabs[2]:
-        cards(shown)
+        cards(shown, summary)
     with tabs[3]:
         disagreements(shown, scored)
     st.subheader("Export")
-    downloads(shown)
+    downloads(shown, summary)

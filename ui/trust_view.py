@@ -122,7 +122,7 @@ def class_heatmap(summary: TrustSummary, metric: str, class_names: Sequence[str]
     )
     heat = base.mark_rect().encode(
         color=alt.Color("mean:Q", title=[spec.label, spec.direction], scale=alt.Scale(
-            scheme="blues", reverse=not spec.higher_is_better, domain=[low, high] if span > 0 else None)),
+            scheme="blues", reverse=not spec.higher_is_better, domain=[low, high] if span > 0 else alt.Undefined)),
         tooltip=["method", "class", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
                  alt.Tooltip("high:Q", format=".3f"), "images"],
     )

@@ -32,7 +32,7 @@ def map_classes(folders: list[str], model: LoadedModel, mode: str = "auto") -> C
     if mode == "auto":
         # Names win when most folders carry one; the rest are then reported as unknown.
         matches = {m: sum(f.lower() in table or f in table for f in folders) for m, table in lookups.items()}
-        best = max(matches, key=matches.get)
+        best = max(matches, key=lambda m: matches[m])
         mode = best if matches[best] * 2 > len(folders) else BY_POSITION
     if mode == BY_POSITION:
         outputs = [i if i < len(model.class_names) else -1 for i in range(len(folders))]
@@ -41,5 +41,4 @@ def map_classes(folders: list[str], model: LoadedModel, mode: str = "auto") -> C
         outputs = [table.get(f.lower(), table.get(f, -1)) for f in folders]
     else:
         raise InputError(f"'{echo(mode)}' is not a class mapping; use auto, {BY_POSITION}, {BY_NAME} or {BY_WORDNET_ID}.")
-    outputs = np.asarray(outputs, np.int64)
-    return ClassMapping(outputs, mode, [f for f, o in zip(folders, outputs) if o < 0])
+    return ClassMapping(np.asarray(outputs, np.int64), mode, [f for f, o in zip(folders, outputs) if o < 0])

@@ -30,7 +30,8 @@ class DatasetScan:
     skipped: list[tuple[str, str]]  # (path relative to root, why it was left out)
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` below ``root`` as a results row names it: relative, with forward slashes on every system."""
     return path.relative_to(root).as_posix()
 
 
@@ -56,7 +57,7 @@ class _Walker:
         self.skipped: list[tuple[str, str]] = []
 
     def _skip(self, path: Path, reason: str) -> None:
-        self.skipped.append((_relative(path, self.root) or ".", reason))
+        self.skipped.append((relative_path(path, self.root) or ".", reason))
 
     def _count(self) -> None:
         self.seen += 1
@@ -138,7 +139,7 @@ def scan_folder(root: str | Path, *, roots: Sequence[Path] | None = None, max_en
         found = walker.files_below(folder, 1)
         images = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
         image_set = set(images)
-        skipped += [(_relative(p, root), NOT_AN_IMAGE) for p in found if p not in image_set]
+        skipped += [(relative_path(p, root), NOT_AN_IMAGE) for p in found if p not in image_set]
         if not images:
             empty.append(folder.name)
         files += images

@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from explainers.datasets.evaluation import is_uri
 from explainers.datasets.mapping import ClassMapping, map_classes
-from explainers.datasets.scan import NOT_AN_IMAGE, OUTSIDE_CLASSES, _relative, scan_folder
+from explainers.datasets.scan import NOT_AN_IMAGE, OUTSIDE_CLASSES, relative_path, scan_folder
 from explainers.errors import InputError, echo
 from explainers.inputs.images import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, decode_image
 from explainers.models.loading import LoadedModel
+
+if TYPE_CHECKING:
+    from pyarrow.fs import FileSystem
 
 
 @dataclass
@@ -38,7 +42,7 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
 
 
-def _filesystem(uri: str):
+def _filesystem(uri: str) -> tuple[FileSystem, str]:
     """(pyarrow filesystem, path inside it) for ``uri``; InputError in one sentence when pyarrow cannot open it."""
     from pyarrow import ArrowException, fs
 
@@ -100,9 +104,9 @@ def list_images(data: str | Path, model: LoadedModel, mapping_mode: str = "auto"
     scan = scan_folder(data, roots=roots)
     mapping = map_classes(scan.folders, model, mapping_mode)
     outputs = mapping.output_of_folder[scan.folder_of_file]
-    kept = np.flatnonzero(outputs >= 0)
-    return Listing(str(scan.root), False, [str(scan.files[i]) for i in kept],
-                   [_relative(scan.files[i], scan.root) for i in kept], [int(outputs[i]) for i in kept], mapping,
+    known = np.flatnonzero(outputs >= 0)
+    return Listing(str(scan.root), False, [str(scan.files[i]) for i in known],
+                   [relative_path(scan.files[i], scan.root) for i in known], [int(outputs[i]) for i in known], mapping,
                    scan.skipped)
 
 
@@ -110,22 +114,25 @@ class Reader:
     """Reads and decodes a listing's images on a worker: one filesystem per batch, not per file."""
 
     def __init__(self, root: str, remote: bool) -> None:
-        self.filesystem, self.base = _filesystem(root) if remote else (None, "")
+        self.filesystem: FileSystem | None = None  # None for local files, read with plain open
+        self.base = ""
+        if remote:
+            self.filesystem, self.base = _filesystem(root)
 
     def decode(self, source: str, path: str) -> np.ndarray | str:
         """``(H, W, 3)`` uint8 pixels, or the one-sentence reason the image cannot be used."""
         try:
             if self.filesystem is None:
                 return decode_image(Path(source), path)
-            return decode_image(self._read(source, path), path)
+            return decode_image(self._read(self.filesystem, source, path), path)
         except InputError as error:
             return str(error)
 
-    def _read(self, source: str, path: str) -> bytes:
+    def _read(self, filesystem: FileSystem, source: str, path: str) -> bytes:
         from pyarrow import ArrowException
 
         try:
-            with self.filesystem.open_input_file(f"{self.base.rstrip('/')}/{source}") as file:
+            with filesystem.open_input_file(f"{self.base.rstrip('/')}/{source}") as file:
                 if file.size() > MAX_IMAGE_BYTES:
                     raise InputError(f"'{echo(path)}' is {file.size() >> 20} MB; an image file may be at most "
                                      f"{MAX_IMAGE_BYTES >> 20} MB.")

@@ -139,7 +139,7 @@ def resolve_model_path(text: str | Path, roots: Sequence[Path]) -> Path:
     return path
 
 
-def _tree(folder: Path, depth: int, text: str) -> list[Path]:
+def _tree(folder: Path, depth: int, text: str | Path) -> list[Path]:
     """Every entry below ``folder`` down to ``depth`` levels, links not followed, at most a bounded number."""
     found: list[Path] = []
     for current, subfolders, files in os.walk(folder):

@@ -16,8 +16,9 @@ from explainers.errors import InputError, echo
 
 # Pillow's own guard against decompression bombs (a crafted header that would make us allocate
 # gigabytes), about 89.5 megapixels: Pillow refuses anything larger as it opens it, so this is the
-# real limit, and every message names this figure.
-MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS
+# real limit, and every message names this figure. Were Pillow's guard switched off (None), this check alone would
+# keep Pillow's default figure.
+MAX_PIXELS: int = Image.MAX_IMAGE_PIXELS or 1024 * 1024 * 1024 // 4 // 3
 # No image file is read whole past this size: a huge file in a dataset folder (or named
 # like an image) would otherwise be loaded into memory before its header was checked.
 MAX_IMAGE_BYTES = 256 << 20
@@ -78,7 +79,7 @@ def decode_image(data: bytes | str | Path, name: str | None = None) -> np.ndarra
         with warnings.catch_warnings():
             # Past MAX_PIXELS Pillow only warns: the size is checked below, in a sentence that gives it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise InputError(f"'{name}' is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), "

@@ -9,7 +9,7 @@ module, and every page, link, report and CLI option follows from it.
 # isort: off
 from explainers.methods import gradients, propagation, cams, perturbation  # noqa: F401
 # isort: on
-from explainers.methods.cams import combine_cam, register_gradient_cam  # noqa: E402
+from explainers.methods.cams import combine_cam, gradient_cams, register_gradient_cam  # noqa: E402
 from explainers.methods.gradients import BASELINE_PARAMS, baseline_input  # noqa: E402
 from explainers.methods.registry import (
     REGISTRY,
@@ -25,4 +25,4 @@ from explainers.methods.registry import (
 )
 
 __all__ = ["BASELINE_PARAMS", "REGISTRY", "Job", "Method", "Param", "PassGroup", "baseline_input", "combine_cam",
-           "get_method", "markdown_table", "method_names", "register", "register_gradient_cam", "resolve_params"]
+           "get_method", "gradient_cams", "markdown_table", "method_names", "register", "register_gradient_cam", "resolve_params"]

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from explainers.errors import InputError
-from explainers.methods.gradients import _channel_max_abs
+from explainers.methods.gradients import channel_max_abs
 from explainers.methods.maps import rescale, upsample
-from explainers.methods.registry import CamWeights, Job, MethodFn, Param, PassGroup, in_batches, register
+from explainers.methods.registry import CamWeights, Job, Param, PassGroup, in_batches, register
+from explainers.runtime.passes import Runtime
 from explainers.runtime.probe import cam_head
 
 
 def combine_cam(activations: np.ndarray, weights: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``relu(sum_k weights_k * A_k)`` upsampled to ``size``; weights broadcast against ``(N, h, w, K)``."""
     return upsample(np.maximum((weights * activations).sum(axis=-1), 0.0), size)
+
+
+class GradientCams(NamedTuple):
+    """What ``gradient_cams`` gives: one map array per layer asked, and the pass's classes and logits."""
+
+    maps: list[np.ndarray]  # per layer, (N, H, W) float32
+    classes: np.ndarray  # (N,) the class each map explains (TOP1 resolved)
+    logits: np.ndarray  # (N, classes)
+
+
+def _peak_normalised(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by its largest value, so a CAM (never negative) lies in [0, 1]; an all-zero map stays 0."""
+    peak = maps.reshape(len(maps), -1).max(axis=1)[:, None, None]
+    return np.where(peak > 0, maps / np.where(peak > 0, peak, 1), 0).astype(np.float32)
+
+
+def gradient_cams(runtime: Runtime, x: np.ndarray, targets: np.ndarray, layers: Sequence[str], weights_fn: CamWeights,
+                  *, batch_size: int, size: tuple[int, int] | None = None, peak_normalised: bool = False
+                  ) -> GradientCams:
+    """The gradient-CAM pass, written once: one backward pass for ``targets`` through every layer of ``layers``,
+    then each layer's ``relu(sum_k weights_k * A_k)`` with ``weights_fn``'s weights (a method's, a layer grid's,
+    the dataset rows' Grad-CAM).
+
+    ``size`` (H, W) upsamples the maps to it; None keeps each layer's own resolution. ``peak_normalised`` scales
+    each map by its peak into [0, 1], as a dataset's rows store them.
+    """
+    result = runtime.gradients(x, targets, tuple(layers), batch_size=batch_size)
+    maps = []
+    for activations, grads in zip(result.activations, result.layer_gradients, strict=True):
+        cam = combine_cam(activations, weights_fn(activations, grads), activations.shape[1:3] if size is None else size)
+        maps.append(_peak_normalised(cam) if peak_normalised else cam)
+    return GradientCams(maps, result.classes, result.logits)
 
 
 def gradcam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
@@ -38,11 +72,11 @@ def layercam_weights(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
     return np.maximum(grads, 0.0)  # per pixel, not per channel: what keeps early layers sharp
 
 
-def _gradient_cam(weights_fn: CamWeights) -> MethodFn:
+def _gradient_cam(weights_fn: CamWeights) -> Callable[[Job, dict], tuple[np.ndarray, np.ndarray]]:
     def run(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
-        result = job.runtime.gradients(job.x, job.targets, (job.layer,), batch_size=job.batch_size)
-        activations, grads = result.activations[0], result.layer_gradients[0]
-        return combine_cam(activations, weights_fn(activations, grads), job.size), result.classes
+        cams = gradient_cams(job.runtime, job.x, job.targets, (job.needed_layer(),), weights_fn,
+                             batch_size=job.batch_size, size=job.size)
+        return cams.maps[0], cams.classes
 
     return run
 
@@ -69,7 +103,7 @@ register_gradient_cam("layercam", "Layer-CAM", "Jiang et al. 2021, IEEE TIP 30",
 def guided_gradcam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     cam, classes = _gradient_cam(gradcam_weights)(job, params)
     guided = job.runtime.gradients(job.x, classes, wrt_input=True, guided=True, batch_size=job.batch_size)
-    return _channel_max_abs(guided.input_gradients * cam[..., None]), classes
+    return channel_max_abs(guided.gradients_at_input() * cam[..., None]), classes
 
 
 _CAM_ENDING = "CAM needs a model ending in global average pooling then a dense layer; use Grad-CAM instead."
@@ -107,7 +141,7 @@ def _scorecam_cost(params: dict, images: int, batch_size: int, size: tuple[int, 
                         0, 4096, presets=(16, 32, 64, 128, 256), label="Channels (Faster Score-CAM)"),))
 def scorecam(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     max_n = params["max_n"]
-    forward = job.runtime.forward(job.x, job.targets, (job.layer,), batch_size=job.batch_size)
+    forward = job.runtime.forward(job.x, job.targets, (job.needed_layer(),), batch_size=job.batch_size)
     activations, classes = forward.activations[0], forward.classes
     maps = np.empty((len(job.x), *job.size), np.float32)
     for i, acts in enumerate(activations):

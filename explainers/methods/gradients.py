@@ -27,14 +27,15 @@ def _per_image_samples(param: str) -> Cost:
     return cost
 
 
-def _channel_max_abs(grads: np.ndarray) -> np.ndarray:
+def channel_max_abs(grads: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` -> ``(N, H, W)``: each pixel's largest magnitude over its channels."""
     return np.abs(grads).max(axis=-1)
 
 
 @register("saliency", "Saliency", "Simonyan et al. 2013, arXiv:1312.6034")
 def saliency(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, batch_size=job.batch_size)
-    return _channel_max_abs(result.input_gradients), result.classes
+    return channel_max_abs(result.gradients_at_input()), result.classes
 
 
 def _averaged_gradients(job: Job, classes: np.ndarray, points: Callable[[int], np.ndarray], weights: np.ndarray | None,
@@ -45,7 +46,7 @@ def _averaged_gradients(job: Job, classes: np.ndarray, points: Callable[[int], n
         batch = points(i)
         grads = job.runtime.gradients(
             batch, np.full(len(batch), classes[i], np.int32), wrt_input=True, batch_size=job.batch_size
-        ).input_gradients
+        ).gradients_at_input()
         grads = np.abs(grads) if absolute else grads
         out[i] = np.tensordot(weights, grads, axes=1) if weights is not None else grads.mean(axis=0)
     return out
@@ -66,7 +67,7 @@ def smoothgrad(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([seed, job.seeds[i]])
         return (x[None] + rng.normal(0.0, sigma, (samples, *x.shape))).astype(np.float32)
 
-    return _channel_max_abs(_averaged_gradients(job, classes, noisy, None, absolute=True)), classes
+    return channel_max_abs(_averaged_gradients(job, classes, noisy, None, absolute=True)), classes
 
 
 def baseline_input(job: Job, kind: str, blur_radius: float) -> np.ndarray:
@@ -132,10 +133,10 @@ def integrated_gradients(job: Job, params: dict) -> Maps:
 @register("gradient_x_input", "Gradient x Input", "Shrikumar et al. 2016, arXiv:1605.01713")
 def gradient_x_input(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, batch_size=job.batch_size)
-    return (result.input_gradients * job.x).sum(axis=-1), result.classes
+    return (result.gradients_at_input() * job.x).sum(axis=-1), result.classes
 
 
 @register("guided_backprop", "Guided Backprop", "Springenberg et al. 2014, arXiv:1412.6806")
 def guided_backprop(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, guided=True, batch_size=job.batch_size)
-    return _channel_max_abs(result.input_gradients), result.classes
+    return channel_max_abs(result.gradients_at_input()), result.classes

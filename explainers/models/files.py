@@ -22,6 +22,7 @@ import tensorflow as tf
 from explainers.errors import InputError, echo
 from explainers.inputs.data_roots import check_path, unusable
 from explainers.inputs.uploads import unpack_zip
+from explainers.runtime.keras_internals import producing_operation
 from explainers.settings import TRUST_MODEL_CODE_ENV, trust_model_code
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".json", ".zip")
@@ -182,9 +183,9 @@ def _load_saved_model(folder: Path, name: str, output: str | int | None) -> Mode
     inputs = function.structured_input_signature[1]
     if len(inputs) != 1:
         raise InputError(f"'{name}' takes {len(inputs)} inputs ({', '.join(inputs)}); this app explains models with one image input.")
-    spec = next(iter(inputs.values()))
+    input_signature = next(iter(inputs.values()))  # a TensorSpec: the one input's shape and dtype
     layer = keras.layers.TFSMLayer(str(folder), call_endpoint=endpoint, name="saved_model")
-    image = keras.Input(tuple(spec.shape[1:]), name="image")
+    image = keras.Input(tuple(input_signature.shape[1:]), name="image")
     result = layer(image)
     names = sorted(result) if isinstance(result, dict) else ["output"]
     chosen = names[_pick_output(names, output, name)]
@@ -198,7 +199,7 @@ def _load_saved_model(folder: Path, name: str, output: str | int | None) -> Mode
 
 
 def _one_output(model: keras.Model, output: str | int | None, name: str) -> tuple[keras.Model, list[str], str]:
-    names = [t._keras_history.operation.name for t in model.outputs]
+    names = [producing_operation(t).name for t in model.outputs]
     chosen = _pick_output(names, output, name)
     if len(names) == 1:
         return model, names, names[0]

@@ -78,8 +78,8 @@ class LoadedModel:
 
     @functools.cached_property
     def runtime(self) -> Runtime:
-        """Compiled passes over this model, built on first use."""
-        return Runtime(self.model, self.output_kind)
+        """Compiled passes over this model, built on first use, and their measured cost (``pass_seconds()``)."""
+        return Runtime(self.model, self.output_kind, self.network_fingerprint)
 
     @property
     def default_cam_layer(self) -> str | None:

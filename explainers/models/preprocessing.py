@@ -11,7 +11,7 @@ _CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # ITU-R BT.601 luma, what PIL's "L" mode uses: a grayscale model sees what a grayscale file would hold.
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,6 @@ def preprocess(pixels: np.ndarray, preset: str, channels: int = 3) -> np.ndarray
     """
     x = PRESETS[preset].apply(pixels.astype(np.float32)).astype(np.float32)
     if channels == 1:
-        weights = _LUMA[::-1] if preset == "caffe" else _LUMA  # caffe has already swapped to BGR
+        weights = LUMA[::-1] if preset == "caffe" else LUMA  # caffe has already swapped to BGR
         x = (x @ weights)[..., None]
     return x

@@ -52,6 +52,8 @@ class _TensorRef:
 
     def to_numpy(self) -> np.ndarray:
         flat = self.storage.data
+        if flat is None:  # the storages' bytes follow the pickle: views are materialised after they are read
+            raise ValueError("a tensor was read before its storage")
         itemsize = flat.dtype.itemsize
         # Torch strides count elements; several tensors here are stored channels-last,
         # so the view must follow the strides rather than assume C order.

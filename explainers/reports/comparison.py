@@ -126,11 +126,12 @@ def curves_figure(curves: Mapping[str, Curves]):
     Two legends: the methods by colour and shape, the kind of curve by line style.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.typing import LineStyleType
 
     from explainers.reports.figures import new_figure
 
     figure, axes = new_figure(7, 4)
-    styles = {"deletion": "-", "insertion": "--"}
+    styles: dict[str, LineStyleType] = {"deletion": "-", "insertion": "--"}
     for name, curve in curves.items():
         for kind, style in styles.items():
             axes.plot(curve.fractions, getattr(curve, kind).mean(axis=0), linestyle=style, **_method_style(name))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -18,7 +19,7 @@ MARKERS = {"circle": "o", "square": "s", "triangle-up": "^", "diamond": "D", "cr
            "triangle-left": "<", "triangle-right": ">"}
 
 
-def new_figure(width: float, height: float, dpi: int = 110) -> tuple[Figure, object]:
+def new_figure(width: float, height: float, dpi: int = 110) -> tuple[Figure, Axes]:
     """A figure of ``width`` x ``height`` inches with one axes, drawn on its own canvas."""
     figure = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(figure)

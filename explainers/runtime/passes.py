@@ -6,21 +6,17 @@ import contextlib
 import functools
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from explainers.runtime import stopping
+from explainers.runtime.lru import LruCache
 from explainers.runtime.probe import GUIDED, LRP_EPSILON, RESCALE, Probe, build_probe, output_kind
 from explainers.runtime.targets import TOP1, choose_classes, class_scores, probabilities_from_logits
-
-if TYPE_CHECKING:
-    from explainers.models.loading import LoadedModel
 
 DEFAULT_BATCH_SIZE = 16
 PROBE_IMAGES = 8  # images in the timed passes that price one forward and one backward image
@@ -36,8 +32,8 @@ MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs
 
 
 @dataclass
-class Gradients:
-    """One pass's results for a batch, as NumPy arrays."""
+class PassResult:
+    """One pass's results for a batch, as NumPy arrays; a forward pass leaves the gradients empty."""
 
     activations: list[np.ndarray]  # per layer (N, h, w, K)
     layer_gradients: list[np.ndarray]  # per layer (N, h, w, K), d score / d activation
@@ -47,12 +43,18 @@ class Gradients:
     # (N, classes) the baselines' logits, which the rescale rule's paired pass computes anyway; None for other rules.
     baseline_logits: np.ndarray | None = None
 
+    def gradients_at_input(self) -> np.ndarray:
+        """``input_gradients`` of a pass that took them (``wrt_input=True``): any other pass is the caller's mistake."""
+        if self.input_gradients is None:
+            raise ValueError("this pass took no gradients at the input; run it with wrt_input=True")
+        return self.input_gradients
 
-def _concat(parts: list[Gradients]) -> Gradients:
+
+def _concat(parts: list[PassResult]) -> PassResult:
     def cat(arrays):
         return np.concatenate(arrays) if arrays else arrays
 
-    return Gradients(
+    return PassResult(
         [cat(list(per_layer)) for per_layer in zip(*(p.activations for p in parts))],
         [cat(list(per_layer)) for per_layer in zip(*(p.layer_gradients for p in parts))],
         None if parts[0].input_gradients is None else cat([p.input_gradients for p in parts]),
@@ -65,7 +67,7 @@ def _concat(parts: list[Gradients]) -> Gradients:
 class _Traces:
     """Passes being traced now, and traces started so far, over every model: a pass timed beside a trace took
     about twice as long on the development machine (the warm-up traces while the first visitor's page estimates),
-    so ``pass_seconds`` times only between traces."""
+    so ``Runtime.pass_cost`` times only between traces."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
@@ -162,31 +164,30 @@ class _CompiledProbe:
 
 
 class Runtime:
-    """Per-model probes and their compiled passes, built on first use and kept.
+    """Per-model probes and their compiled passes, built on first use and kept, and what a pass costs.
 
     ``passes_run`` counts batches sent through the model, so tests and the
-    benchmark can see when a cache spared a computation.
+    benchmark can see when a cache spared a computation. ``fingerprint`` is the
+    network's (``LoadedModel.network_fingerprint``): pass timings are kept by it
+    (``PASS_COSTS``), so a network loaded again is not timed again.
     """
 
-    def __init__(self, model: keras.Model, kind: str | None = None) -> None:
+    def __init__(self, model: keras.Model, kind: str | None = None, fingerprint: str | None = None) -> None:
         self.model = model
         # An opaque model's graph may end in scores recovered from probabilities,
         # so the caller can say what its output was; otherwise the graph tells.
         self.output_kind = kind or output_kind(model)
+        self.fingerprint = fingerprint
         self.passes_run = 0
-        self._compiled: OrderedDict[tuple, _CompiledProbe] = OrderedDict()
+        # Visitors choose layer sets and epsilons freely: the most recently used graphs only, each built once even
+        # when concurrent sessions ask for it together.
+        self._compiled: LruCache[_CompiledProbe] = LruCache(MAX_COMPILED_PROBES)
         self._lock = threading.Lock()
+        self._own_pass_cost: PassCost | None = None  # a runtime without a fingerprint keeps its timing itself
 
     def _probe(self, layers: tuple[str, ...], rule: str | None, epsilon: float | None) -> _CompiledProbe:
         key = (layers, rule, epsilon)  # each rule (and each epsilon) is its own graph, traced once
-        with self._lock:  # concurrent sessions must not build the same probe twice
-            if key not in self._compiled:
-                self._compiled[key] = _CompiledProbe(build_probe(self.model, layers, rule, epsilon))
-                # Visitors choose layer sets and epsilons freely: keep the most recently used graphs only.
-                while len(self._compiled) > MAX_COMPILED_PROBES:
-                    self._compiled.popitem(last=False)
-            self._compiled.move_to_end(key)
-            return self._compiled[key]
+        return self._compiled.get_or_make(key, lambda: _CompiledProbe(build_probe(self.model, layers, rule, epsilon)))
 
     def gradients(
         self,
@@ -201,7 +202,7 @@ class Runtime:
         epsilon: float | None = None,
         baselines: np.ndarray | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> Gradients:
+    ) -> PassResult:
         """Activations of ``layers``, gradients of each image's class score, logits, in batches.
 
         ``x`` is ``(N, H, W, C)``, ``targets`` ``(N,)`` (TOP1 resolved in the pass).
@@ -224,7 +225,7 @@ class Runtime:
             with self._lock:  # sessions run passes from several threads at once
                 self.passes_run += 1
             batch = x[start : start + per_pass]
-            if paired:
+            if baselines is not None:  # the rescale rule's pairs (checked above)
                 batch = np.concatenate([batch, baselines[start : start + per_pass]])
             acts, grads, input_grads, logits, classes = compiled.run(
                 tf.convert_to_tensor(batch, tf.float32),
@@ -235,7 +236,7 @@ class Runtime:
             logits = logits.numpy()
             images = len(classes)
             parts.append(
-                Gradients(
+                PassResult(
                     [a.numpy() for a in acts],
                     [g.numpy() for g in grads],
                     input_grads.numpy() if wrt_input else None,
@@ -246,7 +247,7 @@ class Runtime:
             )
         return _concat(parts)
 
-    def forward(self, x: np.ndarray, targets: np.ndarray, layers: tuple[str, ...] = (), **kwargs) -> Gradients:
+    def forward(self, x: np.ndarray, targets: np.ndarray, layers: tuple[str, ...] = (), **kwargs) -> PassResult:
         """Activations, logits and classes without a backward pass."""
         return self.gradients(x, targets, layers, backward=False, **kwargs)
 
@@ -271,6 +272,65 @@ class Runtime:
             self.gradients(x, targets, (layer,))
             self.forward(x, targets, (layer,))
 
+    def pass_cost(self) -> PassCost:
+        """Measured seconds of a backward and a forward pass at 1 image, ``PROBE_IMAGES`` and, when the model is
+        small enough for it to be quick, ``LARGE_PROBE_IMAGES``.
+
+        Timed once per network (preprocessing changes no pass's cost) on blank inputs through the passes the pages
+        trace first (about a second on the embedded model), after one untimed call so that no trace is counted: the
+        fastest of ``PROBE_REPEATS`` runs made while no pass was being traced (``_Traces``).
+        """
+        known = self._known_pass_cost()
+        if known is not None:
+            return known
+        with _TIMING:  # one network timed at a time: two timings side by side would each slow the other down
+            known = self._known_pass_cost()  # timed by another session while this one waited
+            if known is None:
+                known = self._time_passes()
+                if self.fingerprint:
+                    PASS_COSTS[self.fingerprint] = known
+                else:
+                    self._own_pass_cost = known
+            return known
+
+    def pass_seconds(self) -> tuple[float, float]:
+        """Measured seconds per image of a backward and of a forward pass: ``(backward, forward)``, each a pass of
+        ``PROBE_IMAGES`` images over their number (``pass_cost``)."""
+        cost = self.pass_cost()
+        at = cost.sizes.index(PROBE_IMAGES)
+        return cost.backward[at] / PROBE_IMAGES, cost.forward[at] / PROBE_IMAGES
+
+    def _known_pass_cost(self) -> PassCost | None:
+        return PASS_COSTS.get(self.fingerprint) if self.fingerprint else self._own_pass_cost
+
+    def _time_passes(self) -> PassCost:
+        shape = tuple(self.model.inputs[0].shape[1:])
+        timings: dict[bool, list[float]] = {}
+        sizes = [1, PROBE_IMAGES]
+        for backward in (True, False):
+            self.gradients(np.zeros((1, *shape), np.float32), np.full(1, TOP1, np.int32), wrt_input=backward,
+                           backward=backward)
+            timings[backward] = [self._fastest_pass(backward, images, shape) for images in sizes]
+        # The large batch, as both kinds of pass, when the probe's runs at that size should be quick.
+        projected = PROBE_REPEATS * (timings[True][-1] + timings[False][-1]) * LARGE_PROBE_IMAGES / PROBE_IMAGES
+        if projected <= LARGE_PROBE_SECONDS:
+            sizes.append(LARGE_PROBE_IMAGES)
+            for backward in (True, False):
+                timings[backward].append(self._fastest_pass(backward, LARGE_PROBE_IMAGES, shape))
+        return PassCost(tuple(sizes), tuple(timings[True]), tuple(timings[False]))
+
+    def _fastest_pass(self, backward: bool, images: int, shape: tuple) -> float:
+        """The fastest of ``PROBE_REPEATS`` timed passes of ``images`` blank inputs, each timed between traces, or
+        of more while they add up to less than ``QUICK_PROBE_SECONDS``: a pass of a few milliseconds varies by a
+        tenth or more from one to the next."""
+        x = np.zeros((images, *shape), np.float32)
+        targets = np.full(images, TOP1, np.int32)
+        timings: list[float] = []
+        while len(timings) < PROBE_REPEATS or (sum(timings) < QUICK_PROBE_SECONDS and len(timings) < QUICK_PROBE_REPEATS):
+            timings.append(_seconds_between_traces(
+                lambda: self.gradients(x, targets, wrt_input=backward, backward=backward, batch_size=images)))
+        return min(timings)
+
 
 @dataclass(frozen=True)
 class PassCost:
@@ -292,54 +352,9 @@ class PassCost:
         return times[-1] + (images - self.sizes[-1]) * per_image
 
 
-_PASS_COSTS: dict[str, PassCost] = {}
-
-
-def pass_cost(model: LoadedModel) -> PassCost:
-    """Measured seconds of a backward and a forward pass on ``model`` at 1 image, ``PROBE_IMAGES`` and, when the
-    model is small enough for it to be quick, ``LARGE_PROBE_IMAGES``.
-
-    Timed once per network (preprocessing changes no pass's cost) on blank inputs through the passes the pages
-    trace first (about a second on the embedded model), after one untimed call so that no trace is counted: the
-    fastest of ``PROBE_REPEATS`` runs made while no pass was being traced (``_Traces``).
-    """
-    if model.network_fingerprint not in _PASS_COSTS:
-        shape = model.model.inputs[0].shape[1:]
-        timings: dict[bool, list[float]] = {}
-        sizes = [1, PROBE_IMAGES]
-        for backward in (True, False):
-            model.runtime.gradients(np.zeros((1, *shape), np.float32), np.full(1, TOP1, np.int32),
-                                    wrt_input=backward, backward=backward)
-            timings[backward] = [_fastest_pass(model, backward, images, shape) for images in sizes]
-        # The large batch, as both kinds of pass, when the probe's runs at that size should be quick.
-        projected = PROBE_REPEATS * (timings[True][-1] + timings[False][-1]) * LARGE_PROBE_IMAGES / PROBE_IMAGES
-        if projected <= LARGE_PROBE_SECONDS:
-            sizes.append(LARGE_PROBE_IMAGES)
-            for backward in (True, False):
-                timings[backward].append(_fastest_pass(model, backward, LARGE_PROBE_IMAGES, shape))
-        _PASS_COSTS[model.network_fingerprint] = PassCost(tuple(sizes), tuple(timings[True]), tuple(timings[False]))
-    return _PASS_COSTS[model.network_fingerprint]
-
-
-def _fastest_pass(model: LoadedModel, backward: bool, images: int, shape: tuple) -> float:
-    """The fastest of ``PROBE_REPEATS`` timed passes of ``images`` blank inputs, each timed between traces, or of
-    more while they add up to less than ``QUICK_PROBE_SECONDS``: a pass of a few milliseconds varies by a tenth or
-    more from one to the next."""
-    x = np.zeros((images, *shape), np.float32)
-    targets = np.full(images, TOP1, np.int32)
-    timings: list[float] = []
-    while len(timings) < PROBE_REPEATS or (sum(timings) < QUICK_PROBE_SECONDS and len(timings) < QUICK_PROBE_REPEATS):
-        timings.append(_seconds_between_traces(
-            lambda: model.runtime.gradients(x, targets, wrt_input=backward, backward=backward, batch_size=images)))
-    return min(timings)
-
-
-def pass_seconds(model: LoadedModel) -> tuple[float, float]:
-    """Measured seconds per image of a backward and of a forward pass on ``model``: ``(backward, forward)``, each a
-    pass of ``PROBE_IMAGES`` images over their number (``pass_cost``)."""
-    cost = pass_cost(model)
-    at = cost.sizes.index(PROBE_IMAGES)
-    return cost.backward[at] / PROBE_IMAGES, cost.forward[at] / PROBE_IMAGES
+# Each network's measured pass costs, by its fingerprint (``Runtime.pass_cost``): one small record per network.
+PASS_COSTS: dict[str, PassCost] = {}
+_TIMING = threading.Lock()
 
 
 def _seconds_between_traces(run: Callable[[], object], patience: float = 10.0) -> float:

@@ -33,6 +33,7 @@ import keras
 import tensorflow as tf
 
 from explainers.models.layers import PATH_SEPARATOR
+from explainers.runtime.keras_internals import first_input, producing_operation, run_through_graph
 
 # How the model's final layer turns scores into its output; decides how a class is scored.
 SOFTMAX, SIGMOID, LINEAR = "softmax", "sigmoid", "linear"
@@ -80,14 +81,9 @@ def _activation_name(op) -> str | None:
     return getattr(activation, "__name__", str(activation)).lower()
 
 
-def _graph_of(model: keras.Model):
-    """The Functional graph behind a model (Sequential keeps one once built)."""
-    return model._functional if isinstance(model, keras.Sequential) else model
-
-
 def final_operation(model: keras.Model):
     """The layer producing the model's (first) output, looking through nested models."""
-    op = model.outputs[0]._keras_history.operation
+    op = producing_operation(model.outputs[0])
     return final_operation(op) if isinstance(op, keras.Model) else op
 
 
@@ -114,7 +110,8 @@ def output_kind(model: keras.Model) -> str:
     ``Softmax`` or ``Activation`` layer after it, and ``keras.ops.softmax`` in a
     functional graph.
     """
-    return _HEAD_KINDS.get(_head_activation(final_operation(model)), LINEAR)
+    activation = _head_activation(final_operation(model))
+    return LINEAR if activation is None else _HEAD_KINDS.get(activation, LINEAR)
 
 
 @tf.custom_gradient
@@ -297,14 +294,14 @@ def build_probe(model: keras.Model, layer_paths: tuple[str, ...] = (), rule: str
 
     def with_rule(op, args, kwargs):
         site = _rule_site(op, rule)
+        if site is None or rule_gradient is None:  # no rule at this operation (none at all without a rule)
+            return op(*args, **kwargs)
         if site == "fused":
             if id(op) not in splits:
                 splits[id(op)] = _SplitActivation(op)
             z, y = splits[id(op)](args[0])
-        elif site == "alone":
+        else:  # "alone"
             z, y = args[0], op(*args, **kwargs)
-        else:
-            return op(*args, **kwargs)
         return rule_gradient([z, y])
 
     def replay(graph_model: keras.Model, inputs, prefix: str):
@@ -324,7 +321,7 @@ def build_probe(model: keras.Model, layer_paths: tuple[str, ...] = (), rule: str
 
             return record
 
-        return _graph_of(graph_model)._run_through_graph(inputs, operation_fn=operation_fn)
+        return run_through_graph(graph_model, inputs, operation_fn)
 
     inputs = keras.Input(model.inputs[0].shape[1:], name="probe_input")
     outputs = keras.tree.flatten(replay(model, inputs, ""))
@@ -358,8 +355,7 @@ def cam_head(model: keras.Model) -> tuple[str, keras.layers.Dense] | None:
 
 def _producer(op):
     """The operation producing ``op``'s (first) input, looking into a nested model's final layer."""
-    tensor = op._inbound_nodes[0].input_tensors[0]
-    producer = tensor._keras_history.operation
+    producer = producing_operation(first_input(op))
     return final_operation(producer) if isinstance(producer, keras.Model) else producer
 
 

@@ -17,7 +17,8 @@ from explainers.runtime.probe import SIGMOID
 
 TOP1 = -1  # "each image's own top-1 class", resolved inside the forward pass
 LEAST = -2  # "each image's least likely class", resolved the same way
-Targets = None | int | str | Sequence[int | str]
+# One class for every image or one per image: an index, a class name, or an array of indices (what a pass returns).
+Targets = None | int | np.integer | str | Sequence[int | str] | np.ndarray
 
 
 def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) -> np.ndarray:
@@ -25,13 +26,11 @@ def resolve_targets(targets: Targets, count: int, class_names: Sequence[str]) ->
     num_classes = max(len(class_names), 2)  # a one-unit binary head still has classes 0 and 1
     if targets is None:
         return np.full(count, TOP1, np.int32)
-    if isinstance(targets, (int, np.integer, str)):
-        targets = [targets] * count
-    targets = list(targets)
-    if len(targets) != count:
-        raise InputError(f"Got {len(targets)} targets for {count} images; give one per image, or one for all.")
+    per_image = [targets] * count if isinstance(targets, (int, np.integer, str)) else list(targets)
+    if len(per_image) != count:
+        raise InputError(f"Got {len(per_image)} targets for {count} images; give one per image, or one for all.")
     resolved = []
-    for target in targets:
+    for target in per_image:
         if target is None or target in (TOP1, LEAST):
             resolved.append(TOP1 if target is None else int(target))
             continue

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from explainers.attribution import Attribution
-from explainers.methods.completeness import COMPLETENESS_TOLERANCE, SCORE_FLOOR
+from explainers.methods.completeness import COMPLETENESS_TOLERANCE, SCORE_FLOOR, Completeness
 from explainers.methods.registry import REGISTRY
 
 ATTRIBUTION_SUM = "sum of the map"
@@ -25,7 +25,12 @@ GAP_HELP = (f"|sum of the map − (f(x) − f(x0))| / |f(x) − f(x0)|, where f 
 
 def reporting(results: Mapping[str, Attribution]) -> list[str]:
     """The methods among ``results`` whose maps carry completeness figures, in their order."""
-    return [name for name, result in results.items() if result.completeness is not None]
+    return list(_reported(results))
+
+
+def _reported(results: Mapping[str, Attribution]) -> dict[str, Completeness]:
+    """``{method: its maps' completeness figures}`` for the methods among ``results`` that report them, in order."""
+    return {name: result.completeness for name, result in results.items() if result.completeness is not None}
 
 
 def gap_caption(result: Attribution, image_index: int) -> str | None:
@@ -40,8 +45,7 @@ def completeness_table(results: Mapping[str, Attribution], image_names: Sequence
     """One row per image and reporting method: the map's sum, f(x) - f(x0), their difference and the relative gap
     (a fraction: 0.05 is 5%)."""
     rows = []
-    for name in reporting(results):
-        figures = results[name].completeness
+    for name, figures in _reported(results).items():
         for i, image in enumerate(image_names):
             rows.append({"method": REGISTRY[name].label, "image": image,
                          ATTRIBUTION_SUM: float(figures.attribution_sum[i]), SCORE_CHANGE: float(figures.score_change[i]),
@@ -58,12 +62,12 @@ def completeness_advice(results: Mapping[str, Attribution], image_names: Sequenc
     """One paragraph per reporting method with a map above the tolerance: which maps, at which settings, and what
     to do (the method's registered advice)."""
     notes = []
-    for name in reporting(results):
-        result = results[name]
-        gaps = result.completeness.relative_gap
-        above = [f"{image} ({gaps[i]:.1%})" for i, image in enumerate(image_names) if result.completeness.above_tolerance[i]]
+    for name, figures in _reported(results).items():
+        params = results[name].params
+        above = [f"{image} ({figures.relative_gap[i]:.1%})" for i, image in enumerate(image_names)
+                 if figures.above_tolerance[i]]
         if above:
-            settings = f" at {_settings(result.params)}" if result.params else ""
+            settings = f" at {_settings(params)}" if params else ""
             notes.append(f"{REGISTRY[name].label}{settings}: the maps of {', '.join(above)} miss the class score's "
                          f"change f(x) − f(x0) by more than {COMPLETENESS_TOLERANCE:.0%}. "
                          f"{REGISTRY[name].completeness_advice}")

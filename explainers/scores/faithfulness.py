@@ -34,6 +34,14 @@ class Curves:
         return np.trapezoid(self.insertion, self.fractions, axis=1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ImageCurves:
+    """One map's two curves as ``RESULTS`` keeps them."""
+
+    deletion: np.ndarray  # (S + 1,) class probability as the most relevant pixels turn black
+    insertion: np.ndarray  # (S + 1,) class probability as they appear sharp on a blurred copy
+
+
 def curve_fractions(steps: int) -> np.ndarray:
     """``(steps + 1,)`` the share of pixels removed (deletion) or revealed (insertion) at each point of a curve."""
     return np.linspace(0.0, 1.0, steps + 1)
@@ -87,7 +95,7 @@ def cached_curves(model: LoadedModel, images: Sequence[ImageLike], attribution: 
 def curve_passes(maps: int, steps: int) -> list[PassGroup]:
     """The forward passes the curves of ``maps`` maps cost (as ``Method.cost`` counts them): one batch of
     ``2 * (steps + 1)`` inputs per map."""
-    return [(False, 2 * (steps + 1), maps)] if maps else []
+    return [PassGroup(backward=False, images_per_pass=2 * (steps + 1), passes=maps)] if maps else []
 
 
 def deletion_insertion(
@@ -111,14 +119,16 @@ def deletion_insertion(
     for i, raw in enumerate(attribution.raw):
         key = _key(model, digests[i], raw, attribution.classes[i], steps)
         with IN_FLIGHT.hold(key):  # another session scoring the same map waits, then reads the cache
-            hit = RESULTS.get(key) or _curves(model, pixels[i], raw, int(attribution.classes[i]), counts, batch_size, key)
-        deletion.append(hit[0])
-        insertion.append(hit[1])
+            hit = RESULTS.get(key)
+            if hit is None:
+                hit = _curves(model, pixels[i], raw, int(attribution.classes[i]), counts, batch_size, key)
+        deletion.append(hit.deletion)
+        insertion.append(hit.insertion)
     return Curves(fractions, np.array(deletion), np.array(insertion))
 
 
 def _curves(model: LoadedModel, pixels: np.ndarray, raw: np.ndarray, target: int, counts: np.ndarray,
-            batch_size: int, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int, key: tuple) -> _ImageCurves:
     """One image's deletion and insertion probabilities, stored under ``key``."""
     steps = len(counts) - 1
     ranks = removal_ranks(raw)
@@ -127,6 +137,6 @@ def _curves(model: LoadedModel, pixels: np.ndarray, raw: np.ndarray, target: int
     classes = np.full(len(x), target, np.int32)
     # All 2 * (steps + 1) inputs of an image in one batch: larger batches cost less per image on a CPU.
     probabilities = model.runtime.class_probabilities(x, classes, max(batch_size, len(x)))
-    hit = (probabilities[: steps + 1], probabilities[steps + 1 :])
+    hit = _ImageCurves(deletion=probabilities[: steps + 1], insertion=probabilities[steps + 1 :])
     RESULTS.put(key, hit, probabilities)
     return hit

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from explainers.errors import counted
 from explainers.estimates import maps_seconds
 from explainers.inputs.images import ImageLike
 from explainers.models.loading import LoadedModel
+from explainers.runtime.lru import LruCache
 from explainers.runtime.passes import Runtime
 from explainers.runtime.targets import Targets
 from explainers.scores.agreement import rank_correlation
@@ -81,22 +81,15 @@ class _RandomisedCopy:
         self.clone.set_weights(model.model.get_weights())
 
 
-_COPIES: OrderedDict[str, _RandomisedCopy] = OrderedDict()
-_COPIES_LOCK = threading.Lock()
+COPIES: LruCache[_RandomisedCopy] = LruCache(MAX_COPIES)
 
 
-def _copy_of(model: LoadedModel) -> _RandomisedCopy:
-    with _COPIES_LOCK:
-        # The clone depends on the network only: variants under other preprocessing share it.
-        if model.network_fingerprint not in _COPIES:
-            _COPIES[model.network_fingerprint] = _RandomisedCopy(model)
-            while len(_COPIES) > MAX_COPIES:
-                _COPIES.popitem(last=False)
-        _COPIES.move_to_end(model.network_fingerprint)
-        return _COPIES[model.network_fingerprint]
+def copy_of(model: LoadedModel) -> _RandomisedCopy:
+    # The clone depends on the network only: variants under other preprocessing share it.
+    return COPIES.get_or_make(model.network_fingerprint, lambda: _RandomisedCopy(model))
 
 
-def _stage_model(model: LoadedModel, count: int, seed: int, clone: keras.Model | None = None,
+def stage_model(model: LoadedModel, count: int, seed: int, clone: keras.Model | None = None,
                  runtime: Runtime | None = None) -> LoadedModel:
     """``model`` with its top ``count`` weighted layers re-drawn from ``seed``, as the engine's caches see it.
 
@@ -170,7 +163,7 @@ def sanity_checks(
     """
     originals = {name: attribute(model, images, name, targets, layer, **params)
                  for name, (layer, params) in methods.items()}
-    copy = _copy_of(model)
+    copy = copy_of(model)
     counts = stage_counts(model, stages)
     after: dict[str, list[Attribution]] = {name: [] for name in methods}
     with copy.lock:
@@ -180,7 +173,7 @@ def sanity_checks(
             for index in range(done, count):
                 redraw(copy.weighted[index], seed, index)
             done = count
-            stage = _stage_model(model, count, seed, copy.clone, copy.runtime)
+            stage = stage_model(model, count, seed, copy.clone, copy.runtime)
             for name, (layer, params) in methods.items():
                 after[name].append(attribute(stage, images, name, list(originals[name].classes), layer, **params))
                 copy.ran.add((name, after[name][-1].layer))
@@ -201,11 +194,11 @@ def estimate_seconds(model: LoadedModel, images: Sequence[ImageLike], methods: M
     model's randomised copy has not run yet adds ``TRACE_ALLOWANCE_SECONDS``.
     ``originals`` are the methods' maps on the model itself, for their classes.
     """
-    copy = _COPIES.get(model.network_fingerprint)
+    copy = COPIES.get(model.network_fingerprint)
     total = 0.0
     for name, (layer, params) in methods.items():
         original = originals[name]
-        missing = sum(len(original.raw) - cached_maps(_stage_model(model, count, seed), images, name,
+        missing = sum(len(original.raw) - cached_maps(stage_model(model, count, seed), images, name,
                                                       list(original.classes), layer, **params)
                       for count in stage_counts(model, stages))
         if not missing:

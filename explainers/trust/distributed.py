@@ -17,11 +17,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from explainers.datasets.distributed import (
+from explainers.datasets.sources import Listing, Reader
+from explainers.distributed.cluster import (
     ACTOR_START_SECONDS,
     READ_CPUS,
     ModelSpec,
@@ -29,8 +30,7 @@ from explainers.datasets.distributed import (
     check_ray_options,
     run_on_ray,
 )
-from explainers.datasets.ray_session import LOCAL
-from explainers.datasets.sources import Listing, Reader
+from explainers.distributed.session import LOCAL
 from explainers.errors import InputError
 from explainers.inputs.images import resize_batch
 from explainers.models.loading import LoadedModel
@@ -125,7 +125,11 @@ def _result(tables: Sequence[pa.Table], model: LoadedModel, listing: Listing, re
             masks: ObjectMasks | None, total: int, seconds: float) -> TrustResult:
     """The TrustResult the in-process run gives for the same sample: rows and images in the sample's order."""
     records = sorted((record for table in tables for record in table.to_pylist()), key=lambda r: r["position"])
-    rows, images, skipped, mask_problems, computed = [], [], [], [], 0
+    rows: list[Row] = []
+    images: list[ImageRow] = []
+    skipped: list[tuple[str, str]] = []  # (image, why it could not be read)
+    mask_problems: list[tuple[str, str]] = []  # (image, why its mask was left out)
+    computed = 0
     for record in records:
         if record["error"]:
             skipped.append((record["image"], record["error"]))
@@ -161,24 +165,27 @@ def evaluate_trust_ray(model: LoadedModel, listing: Listing, request: TrustReque
     total = len(sample.paths)
     plugin_files = tuple(str(Path(p).expanduser().resolve()) for p in plugins)
 
-    def pipeline() -> tuple[list, float]:
+    def pipeline() -> tuple[list[pa.Table], float]:
         import ray
 
         if on_progress:
             ray.data.DataContext.get_current().enable_progress_bars = False  # the caller shows its own
-        ds = ray.data.from_items(_steps(sample), override_num_blocks=max(1, math.ceil(total / IMAGES_PER_STEP)))
-        ds.context.wait_for_min_actors_s = ACTOR_START_SECONDS
-        ds = ds.map_batches(_read_step, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS,
-                            compute=ray.data.TaskPoolStrategy(size=actors),
-                            fn_kwargs={"root": listing.root, "remote": listing.remote,
-                                       "size": tuple(model.input_size), "masks": masks})
-        ds = ds.map_batches(TrustScorer, batch_size=IMAGES_PER_STEP, compute=ray.data.ActorPoolStrategy(size=actors),
-                            num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
-                            fn_constructor_kwargs={"spec": spec, "fingerprint": model.fingerprint, "request": request,
-                                                   "plugins": plugin_files,
-                                                   "threads": max(1, math.floor(cpus_per_actor))})
-        tables, done, start = [], 0, time.perf_counter()
-        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        steps = ray.data.from_items(_steps(sample), override_num_blocks=max(1, math.ceil(total / IMAGES_PER_STEP)))
+        steps.context.wait_for_min_actors_s = ACTOR_START_SECONDS
+        decoded = steps.map_batches(
+            _read_step,  # type: ignore[arg-type]  # Ray's stubs take a one-argument fn; fn_kwargs supplies the rest
+            batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS, compute=ray.data.TaskPoolStrategy(size=actors),
+            fn_kwargs={"root": listing.root, "remote": listing.remote, "size": tuple(model.input_size),
+                       "masks": masks})
+        scored = decoded.map_batches(
+            TrustScorer, batch_size=IMAGES_PER_STEP, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus_per_actor, num_gpus=gpus_per_actor or None,
+            fn_constructor_kwargs={"spec": spec, "fingerprint": model.fingerprint, "request": request,
+                                   "plugins": plugin_files, "threads": max(1, math.floor(cpus_per_actor))})
+        tables: list[pa.Table] = []
+        done, start = 0, time.perf_counter()
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            table = cast("pa.Table", batch)  # batch_format="pyarrow"; Ray annotates the union of every format
             tables.append(table)
             done += table.num_rows
             if on_progress:

@@ -153,29 +153,30 @@ def _step_parts(request: TrustRequest, images: int, size: tuple[int, int]) -> li
     method's maps at the batch size it is sent (``MAX_MAP_BATCH`` at most), then each metric over every method's
     maps at once (one MetricBatch)."""
     map_batch = min(request.batch_size, MAX_MAP_BATCH)
-    specs = [(get_method(m.method), dict(m.params)) for m in request.methods]
+    methods = [(get_method(m.method), dict(m.params)) for m in request.methods]
     parts = [CostPart("predictions", in_batches(False, images, request.batch_size))]
-    parts += [CostPart(spec.label, spec.cost(params, images, map_batch, size)) for spec, params in specs]
+    parts += [CostPart(method.label, method.cost(params, images, map_batch, size)) for method, params in methods]
 
     def remade(maps: int) -> list[PassGroup]:
-        share, extra = divmod(maps, len(specs))  # the batch's maps are each method's map of every image
-        return [group for k, (spec, params) in enumerate(specs)
-                for group in spec.cost(params, share + (k < extra), map_batch, size)]
+        share, extra = divmod(maps, len(methods))  # the batch's maps are each method's map of every image
+        return [group for k, (method, params) in enumerate(methods)
+                for group in method.cost(params, share + (k < extra), map_batch, size)]
 
-    context = CostContext(images * len(specs), size, request.batch_size, remade)
-    for metric in request.metrics:
-        spec, params = get_metric(metric.name), dict(metric.params)
-        parts.append(CostPart(spec.label, spec.cost(params, context), spec.work(params, context)))
+    context = CostContext(images * len(methods), size, request.batch_size, remade)
+    for requested in request.metrics:
+        metric, params = get_metric(requested.name), dict(requested.params)
+        parts.append(CostPart(metric.label, metric.cost(params, context), metric.work(params, context)))
     return parts
 
 
 def _merged(groups: list[PassGroup]) -> list[PassGroup]:
     """The same passes with the groups of one kind and size added up, largest passes first."""
     counts: dict[tuple[bool, int], int] = {}
-    for backward, per_pass, count in groups:
-        if per_pass > 0 and count > 0:
-            counts[(backward, per_pass)] = counts.get((backward, per_pass), 0) + count
-    return [(backward, per_pass, count) for (backward, per_pass), count in
+    for group in groups:
+        if group.images_per_pass > 0 and group.passes > 0:
+            kind = (group.backward, group.images_per_pass)
+            counts[kind] = counts.get(kind, 0) + group.passes
+    return [PassGroup(backward=backward, images_per_pass=per_pass, passes=count) for (backward, per_pass), count in
             sorted(counts.items(), key=lambda item: (not item[0][0], -item[0][1]))]
 
 
@@ -185,14 +186,14 @@ def request_passes(model: LoadedModel, request: TrustRequest, images: int) -> li
     besides (``Metric.work``). The images are counted in steps of ``IMAGES_PER_STEP``, as the evaluation scores
     them, so every pass is counted at the size it is sent. What the estimate and the benchmark's floor are made of.
     """
-    size = tuple(model.input_size)
+    size = model.input_size
     full, rest = divmod(max(images, 0), IMAGES_PER_STEP)
     totals: dict[str, tuple[list[PassGroup], float]] = {}
     for step_images, repeat in ((IMAGES_PER_STEP, full), (rest, 1)):
         if step_images and repeat:
             for part in _step_parts(request, step_images, size):
                 passes, work = totals.get(part.what, ([], 0.0))
-                totals[part.what] = (passes + [(b, n, c * repeat) for b, n, c in part.passes],
+                totals[part.what] = (passes + [group._replace(passes=group.passes * repeat) for group in part.passes],
                                      work + part.work_seconds * repeat)
     return [CostPart(what, _merged(passes), work) for what, (passes, work) in totals.items()]
 

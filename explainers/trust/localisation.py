@@ -23,6 +23,14 @@ def near_masks(masks: np.ndarray, tolerance: float) -> np.ndarray:
                      for mask in masks.astype(bool)])
 
 
+def _object_masks(batch: MetricBatch) -> np.ndarray:
+    """The batch's ``(M, H, W)`` masks. Both metrics here are registered with ``needs_masks``, so the evaluation
+    refuses them without masks and sends them only images that have one: a batch without is a bug, said here."""
+    if batch.masks is None:
+        raise ValueError("A localisation metric was sent a batch without object masks.")
+    return batch.masks
+
+
 @register_metric(
     "pointing_game", "Pointing game", "localisation", "Zhang et al. 2016, arXiv:1608.00507",
     higher_is_better=True, needs_masks=True,
@@ -33,11 +41,12 @@ def near_masks(masks: np.ndarray, tolerance: float) -> np.ndarray:
          "When several pixels share the largest value, it is a hit if any of them is. NaN for a constant map (it "
          "points nowhere) or an empty mask.")
 def pointing_game(batch: MetricBatch, params: dict[str, Any]) -> np.ndarray:
+    masks = _object_masks(batch)
     maps = batch.maps.reshape(len(batch), -1)
-    near = near_masks(batch.masks, float(params["tolerance"])).reshape(len(batch), -1)
+    near = near_masks(masks, float(params["tolerance"])).reshape(len(batch), -1)
     peaks = maps == maps.max(axis=1, keepdims=True)
     hits = (peaks & near).any(axis=1).astype(np.float64)
-    undefined = (np.ptp(maps, axis=1) == 0) | ~batch.masks.reshape(len(batch), -1).any(axis=1)
+    undefined = (np.ptp(maps, axis=1) == 0) | ~masks.reshape(len(batch), -1).any(axis=1)
     return np.where(undefined, np.nan, hits)
 
 
@@ -49,7 +58,7 @@ def pointing_game(batch: MetricBatch, params: dict[str, Any]) -> np.ndarray:
          "the map has no positive value or the mask is empty.")
 def relevance_mass(batch: MetricBatch, params: dict[str, Any]) -> np.ndarray:
     positive = np.clip(batch.maps.reshape(len(batch), -1).astype(np.float64), 0, None)
-    masks = batch.masks.reshape(len(batch), -1)
+    masks = _object_masks(batch).reshape(len(batch), -1)
     inside, total = (positive * masks).sum(axis=1), positive.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((total > 0) & masks.any(axis=1), inside / total, np.nan)

@@ -325,7 +325,8 @@ def masks_from_boxes(csv_path: str | Path, *, roots: Sequence[Path] | None = Non
                     bad.append((line, problem))
                     continue
                 paths.append(_normal(fields[0]))
-                coordinates.append(tuple(float(text) for text in fields[1:5]))
+                x0, y0, x1, y1 = (float(text) for text in fields[1:5])  # _row_problem checked there are four
+                coordinates.append((x0, y0, x1, y1))
                 lines.append(line)
     except UnicodeDecodeError:
         raise InputError(f"'{shown}' is not a text CSV in UTF-8.") from None
@@ -358,7 +359,7 @@ def masks_from_strokes(threshold: int = STROKE_THRESHOLD) -> StrokeMasks:
 
 def at_model_size(model: LoadedModel, mask: np.ndarray) -> np.ndarray:
     """``mask`` at the model's input size: ``mask_at_size`` with the model's own input size."""
-    return mask_at_size(mask, tuple(model.input_size))
+    return mask_at_size(mask, model.input_size)
 
 
 def mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

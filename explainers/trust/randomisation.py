@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from explainers.methods.registry import Param, PassGroup
-from explainers.scores.sanity import SANITY_THRESHOLD, _copy_of, _stage_model, redraw, stage_counts
+from explainers.scores.sanity import SANITY_THRESHOLD, copy_of, redraw, stage_counts, stage_model
 from explainers.trust.registry import CostContext, MetricBatch, register_metric
 from explainers.trust.remake import by_request, remake
 
@@ -51,12 +51,12 @@ def randomised_maps(batch: MetricBatch, layers: int, seed: int = RANDOMISATION_S
         return None
     count = counts[0]
     remade = np.empty(batch.maps.shape, np.float32)
-    copy = _copy_of(batch.model)
+    copy = copy_of(batch.model)
     with copy.lock:  # one check at a time changes the copy's weights
         copy.reset(batch.model)
         for index in range(count):
             redraw(copy.weighted[index], seed, index)
-        stage = _stage_model(batch.model, count, seed, copy.clone, copy.runtime)
+        stage = stage_model(batch.model, count, seed, copy.clone, copy.runtime)
         for request, members in by_request(batch).items():
             remade[members] = remake(stage, batch.pixels[members], request, batch.classes[members], batch.batch_size)
             copy.ran.add((request.method, request.layer))

@@ -90,7 +90,7 @@ def forward_batches(inputs: int, batch_size: int) -> list[PassGroup]:
     return in_batches(False, inputs, batch_size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metric:
     """A metric's description: from it come widgets, link keys, CLI options, estimates and the README table."""
 
@@ -143,8 +143,9 @@ def register_metric(name: str, label: str, family: str, reference: str, *, highe
         raise ValueError(f"'{family}' is not a metric family; use one of {', '.join(FAMILIES)}.")
 
     def add(fn: MetricFn) -> MetricFn:
-        METRICS[name] = Metric(name, label, family, reference, fn, higher_is_better, help, tuple(params), needs_masks,
-                               cost, work, threshold)
+        METRICS[name] = Metric(name=name, label=label, family=family, reference=reference, run=fn,
+                               higher_is_better=higher_is_better, help=help, params=tuple(params),
+                               needs_masks=needs_masks, cost=cost, work=work, threshold=threshold)
         return fn
 
     return add

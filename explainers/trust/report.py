@@ -59,11 +59,11 @@ def _params(params: dict[str, Any]) -> str:
 
 def best(metric: str, estimates: dict[str, Estimate | None]) -> str:
     """The method with the best mean by ``metric``, or ``tie: A, B`` when several share it; ``–`` when none has one."""
-    spec = get_metric(metric)
+    registered = get_metric(metric)
     means = {k: e.mean for k, e in estimates.items() if e is not None and e.images and math.isfinite(e.mean)}
     if not means:
         return NO_VALUE
-    top = max(means.values()) if spec.higher_is_better else min(means.values())
+    top = max(means.values()) if registered.higher_is_better else min(means.values())
     winners = [method_label(k) for k, mean in means.items() if _same(mean, top)]
     return winners[0] if len(winners) == 1 else "tie: " + ", ".join(winners)
 
@@ -172,8 +172,8 @@ def disagreement_table(result: TrustResult, count: int = DISAGREEING_IMAGES) -> 
 def _evaluated(result: TrustResult) -> Section:
     """What was asked: the images, the class explained, the masks and the methods with their parameters."""
     described = result.request.describe()
-    methods = pd.DataFrame([{"method": method_label(name), "name": name, "layer": spec["layer"] or "",
-                             "parameters": _params(spec["params"])} for name, spec in described["methods"].items()])
+    methods = pd.DataFrame([{"method": method_label(name), "name": name, "layer": chosen["layer"] or "",
+                             "parameters": _params(chosen["params"])} for name, chosen in described["methods"].items()])
     explained = "each image's true class (its folder)" if result.request.target == "true" else \
         "each image's predicted class (the model's top class)"
     done = "" if result.complete else (f" The run stopped early: {len(result.images):,} of {result.total:,} sampled "

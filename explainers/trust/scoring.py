@@ -72,13 +72,13 @@ def trust_request(model: LoadedModel, methods: Mapping[str, tuple[str | None, Ma
     asked = methods if isinstance(methods, Mapping) else {name: (None, {}) for name in methods}
     chosen = []
     for name, (layer, params) in asked.items():
-        spec = get_method(name)
-        if why := spec.unavailable(model):
-            raise InputError(f"{spec.label} cannot run on {model.display_name}: {why}")
-        resolved = resolve_params(spec, dict(params))
-        if spec.needs_layer:
+        method = get_method(name)
+        if why := method.unavailable(model):
+            raise InputError(f"{method.label} cannot run on {model.display_name}: {why}")
+        resolved = resolve_params(method, dict(params))
+        if method.needs_layer:
             layer = layer or model.default_cam_layer
-        chosen.append(MapRequest(name, layer if spec.needs_layer else None, tuple(sorted(resolved.items()))))
+        chosen.append(MapRequest(name, layer if method.needs_layer else None, tuple(sorted(resolved.items()))))
     wanted = metrics if isinstance(metrics, Mapping) else {name: {} for name in metrics}
     scored = []
     for name, params in wanted.items():
@@ -165,9 +165,9 @@ def score_images(model: LoadedModel, request: TrustRequest, paths: Sequence[str]
                     missing.setdefault(j, []).append((i, k))
                 else:
                     values[(i, k, j)] = hit
-    agreements = [VALUES.get(_image_key(model, d, int(e), request.methods)) for d, e in zip(digests, explained)]
+    cached_agreements = [VALUES.get(_image_key(model, d, int(e), request.methods)) for d, e in zip(digests, explained)]
     need_maps = {k for pairs in missing.values() for _, k in pairs}
-    if any(a is None for a in agreements):
+    if any(a is None for a in cached_agreements):
         need_maps = set(range(len(request.methods)))
     maps = {k: attribute(model, list(pixels), request.methods[k].method, explained, request.methods[k].layer,
                          batch_size=min(request.batch_size, 64), **dict(request.methods[k].params)).raw
@@ -175,24 +175,27 @@ def score_images(model: LoadedModel, request: TrustRequest, paths: Sequence[str]
     computed = [0] * len(paths)
     for j, pairs in missing.items():
         metric = request.metrics[j]
-        spec = get_metric(metric.name)
+        registered = get_metric(metric.name)
         index = np.array([i for i, _ in pairs])
         batch = MetricBatch(
             model=model, pixels=pixels[index], maps=np.stack([maps[k][i] for i, k in pairs]),
             classes=explained[index], requests=[request.methods[k] for _, k in pairs],
             seeds=np.array([int(digests[i][:8], 16) for i in index], np.int64),
-            masks=np.stack([masks[i] for i in index]) if spec.needs_masks else None, batch_size=request.batch_size)
-        scores = np.asarray(spec.run(batch, dict(metric.params)), np.float64)
+            masks=np.stack([masks[i] for i in index]) if registered.needs_masks else None, batch_size=request.batch_size)
+        scores = np.asarray(registered.run(batch, dict(metric.params)), np.float64)
         for (i, k), value in zip(pairs, scores):
             values[(i, k, j)] = float(value)
             key = _value_key(model, digests[i], int(explained[i]), request.methods[k], metric, _mask_of(metric, i))
             VALUES.put(key, float(value), np.empty(VALUE_BYTES, np.uint8))
             computed[i] += 1
-    for i, agreement in enumerate(agreements):
-        if agreement is None:
-            agreements[i] = _mean_agreement([maps[k][i] for k in range(len(request.methods))])
+    agreements: list[float] = []
+    for i, cached in enumerate(cached_agreements):
+        if cached is None:
+            agreements.append(_mean_agreement([maps[k][i] for k in range(len(request.methods))]))
             VALUES.put(_image_key(model, digests[i], int(explained[i]), request.methods), agreements[i],
                        np.empty(VALUE_BYTES, np.uint8))
+        else:
+            agreements.append(float(cached))
     rows = [Row(paths[i], int(true_classes[i]), int(explained[i]), request.methods[k].method,
                 request.metrics[j].name, value) for (i, k, j), value in sorted(values.items())]
     image_rows = [ImageRow(paths[i], int(true_classes[i]), int(predicted[i]), int(explained[i]),

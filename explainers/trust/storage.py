@@ -92,8 +92,8 @@ def write_trust(result: TrustResult, summary: TrustSummary, out: Path, per_class
 
 
 def _request(described: dict[str, Any]) -> TrustRequest:
-    methods = tuple(MapRequest(name, spec.get("layer"), tuple(sorted(spec.get("params", {}).items())))
-                    for name, spec in described["methods"].items())
+    methods = tuple(MapRequest(name, chosen.get("layer"), tuple(sorted(chosen.get("params", {}).items())))
+                    for name, chosen in described["methods"].items())
     metrics = tuple(MetricRequest(name, tuple(sorted(params.items()))) for name, params in described["metrics"].items())
     return TrustRequest(methods, metrics, described.get("target", "true"))
 

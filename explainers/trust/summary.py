@@ -112,7 +112,9 @@ def summarise(rows: pd.DataFrame, methods: Sequence[str], metrics: Sequence[str]
     rng = np.random.default_rng(seed)
     methods, metrics = list(methods), list(metrics)
     overall: dict[str, dict[str, Estimate]] = {m: {} for m in methods}
-    ranking, stability, oriented_means = {}, {}, {}
+    ranking: dict[str, list[str]] = {}  # as TrustSummary's
+    stability: dict[str, float] = {}
+    oriented_means: dict[str, np.ndarray] = {}  # metric -> each method's mean, turned so that higher is better
     for metric_name in metrics:
         metric = get_metric(metric_name)
         values = _matrix(rows, metric_name, methods)

@@ -1,14 +1,15 @@
-"""A method's (or a trust metric's) parameter widgets, drawn from its registration: a new method or metric needs no
-page edit to be tuned or shared."""
+"""Widgets drawn from ``Param`` descriptions: a method's, a trust metric's or a page's own settings. A new method or
+metric needs no page edit to be tuned or shared, and a setting's bounds are the same in its widget, its link and
+its check."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
-from explainers.methods.registry import Method, Param
-from explainers.trust.registry import Metric
+from explainers.methods.registry import Described, Param
 
 PREFIX = "cmp_param_"  # widget keys: cmp_param_<method>__<parameter>; the comparison page's link carries them
 # The trust page's: trust_param_<method>__<parameter> and trust_metric_<metric>__<parameter>, in its link.
@@ -20,7 +21,7 @@ def key(method: str, param: str, prefix: str = PREFIX) -> str:
     return f"{prefix}{method}__{param}"
 
 
-def params_by_key(registry: dict[str, Method] | dict[str, Metric], prefix: str = PREFIX) -> dict[str, Param]:
+def params_by_key(registry: Mapping[str, Described], prefix: str = PREFIX) -> dict[str, Param]:
     """Every registered method's (or metric's) parameter by its widget key, for links."""
     return {key(name, p.name, prefix): p for name, method in registry.items() for p in method.params}
 
@@ -29,8 +30,9 @@ def label(param: Param) -> str:
     return param.label or param.name.replace("_", " ").capitalize()
 
 
-def _widget(container, method: Method | Metric, param: Param, prefix: str) -> Any:
-    widget_key = key(method.name, param.name, prefix)
+def widget(container, param: Param, widget_key: str) -> Any:
+    """The widget ``param`` describes, keyed ``widget_key``: a toggle, a radio or a slider of its choices, a slider
+    (or, when finer than a hand can drag, a number box) between its bounds, or a text box."""
     common = {"help": param.help, "key": widget_key}
     if param.kind is bool:
         return container.toggle(label(param), param.default, **common)
@@ -55,7 +57,7 @@ def _widget(container, method: Method | Metric, param: Param, prefix: str) -> An
     return container.text_input(label(param), param.default, **common)
 
 
-def draw(container, method: Method | Metric, prefix: str = PREFIX) -> dict[str, Any]:
+def draw(container, method: Described, prefix: str = PREFIX) -> dict[str, Any]:
     """The method's (or metric's) parameter widgets in ``container``, keyed ``<prefix><name>__<parameter>``; their
     values by parameter name."""
-    return {param.name: _widget(container, method, param, prefix) for param in method.params}
+    return {param.name: widget(container, param, key(method.name, param.name, prefix)) for param in method.params}

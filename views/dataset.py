@@ -1,10 +1,7 @@
 """Your dataset: run a labelled image folder through a model, see where it errs and what it looks at per class."""
 
-from ui.frame import through_the_entrypoint
-
-through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
-
 import hashlib
+from typing import NamedTuple
 
 import altair as alt
 import numpy as np
@@ -13,34 +10,36 @@ import streamlit as st
 
 import explainers as ex
 from explainers import estimates
-from explainers.datasets import report as report
-from explainers.datasets.evaluate import Evaluation, Progress
-from explainers.datasets.evaluation import read_image
+from explainers.datasets import analysis
+from explainers.datasets.evaluation import Evaluation, Progress, read_image
 from explainers.datasets.mapping import BY_NAME, BY_POSITION, BY_WORDNET_ID
 from explainers.errors import counted, echo
+from explainers.options import AUTO, DATASET
+from explainers.reports import dataset as dataset_report
 from explainers.reports import render
-from ui import budget, cached
+from ui import budget, cached, data_source, param_widgets
+from ui.data_source import DEMO, SERVER_FOLDER
 from ui.selection import current
-from ui.widgets import photo
+from ui.stops import stop, stopped_on_input_error
+from ui.widgets import overlay_controls, photo
 from ui.zip_upload import unpacked_zip
 
-DEMO, SERVER_FOLDER, ZIP_UPLOAD = "Digits demo (bundled)", "A folder on the server", "A ZIP upload"
 RESULTS_FOLDER = "A results folder on the server"
-MAPPINGS = {"auto": "Automatic", BY_POSITION: "Sorted folders = outputs 0, 1, 2…", BY_NAME: "Folder name = class name",
+MAPPING, BATCH = DATASET.params
+MAPPINGS = {AUTO: "Automatic", BY_POSITION: "Sorted folders = outputs 0, 1, 2…", BY_NAME: "Folder name = class name",
             BY_WORDNET_ID: "Folder name = WordNet id (n01440764…)"}
 GALLERY_LIMIT = 24
 MATRIX_CELL = (16, 80)  # px: the smallest and largest side of a confusion matrix cell
 MATRIX_WIDTH = 720  # px: the matrix's width, as cell sizes within MATRIX_CELL allow
 ATTENTION_CLASSES = 12  # past 24 classes with images, the attention tab starts on this many with the most mistakes
-_RESULTS, _STOPPED = "dataset_results", "dataset_stopped"
+_RESULTS, _STOPPED, _SCANS = "dataset_results", "dataset_stopped", "ds_scans"
 
 selection = current()
 st.title("Your dataset")
 st.caption("A folder with one subfolder per class, through the model: where it errs, and what it looks at per class.")
 
-roots = ex.data_roots.configured_roots()  # no roots: no folder of the server can be named
-sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER, RESULTS_FOLDER] if roots else [])
-source = st.radio("Images", sources, horizontal=True, key="ds_source")
+roots = ex.data_roots.configured_roots()
+source = data_source.choose_source("ds_source", roots, RESULTS_FOLDER)
 
 
 def _some_names(names: list[str], count: int = 10) -> str:
@@ -54,14 +53,9 @@ def _results_folder() -> Evaluation:
                          help="A folder `python -m explainers evaluate --out` wrote (results.json and rows/*.parquet), "
                               f"inside {ex.data_roots.describe(roots)}; a relative path starts in {roots[0]}.").strip()
     if not path:
-        st.info("Give a results folder above: it opens with no model pass.")
-        st.stop()
-    try:
-        with st.spinner("Reading the results…"):
-            opened = cached.open_results(ex.data_roots.resolve_inside(path, roots), roots)
-    except ex.InputError as error:
-        st.error(str(error))
-        st.stop()
+        stop("Give a results folder above: it opens with no model pass.", "info")
+    with stopped_on_input_error(), st.spinner("Reading the results…"):
+        opened = cached.open_results(ex.data_roots.resolve_inside(path, roots), roots)
     st.caption(f"Results of **{opened.model_name or 'an unnamed model'}** ({opened.runner}) on {echo(opened.root_name)}, "
                f"read from the folder with no model pass. They carry their own {len(opened.class_names):,} class "
                "names, so they show the same whichever model the sidebar holds.")
@@ -80,41 +74,30 @@ def _folder() -> str | None:
                                          f"{ex.images.FORMAT_NAMES}. Limit: server.maxUploadSize.")
 
 
-def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
-    """The folder of class subfolders the source names, run through the model (or gathered from the cache)."""
-    try:
-        folder = _folder()
-    except ex.InputError as error:
-        st.error(str(error))
-        st.stop()
-    if folder is None:
-        st.info("Give the folder of class subfolders above.")
-        st.stop()
+def _scan(folder: str) -> ex.datasets.DatasetScan:
+    """The folder's listing, with its progress shown while it runs."""
+    progress = st.empty()
+    with stopped_on_input_error():
+        found = ex.datasets.scan_folder(folder, roots=roots if source == SERVER_FOLDER else None,
+                                        on_progress=lambda seen: progress.caption(f"Listing the folder: {seen:,} entries…"))
+    progress.empty()
+    return found
 
-    if source == DEMO:
-        model = cached.load_model(ex.DIGITS_MODEL)
-        st.caption(f"The demo runs the bundled **{model.display_name}** on 1,000 held-out MNIST digits (see the README). "
-                   "Your own folder runs the sidebar's model.")
-    else:
-        model = selection.model
-        st.caption(f"Model: **{model.display_name}** (from the sidebar).")
 
-    # Listing a large tree costs real time, and display changes rerun the page: list once, until Rescan.
-    scans: dict = st.session_state.setdefault("ds_scans", {})
-    if folder not in scans:
-        listing = st.empty()
-        try:
-            found = ex.datasets.scan_folder(folder, roots=roots if source == SERVER_FOLDER else None,
-                                            on_progress=lambda seen: listing.caption(f"Listing the folder: {seen:,} entries…"))
-        except ex.InputError as error:
-            st.error(str(error))
-            st.stop()
-        listing.empty()
-        scans.clear()  # one listing per session: a large tree's is large
-        scans[folder] = found
-    scan = scans[folder]
+class Asked(NamedTuple):
+    """What an evaluation of a listed folder is asked to compute, and the key its results are kept under."""
 
-    modes = [m for m in MAPPINGS if m != BY_WORDNET_ID or len(model.class_names) == 1000]
+    model: ex.LoadedModel
+    scan: ex.datasets.DatasetScan
+    mapping: ex.datasets.ClassMapping
+    cam_layer: str | None
+    batch_size: int
+    key: tuple
+
+
+def _asked(model: ex.LoadedModel, scan: ex.datasets.DatasetScan) -> Asked:
+    """The evaluation's settings (class matching, Grad-CAM layer, batch), and warnings on how the folders matched."""
+    modes = [m for m in MAPPING.choices if m != BY_WORDNET_ID or len(model.class_names) == 1000]
     settings_row = st.columns([2, 2, 1])
     mode = settings_row[0].selectbox("Match class folders to the model's outputs", modes, format_func=MAPPINGS.get,
                                      key="ds_mapping")
@@ -124,7 +107,7 @@ def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
     if use_cam:
         cam_layer = settings_row[1].selectbox("Grad-CAM layer", model.conv_layers, key="ds_cam_layer",
                                               index=model.conv_layers.index(model.default_cam_layer))
-    batch_size = settings_row[2].select_slider("Batch", [16, 32, 64, 128], 64, key="ds_batch")
+    batch_size = param_widgets.widget(settings_row[2], BATCH, "ds_batch")
     st.caption(f"{len(scan.folders)} class folders matched {mapping.mode}; Grad-CAM of each image's predicted class "
                + (f"at {cam_layer}." if use_cam else f"is unavailable: {model.cam_unavailable}"))
     if mapping.mode == BY_POSITION and len(scan.folders) != len(model.class_names):
@@ -135,54 +118,78 @@ def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
                      f"{_some_names(mapping.unknown)}."] if mapping.unknown else []) + (
                     [f"Empty class folder(s): {_some_names(scan.empty_folders)}."] if scan.empty_folders else []):
         st.warning(problem)
+    key = (model.fingerprint, model.preprocessing, tuple(model.class_names), str(scan.root), mapping.mode, cam_layer,
+           len(scan.files))
+    return Asked(model=model, scan=scan, mapping=mapping, cam_layer=cam_layer, batch_size=batch_size, key=key)
 
-    key = (model.fingerprint, model.preprocessing, tuple(model.class_names), str(scan.root), mapping.mode, cam_layer, len(scan.files))
-    results: dict = st.session_state.setdefault(_RESULTS, {})
 
-    def _run(cached_only: bool) -> Evaluation:
-        bar = st.progress(0.0, "Starting…")
-        for step in ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=cached_only):
-            if isinstance(step, Progress):
-                eta = f", about {step.eta_seconds:.0f} s left" if np.isfinite(step.eta_seconds) else ""
-                bar.progress(step.done / max(step.total, 1),
-                             f"{step.done:,} of {step.total:,} images · {step.images_per_second:,.0f} images/s{eta}")
-            else:
-                bar.empty()
-                return step
-        raise AssertionError("evaluate_iter ends with an Evaluation")
-
-    def _scored_before() -> Evaluation:
-        """What earlier runs (of any session) scored of this folder: gathered from the cache, nothing drawn."""
-        steps = ex.datasets.evaluate_iter(model, scan, mapping, cam_layer, batch_size, cached_only=True)
-        return next(step for step in steps if isinstance(step, Evaluation))
-
-    evaluation = results.get(key)
-    if evaluation is None:
-        if st.session_state.get(_STOPPED) == key:
-            evaluation = _run(cached_only=True)
-            st.warning(f"Stopped after {len(evaluation.files):,} of {evaluation.total:,} images; results below cover those.")
-            if st.button("Resume", key="ds_resume"):
-                st.session_state.pop(_STOPPED)
-                st.rerun()
-        elif (evaluation := _scored_before()).complete:  # no run to stop, so no Stop button and no rerun to drop it
-            results.clear()
-            results[key] = evaluation
+def _run(asked: Asked, cached_only: bool) -> Evaluation:
+    """The evaluation, with a progress bar while it runs; ``cached_only`` gathers what earlier runs scored."""
+    bar = st.progress(0.0, "Starting…")
+    steps = ex.datasets.evaluate_iter(asked.model, asked.scan, asked.mapping, asked.cam_layer, asked.batch_size,
+                                      cached_only=cached_only)
+    for step in steps:
+        if isinstance(step, Progress):
+            eta = f", about {step.eta_seconds:.0f} s left" if np.isfinite(step.eta_seconds) else ""
+            bar.progress(step.done / max(step.total, 1),
+                         f"{step.done:,} of {step.total:,} images · {step.images_per_second:,.0f} images/s{eta}")
         else:
-            remaining = evaluation.total - len(evaluation.files) - len(evaluation.skipped_images)
-            if not budget.approved("ds", key, estimates.evaluation_seconds(model, remaining, cam_layer),
-                                   f"Evaluating the {remaining:,} images not scored yet"):
-                st.stop()
-            st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, key),
-                      help="Finished images stay cached; Resume continues from there.")
-            evaluation = _run(cached_only=False)
-            results.clear()  # one dataset's results per session: they can be large
-            results[key] = evaluation
-            st.rerun()  # drop the Stop button
+            bar.empty()
+            return step
+    raise AssertionError("evaluate_iter ends with an Evaluation")
+
+
+def _scored_before(asked: Asked) -> Evaluation:
+    """What earlier runs (of any session) scored of this folder: gathered from the cache, nothing drawn."""
+    steps = ex.datasets.evaluate_iter(asked.model, asked.scan, asked.mapping, asked.cam_layer, asked.batch_size,
+                                      cached_only=True)
+    return next(step for step in steps if isinstance(step, Evaluation))
+
+
+def _evaluation(asked: Asked) -> Evaluation:
+    """The evaluation this session keeps for ``asked``; else what earlier runs scored, completed after the estimate
+    and its button, or what a stopped run scored (with Resume)."""
+    results: dict = st.session_state.setdefault(_RESULTS, {})
+    if asked.key in results:
+        return results[asked.key]
+    if st.session_state.get(_STOPPED) == asked.key:
+        evaluation = _run(asked, cached_only=True)
+        st.warning(f"Stopped after {len(evaluation.files):,} of {evaluation.total:,} images; results below cover those.")
+        if st.button("Resume", key="ds_resume"):
+            st.session_state.pop(_STOPPED)
+            st.rerun()
+        return evaluation
+    evaluation = _scored_before(asked)
+    if evaluation.complete:  # no run to stop, so no Stop button and no rerun to drop it
+        results.clear()  # one dataset's results per session: they can be large
+        results[asked.key] = evaluation
+        return evaluation
+    remaining = evaluation.total - len(evaluation.files) - len(evaluation.skipped_images)
+    if not budget.approved("ds", asked.key, estimates.evaluation_seconds(asked.model, remaining, asked.cam_layer),
+                           f"Evaluating the {remaining:,} images not scored yet"):
+        st.stop()
+    st.button("Stop this run", key="ds_stop", on_click=lambda: st.session_state.__setitem__(_STOPPED, asked.key),
+              help="Finished images stay cached; Resume continues from there.")
+    results.clear()
+    results[asked.key] = _run(asked, cached_only=False)
+    st.rerun()  # drop the Stop button
+
+
+def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
+    """The folder of class subfolders the source names, run through the model (or gathered from the cache)."""
+    with stopped_on_input_error():
+        folder = _folder()
+    if folder is None:
+        stop("Give the folder of class subfolders above.", "info")
+    model = data_source.explaining_model(source, selection, "on 1,000 held-out MNIST digits")
+    scan = data_source.listed_once(_SCANS, folder, lambda: _scan(folder))
+    asked = _asked(model, scan)
+    evaluation = _evaluation(asked)
     if source == SERVER_FOLDER and st.button(
             "Rescan the folder", key="ds_rescan",
             help="Files added, removed or changed since the run are read; unchanged ones come from the cache."):
-        results.pop(key, None)
-        scans.pop(folder, None)
+        st.session_state.get(_RESULTS, {}).pop(asked.key, None)
+        data_source.forget(_SCANS, folder)
         st.rerun()
     return evaluation, model
 
@@ -200,14 +207,14 @@ show_size = evaluation.input_size or (224, 224)
 if len(evaluation.files) == 0:
     st.error("No image could be evaluated; see the skipped files below.")
 
-summary = report.summary(evaluation)
+summary = analysis.summary(evaluation)
 metrics = st.columns(5)
 metrics[0].metric("Accuracy", f"{summary['accuracy']:.1%}" if summary["images"] else "n/a")
 metrics[1].metric("Macro F1", f"{summary['macro_f1']:.3f}" if summary["images"] else "n/a")
 metrics[2].metric("Images", f"{summary['images']:,}")
 metrics[3].metric("Classes", f"{len(set(evaluation.true.tolist()))}")
 # One count for every file left out, whether the scan found it unusable or the evaluation could not decode it.
-skipped_kinds = " · ".join(f"{kind}: {count:,}" for kind, count in report.skipped_breakdown(evaluation).items())
+skipped_kinds = " · ".join(f"{kind}: {count:,}" for kind, count in analysis.skipped_breakdown(evaluation).items())
 metrics[4].metric("Skipped files", f"{summary['skipped_files']:,}",
                   help="Files in the folder that were not evaluated" + (f"; {skipped_kinds}." if skipped_kinds else "."))
 
@@ -246,24 +253,24 @@ def _image_with_map(place, index: int) -> bool:
         place.image(picture, width="stretch", caption=evaluation.files[index])
     else:
         place.markdown(f"`{evaluation.files[index]}`")
-    place.caption(report.top_classes_text(evaluation.top_classes[index], evaluation.top_probabilities[index],
+    place.caption(analysis.top_classes_text(evaluation.top_classes[index], evaluation.top_probabilities[index],
                                           evaluation.class_names))
     return image is not None
 
 
 evaluation_key = cached.evaluation_digest(evaluation)  # names the content, for views shared between sessions
-matrix = report.confusion(evaluation, report.MATRIX_ROWS)  # drawn: at most MATRIX_ROWS rows stay readable
-confusions = report.top_confusions(evaluation)
-predictions = report.predictions_table(evaluation)
+matrix = analysis.confusion(evaluation, analysis.MATRIX_ROWS)  # drawn: at most MATRIX_ROWS rows stay readable
+confusions = analysis.top_confusions(evaluation)
+predictions = analysis.predictions_table(evaluation)
 matrix_tab, class_tab, image_tab, attention_tab = st.tabs(["Confusion matrix", "Per class", "Per image", "Attention per class"])
 
 with matrix_tab:
     normalized = st.toggle("Row-normalised (share of each true class)", key="ds_normalized")
-    if len(evaluation.class_names) > report.FULL_MATRIX_LIMIT:
+    if len(evaluation.class_names) > analysis.FULL_MATRIX_LIMIT:
         st.caption(f"The model has {len(evaluation.class_names):,} classes; the matrix shows the {len(matrix.rows)} "
                    + (f"of the {len(matrix.rows) + matrix.hidden:,} present in the folder with the most mistakes"
                       if matrix.hidden else "present in the folder")
-                   + f", with every other prediction in '{report.OTHER}'."
+                   + f", with every other prediction in '{analysis.OTHER}'."
                    + (" The CSV export holds every class." if matrix.hidden else ""))
     order = [matrix.label(c) for c in matrix.columns]
 
@@ -304,13 +311,13 @@ with matrix_tab:
         st.session_state["ds_cell_true"], st.session_state["ds_cell_predicted"] = clicked["true"], clicked["predicted"]
     if st.session_state.get("ds_cell_true") not in names_rows or st.session_state.get("ds_cell_predicted") not in order:
         # From the matrix, not the confusion list: a wide model's worst confusion can be a class with no column.
-        true_output, predicted_output = report.default_cell(matrix)
+        true_output, predicted_output = analysis.default_cell(matrix)
         st.session_state["ds_cell_true"] = matrix.label(true_output)
         st.session_state["ds_cell_predicted"] = matrix.label(predicted_output)
     picks = st.columns([1, 1, 2])
     true_name = picks[0].selectbox("True class", names_rows, key="ds_cell_true")
     predicted_name = picks[1].selectbox("Predicted class", order, key="ds_cell_predicted")
-    members = report.cell_members(evaluation, evaluation.class_names.index(true_name) if true_name in evaluation.class_names else -1,
+    members = analysis.cell_members(evaluation, evaluation.class_names.index(true_name) if true_name in evaluation.class_names else -1,
                                   evaluation.class_names.index(predicted_name) if predicted_name in evaluation.class_names else -1,
                                   matrix.columns)
     picks[2].markdown(f"**{counted(len(members), 'image')}** {'was' if len(members) == 1 else 'were'} true *{true_name}* and predicted *{predicted_name}*"
@@ -328,7 +335,7 @@ with matrix_tab:
                  column_config={"share of true class": st.column_config.ProgressColumn(format="%.2f", min_value=0.0, max_value=1.0)})
 
 with class_tab:
-    scores = report.class_report(evaluation)
+    scores = analysis.class_report(evaluation)
     bar = st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0)
     st.dataframe(scores, hide_index=True, width="stretch", column_config={"precision": bar, "recall": bar, "f1": bar})
 
@@ -349,22 +356,21 @@ with image_tab:
         _image_with_map(st.columns(3)[0], int(shown.index[picked_rows[0]]))  # the table's index is the image's
 
 with attention_tab:
-    worst = report.worst_classes(evaluation, 2 * ATTENTION_CLASSES)
+    worst = analysis.worst_classes(evaluation, 2 * ATTENTION_CLASSES)
     shown_classes = worst
     if evaluation.cams.size and len(worst) == 2 * ATTENTION_CLASSES:  # more classes than fit: the user picks
         present = np.flatnonzero(np.bincount(evaluation.true, minlength=len(evaluation.class_names)))
         shown_classes = st.multiselect(
             "Classes", present.tolist(), default=worst[:ATTENTION_CLASSES], format_func=evaluation.class_names.__getitem__,
             key="ds_attention_classes", help=f"It starts on the {ATTENTION_CLASSES} classes with the most mistakes.")
-    attention = cached.class_attention(evaluation, evaluation_key, shown_classes, image_roots)
+    attention = cached.class_attention(evaluation_key, shown_classes, image_roots, evaluation)
     if not evaluation.cams.size:
         st.info(f"Grad-CAM is unavailable for this model: {model.cam_unavailable}" if model else
                 "These results hold no Grad-CAM: they were made without a CAM layer.")
     elif attention:
         look = st.columns([2, 1])
-        opacity = look[0].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="ds_opacity")
-        colormap = look[1].selectbox("Colormap", render.COLORMAPS, key="ds_colormap")
-        st.caption(f"Each class's mean image (of up to {report.MEAN_IMAGE_SAMPLE} of its images), and its mean Grad-CAM "
+        opacity, colormap = overlay_controls(look[0], look[1], "ds_")
+        st.caption(f"Each class's mean image (of up to {analysis.MEAN_IMAGE_SAMPLE} of its images), and its mean Grad-CAM "
                    "(of the predicted class) over the images the model got right and over those it got wrong; "
                    "(right/all) after the name.")
         if all(item.mean_image is None for item in attention):
@@ -375,7 +381,7 @@ with attention_tab:
             for column, item in zip(st.columns(per_row), attention[start : start + per_row]):
                 column.markdown(f"**{item.name}** · {item.correct}/{item.correct + item.wrong} right")
                 strip = cached.picture(("ds_attention", evaluation_key, image_roots, item.name, colormap, opacity),
-                                       lambda item=item: report.attention_strip(item, colormap, opacity))
+                                       lambda item=item: dataset_report.attention_strip(item, colormap, opacity))
                 column.image(strip, width="stretch", caption=("mean image" if item.mean_image is not None
                                                               else "no image") + " · when right · when wrong")
 
@@ -384,15 +390,15 @@ exports = st.columns(5)
 # Files are made when asked for, not on every run.
 exports[0].download_button("Predictions (CSV)", lambda: predictions.to_csv(index=False), "predictions.csv", "text/csv",
                            on_click="ignore", key="ds_predictions_csv")
-exports[1].download_button("Confusion matrix (CSV)", lambda: report.confusion(evaluation).frame().to_csv(),  # every class
+exports[1].download_button("Confusion matrix (CSV)", lambda: analysis.confusion(evaluation).frame().to_csv(),  # every class
                            "confusion_matrix.csv", "text/csv", on_click="ignore", key="ds_confusion_csv")
-exports[2].download_button("Confusion matrix (PNG)", lambda: report.confusion_png(matrix), "confusion_matrix.png",
+exports[2].download_button("Confusion matrix (PNG)", lambda: dataset_report.confusion_png(matrix), "confusion_matrix.png",
                            "image/png", on_click="ignore", key="ds_confusion_png")
 if attention:
     exports[3].download_button("Attention per class (PNG)",
-                               lambda: render.png_bytes(report.attention_grid(attention, colormap, opacity)),
+                               lambda: render.png_bytes(dataset_report.attention_grid(attention, colormap, opacity)),
                                "class_attention.png", "image/png", on_click="ignore", key="ds_attention_png")
 exports[4].download_button(
-    "Export report (HTML)", lambda: report.report_html(evaluation, model_name, read=lambda location: read_image(location, image_roots)),
+    "Export report (HTML)", lambda: dataset_report.report_html(evaluation, model_name, read=lambda location: read_image(location, image_roots)),
     "dataset_report.html", "text/html",
     on_click="ignore", key="ds_report", help="One file with every picture inside; opens offline.")

@@ -1,13 +1,9 @@
 """Which method to trust: attribution methods scored over a dataset by metrics, per class, with intervals."""
 
-from ui.frame import through_the_entrypoint
-
-through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
-
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import numpy as np
 import streamlit as st
@@ -18,16 +14,18 @@ from explainers.datasets.evaluation import Progress
 from explainers.datasets.mapping import BY_POSITION
 from explainers.datasets.sources import Listing, list_images
 from explainers.errors import echo
+from explainers.options import PER_CLASS, SEED
 from explainers.runtime.cache import cache_dir
 from explainers.trust import FAMILIES, METRICS
 from explainers.trust import masks as object_masks
 from explainers.trust.evaluate import TrustResult, evaluate_trust_iter, sample_listing, trust_seconds
 from explainers.trust.scoring import TARGETS, TrustRequest, trust_request
-from ui import budget, cached, method_params, share, trust_results
+from ui import budget, cached, data_source, param_widgets, share, trust_results
+from ui.data_source import DEMO, SERVER_FOLDER
 from ui.selection import current
+from ui.stops import stop, stopped_on_input_error
 from ui.zip_upload import unpacked_zip
 
-DEMO, ZIP_UPLOAD, SERVER_FOLDER = "Digits demo (bundled)", "A ZIP upload", "A folder on the server"
 RESULTS_FOLDER = "A trust results folder on the server"
 NO_MASKS, STROKES, ZIP_MASKS = "None", "The digits' strokes", "The masks/ folder in the ZIP"
 SERVER_MASKS, SERVER_BOXES, UPLOADED_BOXES = "A masks folder on the server", "A boxes CSV on the server", \
@@ -35,7 +33,6 @@ SERVER_MASKS, SERVER_BOXES, UPLOADED_BOXES = "A masks folder on the server", "A 
 TARGET_WORDS = {"true": "Its true class (its folder)", "predicted": "The model's predicted class"}
 # Fast, and one of each kind: gradients, path integrals, propagation and two CAMs; Score-CAM's masks cost the most.
 DEFAULT_METHODS = ["gradcam", "saliency", "integrated_gradients", "guided_backprop", "scorecam"]
-DEFAULT_PER_CLASS = 10
 # Evaluations a session keeps: going back to an earlier choice shows it again at once (the estimate cannot see that
 # its values are cached, and would ask for the button again).
 KEPT_RESULTS = 3
@@ -67,21 +64,15 @@ st.caption("Attribution methods scored over your images by metrics of faithfulne
            "complexity and localisation: per class, with 95% intervals, how stable each ranking is, and where the "
            "metrics agree.")
 
-roots = ex.data_roots.configured_roots()  # no roots: no folder of the server can be named
-sources = [DEMO, ZIP_UPLOAD] + ([SERVER_FOLDER, RESULTS_FOLDER] if roots else [])
-source = st.radio("Images", sources, horizontal=True, key="trust_source")
-
-
-def _stop(message: str, kind: str = "error") -> NoReturn:
-    getattr(st, kind)(message)
-    st.stop()
+roots = ex.data_roots.configured_roots()
+source = data_source.choose_source("trust_source", roots, RESULTS_FOLDER)
 
 
 def _dataset() -> Dataset:
     """The images the source names, listed for the model that will explain them; the page stops with one sentence
     when there are none."""
     zip_masks = None
-    try:
+    with stopped_on_input_error():
         if source == DEMO:
             folder: str | None = str(ex.samples.DIGITS_TEST_FOLDER)
         elif source == SERVER_FOLDER:
@@ -95,28 +86,16 @@ def _dataset() -> Dataset:
             if folder is not None:
                 folder, zip_masks = (str(part) if part is not None else None
                                      for part in object_masks.split_masks_folder(folder))
-    except ex.InputError as error:
-        _stop(str(error))
     if folder is None:
-        _stop("Give the folder of class folders above.", "info")
-    if source == DEMO:
-        model = cached.load_model(ex.DIGITS_MODEL)
-        st.caption(f"The demo explains the bundled **{model.display_name}** on 1,000 held-out MNIST digits; each "
-                   "digit's strokes can serve as its object mask. Your own images use the sidebar's model.")
-    else:
-        model = selection.model
-        st.caption(f"Model: **{model.display_name}** (from the sidebar).")
-    listings: dict = st.session_state.setdefault(_LISTINGS, {})
-    key = (folder, model.fingerprint, tuple(model.class_names))
-    if key not in listings:
-        try:
-            with st.spinner("Listing the images…"):
-                found = list_images(folder, model, roots=roots if source == SERVER_FOLDER else None)
-        except ex.InputError as error:
-            _stop(str(error))
-        listings.clear()  # one listing per session: a large tree's is large
-        listings[key] = found
-    listing = listings[key]
+        stop("Give the folder of class folders above.", "info")
+    model = data_source.explaining_model(source, selection, "on 1,000 held-out MNIST digits, each digit's strokes "
+                                                            "serving as its object mask")
+
+    def listed() -> Listing:
+        with stopped_on_input_error(), st.spinner("Listing the images…"):
+            return list_images(folder, model, roots=roots if source == SERVER_FOLDER else None)
+
+    listing = data_source.listed_once(_LISTINGS, (folder, model.fingerprint, tuple(model.class_names)), listed)
     if listing.mapping.unknown:
         st.warning(f"{len(listing.mapping.unknown)} class folder(s) the model has no class for are left out: "
                    + ", ".join(echo(name, 40) for name in listing.mapping.unknown[:10]) + ".")
@@ -125,7 +104,7 @@ def _dataset() -> Dataset:
                    f"{len(listing.mapping.output_of_folder)} classes; they are matched by position (the first sorted "
                    "folder is output 0).")
     if not listing.paths:
-        _stop("The folder holds no image of a class the model knows.")
+        stop("The folder holds no image of a class the model knows.")
     return Dataset(model, listing, Path(zip_masks) if zip_masks else None)
 
 
@@ -210,7 +189,7 @@ def _methods(model: ex.LoadedModel) -> dict[str, tuple[str | None, dict[str, Any
         for index, name in enumerate(methods):
             column = columns[index % 3]
             column.markdown(f"**{REGISTRY[name].label}**")
-            params = method_params.draw(column, REGISTRY[name], method_params.TRUST_METHOD_PREFIX)
+            params = param_widgets.draw(column, REGISTRY[name], param_widgets.TRUST_METHOD_PREFIX)
             layer = None
             if REGISTRY[name].needs_layer:
                 layer_key = f"trust_layer_{name}"
@@ -257,7 +236,7 @@ def _metrics(has_masks: bool) -> dict[str, dict[str, Any]]:
         for index, name in enumerate(tuned):
             column = columns[index % 3]
             column.markdown(f"**{METRICS[name].label}**")
-            params[name] = method_params.draw(column, METRICS[name], method_params.TRUST_METRIC_PREFIX)
+            params[name] = param_widgets.draw(column, METRICS[name], param_widgets.TRUST_METRIC_PREFIX)
         if len(tuned) < len(chosen):
             st.caption("Without parameters: " + ", ".join(METRICS[n].label for n in chosen if not METRICS[n].params)
                        + ".")
@@ -306,20 +285,13 @@ def _evaluated() -> tuple[trust_results.Shown, trust_results.Scored]:
     methods = _methods(model)
     metrics = _metrics(chosen.masks is not None)
     sample_row = st.columns([1, 1, 2])
-    st.session_state.setdefault("trust_per_class", DEFAULT_PER_CLASS)  # a default, or the link's number
-    per_class = int(sample_row[0].number_input("Images per class", 1, 100_000, step=1, key="trust_per_class",
-                                               help="Drawn at random from each class with the seed; a class with "
-                                                    "fewer gives all it has."))
-    seed = int(sample_row[1].number_input("Seed", 0, 2**31 - 1, step=1, key="trust_seed",
-                                          help="Draws the sample and the bootstrap resamples: the same seed, the "
-                                               "same answer."))
+    per_class = int(param_widgets.widget(sample_row[0], PER_CLASS, "trust_per_class"))
+    seed = int(param_widgets.widget(sample_row[1], SEED, "trust_seed"))
     target = sample_row[2].radio("Each map explains", TARGETS, format_func=TARGET_WORDS.get, horizontal=True,
                                  key="trust_target")
-    try:
+    with stopped_on_input_error("warning"):
         request = trust_request(model, methods, metrics, has_masks=chosen.masks is not None, target=target)
         sample = sample_listing(listing, per_class, seed)
-    except ex.InputError as error:
-        _stop(str(error), "warning")
     images = len(sample.paths)
     short = f" ({len(sample.classes_short)} classes have fewer and give all they have)" if sample.classes_short else ""
     st.caption(f"{images:,} images: up to {per_class:,} of each of {len(set(sample.true))} classes{short}, "
@@ -363,12 +335,9 @@ def _opened_folder() -> trust_results.Shown:
                                f"images.parquet), inside {ex.data_roots.describe(roots)}; a relative path starts in "
                                f"{roots[0]}.").strip()
     if not typed:
-        _stop("Give a trust results folder above: it opens with no model pass.", "info")
-    try:
-        with st.spinner("Reading the results…"):
-            opened = cached.open_trust(ex.data_roots.resolve_inside(typed, roots), typed)
-    except ex.InputError as error:
-        _stop(str(error))
+        stop("Give a trust results folder above: it opens with no model pass.", "info")
+    with stopped_on_input_error(), st.spinner("Reading the results…"):
+        opened = cached.open_trust(ex.data_roots.resolve_inside(typed, roots), typed)
     result, described = opened.result, opened.described
     st.caption(f"Results of **{echo(result.model_name) or 'an unnamed model'}** on {echo(result.root)}, read from the "
                "folder with no model pass.")

@@ -1,9 +1,5 @@
 """What the model learned: inputs that maximise a class's logit or a layer's channels (activation maximisation)."""
 
-from ui.frame import through_the_entrypoint
-
-through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
-
 import dataclasses
 import time
 
@@ -11,10 +7,10 @@ import numpy as np
 import streamlit as st
 
 from explainers import learned
-from explainers.learned import Settings, class_index
+from explainers.learned import class_index
 from explainers.methods.maps import upsample
 from explainers.reports import render
-from ui import budget, cached
+from ui import budget, cached, param_widgets, view_settings
 from ui.selection import current
 from ui.widgets import photo
 
@@ -30,21 +26,12 @@ st.caption("Each picture is an input optimised, from a grey start, to raise one 
            "regularisers, jitter and rotation). It shows what the model looks for, not a photo of the class. "
            "Erhan et al. 2009; Simonyan et al. 2013, arXiv:1312.6034.")
 
-defaults = Settings().for_model(model)
 with st.expander("Optimisation settings"):
-    row = st.columns(6)
-    helps = {setting.name: setting.metadata["help"].capitalize() + "." for setting in dataclasses.fields(Settings)}
-    settings = Settings(
-        steps=row[0].slider("Steps", 10, 300, defaults.steps, 10, key="learned_steps", help=helps["steps"]),
-        tv_weight=row[1].select_slider("Total variation", [0.0, 0.1, 0.3, 1.0, 3.0], defaults.tv_weight,
-                                       key="learned_tv", help=helps["tv_weight"]),
-        norm_weight=row[2].select_slider("Norm", [0.0, 0.1, 0.3, 1.0], defaults.norm_weight, key="learned_norm",
-                                         help=helps["norm_weight"]),
-        jitter=row[3].slider("Jitter (px)", 0, 16, defaults.jitter, key="learned_jitter", help=helps["jitter"]),
-        learning_rate=row[4].select_slider("Step size", [0.3, 1.0, 3.0, 10.0], defaults.learning_rate,
-                                           key="learned_rate", help=helps["learning_rate"]),
-        seed=row[5].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="learned_seed", help=helps["seed"]),
-    )
+    own = learned.params_for(model)  # the model's own defaults (the jitter scales with its picture)
+    row = st.columns(len(own.params))
+    settings = learned.settings_for(model, **{
+        param.name: param_widgets.widget(column, param, param_widgets.key(own.name, param.name, view_settings.LEARNED_PREFIX))
+        for column, param in zip(row, own.params)})
 
 classes_tab, channels_tab = st.tabs(["Classes", "Channels"])
 with classes_tab:
@@ -60,7 +47,7 @@ with channels_tab:
     else:
         left, right = st.columns([2, 1])
         layer = left.selectbox("Layer", model.conv_layers, index=len(model.conv_layers) // 2, key="learned_layer")
-        count = right.slider("Channels", 1, 12, 6, key="learned_channel_count")
+        count = param_widgets.widget(right, view_settings.LEARNED_CHANNELS, "learned_channel_count")
         if selection.images:
             features = cached.feature_maps(model, selection.images[0], layer, count)
             channels = [int(c) for c in features.channels]

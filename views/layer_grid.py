@@ -1,18 +1,14 @@
 """Layer-by-layer Grad-CAM: images as rows, layers as columns, one band per class."""
 
-from ui.frame import through_the_entrypoint
-
-through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
-
 import numpy as np
 import streamlit as st
 
 from explainers import REGISTRY, estimates
 from explainers.attribution import LOW_PROBABILITY, format_probability, is_low_probability, low_probability_note
 from explainers.reports import render
-from ui import budget, cached, layer_positions
+from ui import budget, cached, layer_positions, param_widgets, view_settings
 from ui.selection import current
-from ui.widgets import UNLIKELY_CAPTION, photo
+from ui.widgets import UNLIKELY_CAPTION, class_bands, overlay_controls, photo
 
 GRID_METHODS = [name for name, method in REGISTRY.items() if method.cam_weights]  # one pass fills every layer
 THUMB = 200  # display height of a cell in pixels; downloads use full resolution
@@ -37,19 +33,7 @@ infos = {info.path: info for info in model.layers}
 left, middle, right = st.columns([1, 1, 2])
 method = left.selectbox("Method", GRID_METHODS, format_func=lambda m: REGISTRY[m].label, key="grid_method",
                         help="Layer-CAM keeps early layers sharper than Grad-CAM.")
-class_mode = middle.radio("Classes", ["Top predicted", "Least likely", "One class by name"], key="grid_class_mode",
-                          help="Least likely: each image's least probable class, a map of what speaks against it.")
-if class_mode == "Top predicted":
-    top_n = int(middle.number_input("How many", 1, 5, 2, key="grid_top_n"))
-    ranked = np.argsort(-selection.probabilities, axis=1)[:, :top_n]
-    bands = [(f"Top-{r + 1} class", ranked[:, r]) for r in range(top_n)]
-elif class_mode == "Least likely":
-    bands = [("Least likely class", selection.probabilities.argmin(axis=1))]
-else:
-    first_top = int(selection.probabilities[0].argmax())
-    chosen = middle.selectbox("Class", range(len(model.class_names)), index=first_top,
-                              format_func=lambda c: model.class_names[c], key="grid_class")
-    bands = [(f"Class: {model.class_names[chosen]}", np.full(len(selection.names), chosen))]
+bands = class_bands(middle, "grid_", model, selection.probabilities, several=True, label="Classes")
 
 layer_mode = right.radio("Choose layers", ["By name", "By position from the end"], horizontal=True, key="grid_layer_mode")
 if layer_mode == "By name":
@@ -74,8 +58,7 @@ if not layers:
     st.stop()
 
 display = st.columns([2, 1, 2])
-opacity = display[0].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="grid_opacity")
-colormap = display[1].selectbox("Colormap", render.COLORMAPS, key="grid_colormap")
+opacity, colormap = overlay_controls(display[0], display[1], "grid_")
 mode = display[2].radio("Show", render.DISPLAY_MODES, horizontal=True, key="grid_mode")
 
 images = selection.images * len(bands)
@@ -166,7 +149,7 @@ with st.expander("Feature maps: what a layer's most active channels respond to")
     columns = st.columns(3)
     feature_layer = columns[0].selectbox("Layer", layers, key="grid_features_layer")
     image_name = columns[1].selectbox("Image", selection.names, key="grid_features_image")
-    count = columns[2].slider("Channels", 4, 32, 16, 4, key="grid_features_count")
+    count = param_widgets.widget(columns[2], view_settings.FEATURE_CHANNELS, "grid_features_count")
     image = selection.images[selection.names.index(image_name)]
     features = cached.feature_maps(model, image, feature_layer, count)
     st.caption(f"{feature_layer} has {infos[feature_layer].channels} channels at {infos[feature_layer].resolution}; "

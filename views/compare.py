@@ -1,25 +1,21 @@
 """Method comparison: the same images and class through several methods, with scores that say which to trust."""
 
-from ui.frame import through_the_entrypoint
-
-through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
-
 import time
 
 import numpy as np
 import streamlit as st
 
-from explainers import REGISTRY, estimates, scores, unavailable_methods
+from explainers import REGISTRY, attribute, estimates, scores, unavailable_methods
 from explainers.attribution import format_probability, is_low_probability, low_probability_note
+from explainers.options import CURVE_STEPS
 from explainers.reports import comparison, render
 from explainers.scores import completeness as completeness_scores
 from explainers.scores import sanity as sanity_scores
-from ui import budget, cached, charts, method_params
+from ui import budget, cached, charts, param_widgets
 from ui.selection import current
-from ui.widgets import UNLIKELY_CAPTION, photo
+from ui.widgets import UNLIKELY_CAPTION, class_bands, overlay_controls, photo
 
 DEFAULT_METHODS = ["saliency", "smoothgrad", "scorecam"]
-DEFAULT_STEPS = 16  # of the deletion and insertion curves
 LAYER_METHODS = [name for name, m in REGISTRY.items() if m.needs_layer]
 THUMB = 200
 SCORE_HELP = {
@@ -51,16 +47,8 @@ methods = top[0].multiselect("Methods", offered, default=[m for m in DEFAULT_MET
 for reason in dict.fromkeys(unavailable.values()):  # one line per reason, in registry order
     names = ", ".join(REGISTRY[name].label for name, why in unavailable.items() if why == reason)
     top[0].caption(f"Not available here: {names}. {reason}")
-class_mode = top[1].radio("Class", ["Each image's top class", "Each image's least likely class", "One class by name"],
-                          key="cmp_class_mode")
-if class_mode == "One class by name":
-    chosen = top[1].selectbox("Class", range(len(model.class_names)), key="cmp_class",
-                              index=int(selection.probabilities[0].argmax()), format_func=lambda c: model.class_names[c])
-    targets = [chosen] * len(selection.names)
-elif class_mode == "Each image's least likely class":
-    targets = [int(p.argmin()) for p in selection.probabilities]
-else:
-    targets = [int(p.argmax()) for p in selection.probabilities]
+(band,) = class_bands(top[1], "cmp_", model, selection.probabilities)
+targets = [int(c) for c in band.classes]
 if not methods:
     st.info("Choose at least one method.")
     st.stop()
@@ -71,7 +59,7 @@ with st.expander("Method parameters"):
     for index, name in enumerate(methods):
         column = columns[index % 3]
         column.markdown(f"**{REGISTRY[name].label}**")
-        params = method_params.draw(column, REGISTRY[name])
+        params = param_widgets.draw(column, REGISTRY[name])
         layer = None
         if name in LAYER_METHODS:
             layer = column.selectbox("Layer", model.conv_layers, index=model.conv_layers.index(model.default_cam_layer),
@@ -81,14 +69,13 @@ with st.expander("Method parameters"):
         settings[name] = {"layer": layer, "params": params}
 
 display = st.columns([2, 1, 1])
-opacity = display[0].slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="cmp_opacity")
-colormap = display[1].selectbox("Colormap", render.COLORMAPS, key="cmp_colormap")
+opacity, colormap = overlay_controls(display[0], display[1], "cmp_")
 clip = display[2].select_slider("Clip at percentile", [90.0, 95.0, 99.0, 99.5, 100.0], 99.0, key="cmp_clip",
                                 help="Gradient maps are spiky; clipping the top pixels makes their structure visible.")
 
 digests = [cached.digest(image) for image in selection.images]
 # The scores' steps slider is drawn below the maps, but what it holds is part of what this run computes.
-steps = st.session_state.get("cmp_steps", DEFAULT_STEPS)
+steps = st.session_state.get("cmp_steps", CURVE_STEPS.default)
 requested = {name: (settings[name]["layer"], settings[name]["params"]) for name in methods}
 maps_estimate = estimates.comparison_seconds(model, selection.images, requested, targets, steps)
 asked = (model.fingerprint, tuple(digests), tuple(int(t) for t in targets), cached.sanity_request(requested), steps)
@@ -99,7 +86,7 @@ results: dict[str, object] = {}
 progress = st.progress(0.0, "Computing maps…")
 for index, name in enumerate(methods):
     progress.progress(index / len(methods), f"Computing {REGISTRY[name].label}…")
-    results[name] = cached.attribute(model, selection.images, name, targets=targets, layer=settings[name]["layer"],
+    results[name] = attribute(model, selection.images, name, targets=targets, layer=settings[name]["layer"],
                                      **settings[name]["params"])
 progress.empty()
 
@@ -145,12 +132,12 @@ for advice in completeness_scores.completeness_advice(results, selection.names):
     st.warning(advice, icon="⚠️")
 
 st.subheader("Which map to trust")
-steps = st.select_slider("Deletion / insertion steps", [8, 16, 32, 64], DEFAULT_STEPS, key="cmp_steps")
+steps = param_widgets.widget(st, CURVE_STEPS, "cmp_steps")
 curves = {}
 with st.spinner("Scoring deletion and insertion…"):
     for name in methods:
         curves[name] = scores.deletion_insertion(model, selection.images, results[name], steps=steps)
-names, agreement = cached.agreement(results)
+names, agreement = cached.agreement({name: result.raw for name, result in results.items()})
 
 
 def draw_sanity(checks: dict, seconds: float) -> None:
@@ -196,7 +183,7 @@ with tabs[1]:
     if last is not None and last["asked"] == sanity_asked:
         draw_sanity(last["checks"], last["seconds"])
     else:
-        estimate = cached.sanity_estimate(model, selection.images, sanity_methods, results)
+        estimate = scores.sanity.estimate_seconds(model, selection.images, sanity_methods, results)
         cost = estimates.describe(estimate)
         if last is not None:
             st.info("The last sanity check was run for other methods, images, classes or parameters; its result is "

@@ -1,15 +1,11 @@
 """Model and predictions: what the model is, which layers it offers, and what it sees in each image."""
 
-from ui.frame import through_the_entrypoint
-
-through_the_entrypoint()  # before the engine is imported: a deep link's first run starts over through dashboard.py
-
 import functools
 
 import pandas as pd
 import streamlit as st
 
-from explainers import PRESETS, estimates
+from explainers import PRESETS, estimates, explain
 from explainers.reports import render
 from ui import budget, cached
 from ui.selection import current
@@ -72,7 +68,7 @@ else:
 
         @functools.cache
         def maps() -> list:  # one engine call for every image, made only when a picture is not cached yet
-            return cached.explain(model, selection.images, "gradcam", layer=layer)
+            return list(explain(model, selection.images, "gradcam", layer=layer))
 
         cells = st.columns(4)
         for index, image in enumerate(selection.images):

@@ -1,8 +1,8 @@
 """A dataset evaluation as a results folder: ``results.json`` plus one Parquet row per image under ``rows/``.
 
-The in-process evaluation and the Ray pipeline both score batches with
-``score_rows`` and write the same folder; the dashboard and the CLI's reports
-open it with ``open_results`` and never run the model again.
+The in-process evaluation and the Ray pipeline both write the rows ``scoring``
+gives as this folder; the dashboard and the CLI's reports open it with
+``open_results`` and never run the model again.
 """
 
 from __future__ import annotations
@@ -20,110 +20,24 @@ import pyarrow.parquet as pq
 
 from explainers.datasets.evaluation import Evaluation
 from explainers.datasets.mapping import ClassMapping
+from explainers.datasets.scoring import RESULT_COLUMNS, ROW_COLUMNS, TOP_K, cam_shape, row_columns
 from explainers.errors import InputError, echo
 from explainers.inputs.data_roots import check_path
-from explainers.methods.cams import combine_cam
-from explainers.methods.registry import REGISTRY
 from explainers.models.loading import LoadedModel
-from explainers.runtime.targets import TOP1, probabilities_from_logits
 
-TOP_K = 5
-
-SCHEMA = pa.schema([
-    ("path", pa.string()),
-    ("true_class", pa.int32()),
-    ("top_classes", pa.list_(pa.int32())),
-    ("top_probabilities", pa.list_(pa.float32())),
-    ("p_true", pa.float32()),
-    ("least_class", pa.int32()),
-    ("least_probability", pa.float32()),
-    ("cam", pa.binary()),
-    ("error", pa.string()),
-])
-RESULT_COLUMNS = ("top_classes", "top_probabilities", "p_true", "least_class", "least_probability", "cam")
-
-
-def cam_shape(model: LoadedModel, cam_layer: str | None) -> tuple[int, int]:
-    """(h, w) of the Grad-CAM ``score_rows`` gives at ``cam_layer``: the layer's spatial size; (0, 0) for None."""
-    if cam_layer is None:
-        return 0, 0
-    for info in model.layers:
-        if info.path == cam_layer and info.height and info.width:
-            return int(info.height), int(info.width)
-    raise InputError(f"'{cam_layer}' is not a layer of {model.display_name} with a fixed spatial size.")
-
-
-def _scores(model: LoadedModel, images: list[np.ndarray], cam_layer: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (B, classes), cams (B, h, w) float32 in [0, 1], (B, 0, 0) without a CAM layer)."""
-    x = model.to_input(model.resize(images))
-    targets = np.full(len(x), TOP1, np.int32)
-    if cam_layer is None:
-        logits = model.runtime.forward(x, targets, batch_size=len(x)).logits
-        cams = np.zeros((len(x), 0, 0), np.float32)
-    else:
-        # One backward pass gives both the logits and the predicted class's gradients at the layer.
-        result = model.runtime.gradients(x, targets, (cam_layer,), batch_size=len(x))
-        acts, grads = result.activations[0], result.layer_gradients[0]
-        cams = combine_cam(acts, REGISTRY["gradcam"].cam_weights(acts, grads), acts.shape[1:3])  # at layer resolution
-        peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
-        cams = np.where(peak > 0, cams / np.where(peak > 0, peak, 1), 0).astype(np.float32)
-        logits = result.logits
-    return probabilities_from_logits(logits, model.output_kind), cams
-
-
-def rows_from_scores(paths: Sequence[str], true: Sequence[int], probabilities: np.ndarray,
-                     cams: np.ndarray) -> dict[str, list]:
-    """SCHEMA columns for scored images: ``probabilities`` (N, classes), ``cams`` (N, h, w) in [0, 1]."""
-    k = min(TOP_K, probabilities.shape[1])
-    # A stable sort keeps the lowest index first among ties, as argmax does, so top-1 is the prediction.
-    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    true_arr = np.asarray(true, np.int64)
-    least = probabilities.argmin(axis=1)
-    rows = np.arange(len(probabilities))
-    return _columns(paths, true_arr, top, np.take_along_axis(probabilities, top, axis=1),
-                    probabilities[rows, true_arr], least, probabilities[rows, least], cams)
-
-
-def _columns(paths: Sequence[str], true: np.ndarray, top: np.ndarray, top_p: np.ndarray, p_true: np.ndarray,
-             least: np.ndarray, least_p: np.ndarray, cams: np.ndarray) -> dict[str, list]:
-    """SCHEMA columns of scored rows, from their per-image arrays."""
-    return {
-        "path": [str(p) for p in paths],
-        "true_class": np.asarray(true).astype(np.int32).tolist(),
-        "top_classes": top.astype(np.int32).tolist(),
-        "top_probabilities": top_p.astype(np.float32).tolist(),
-        "p_true": p_true.astype(np.float32).tolist(),
-        "least_class": least.astype(np.int32).tolist(),
-        "least_probability": least_p.astype(np.float32).tolist(),
-        "cam": [c.astype("<f2").tobytes() for c in cams] if cams.size else [b""] * len(paths),
-        "error": [None] * len(paths),
-    }
-
-
-def score_rows(model: LoadedModel, paths: Sequence[str], true: Sequence[int], images: Sequence[np.ndarray | str],
-               cam_layer: str | None) -> dict[str, list]:
-    """One Parquet row per image (SCHEMA's columns, in the order given): the model's pass for the images that
-    decoded, an error row for each ``str`` entry (the reason it could not be read).
-
-    ``cam_layer`` None skips Grad-CAM (``cam`` is then empty bytes). The result
-    converts with ``pyarrow.table(columns, schema=SCHEMA)`` and is a valid Ray
-    Data ``map_batches`` return value.
-    """
-    good = [i for i, image in enumerate(images) if not isinstance(image, str)]
-    columns: dict[str, list] = {name: [None] * len(images) for name in SCHEMA.names}
-    columns["path"] = [str(p) for p in paths]
-    columns["true_class"] = [int(t) for t in true]
-    for i, image in enumerate(images):
-        if isinstance(image, str):
-            columns["error"][i] = image
-    if good:
-        probabilities, cams = _scores(model, [images[i] for i in good], cam_layer)
-        scored = rows_from_scores([paths[i] for i in good], [true[i] for i in good], probabilities, cams)
-        for name in RESULT_COLUMNS:
-            for j, i in enumerate(good):
-                columns[name][i] = scored[name][j]
-    return columns
-
+_COLUMN_TYPES = {
+    "path": pa.string(),
+    "true_class": pa.int32(),
+    "top_classes": pa.list_(pa.int32()),
+    "top_probabilities": pa.list_(pa.float32()),
+    "p_true": pa.float32(),
+    "least_class": pa.int32(),
+    "least_probability": pa.float32(),
+    "cam": pa.binary(),
+    "error": pa.string(),
+}
+# The rows' Parquet schema: scoring's columns, in its order, so a scored batch converts as it is.
+SCHEMA = pa.schema([(name, _COLUMN_TYPES[name]) for name in ROW_COLUMNS])
 
 INFO_FILE, ROWS_FOLDER = "results.json", "rows"
 FORMAT_VERSION = 1
@@ -194,8 +108,9 @@ def clear_rows(out: str | Path) -> None:
 
 def evaluation_columns(ev: Evaluation) -> dict[str, list]:
     """An Evaluation as SCHEMA columns: its scored images, then its unreadable images as error rows."""
-    scored = _columns(ev.files, ev.true, ev.top_classes, ev.top_probabilities, ev.p_true, ev.least_class,
-                      ev.least_probability, ev.cams)
+    scored = row_columns(paths=ev.files, true=ev.true, top_classes=ev.top_classes,
+                         top_probabilities=ev.top_probabilities, p_true=ev.p_true, least_class=ev.least_class,
+                         least_probability=ev.least_probability, cams=ev.cams)
     for (file, reason), true in zip(ev.skipped_images, ev.skipped_images_true, strict=True):
         for name in SCHEMA.names:
             scored[name].append(None)
