@@ -33,7 +33,14 @@ from explainers.methods import (
     REGISTRY,  # noqa: E402
     method_names,  # noqa: E402
 )
-from explainers.models import DEFAULT_MODEL, DIGITS_MODEL, LoadedModel, available_models, load_model  # noqa: E402
+from explainers.models import (  # noqa: E402
+    DEFAULT_MODEL,
+    DIGITS_MODEL,
+    SHORTCUT_MODEL,
+    LoadedModel,
+    available_models,
+    load_model,
+)
 from explainers.models.labels import parse_labels, read_labels  # noqa: E402
 from explainers.models.layers import LayerInfo, conv_layer_names, spatial_layers  # noqa: E402
 from explainers.models.preprocessing import PRESETS  # noqa: E402
@@ -47,6 +54,7 @@ __all__ = [
     "PRESETS",
     "REGISTRY",
     "RESULTS",
+    "SHORTCUT_MODEL",
     "TOP1",
     "Attribution",
     "FeatureMaps",

@@ -1,4 +1,4 @@
-"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset | --learned | --trust]
+"""Benchmark: python -m explainers.bench [--repeats 5] [--images 4] [--page | --dataset | --learned | --trust | --concepts]
 
 On the embedded model, prints for each method the median seconds for a batch of
 images and its ratio to a floor: preparing the model input (resize and
@@ -40,6 +40,11 @@ default methods, every metric, the digits' strokes as masks; medians of 3 runs u
 the seconds, the time inside model passes over their floor (the passes the registrations count, each priced at a
 pass of its kind and size timed right after the run), ROAD's imputation against its registered work, and the
 estimate's error (``explainers.bench_trust``).
+
+``--concepts`` times the strategies on a 100,000-row results folder made from the known-shortcut demo's maps (seconds
+per class and in all, against one k-means per class; ``--concepts-rows N`` for another size), then TCAV for 5 concepts
+x 10 classes on the demo's model at the default runs (seconds, the estimate, the passes against the same passes alone;
+``--concepts-runs N`` for a quick check) (``explainers.bench_concepts``).
 """
 
 from __future__ import annotations
@@ -212,7 +217,8 @@ def bench_learned(repeats: int, together: int = 10) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, help="runs per figure, whose median is shown (default 5; --trust 3)")
+    parser.add_argument("--repeats", type=int,
+                        help="runs per figure, whose median is shown (default 5; --trust and --concepts 3)")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--page", action="store_true", help="time the comparison page's default work instead")
     parser.add_argument("--dataset", action="store_true", help="images/s on the digits demo folder instead")
@@ -221,7 +227,18 @@ def main() -> None:
                         help="the trust evaluation of the digits demo: seconds, passes over their floor, the estimate")
     parser.add_argument("--trust-images", type=int, metavar="N", help="with --trust: N images (N / 10 per class) "
                                                                        "instead of all 1,000, for a quick check")
+    parser.add_argument("--concepts", action="store_true",
+                        help="strategies on 100,000 rows and TCAV for 5 concepts x 10 classes on the shortcut demo")
+    parser.add_argument("--concepts-rows", type=int, default=100_000, metavar="N",
+                        help="with --concepts: the rows of the strategies' results folder (default %(default)s)")
+    parser.add_argument("--concepts-runs", type=int, metavar="N",
+                        help="with --concepts: TCAV runs instead of the default, for a quick check")
     args = parser.parse_args()
+    if args.concepts:
+        from explainers import bench_concepts
+
+        bench_concepts.bench(args.repeats or 3, args.concepts_rows, args.concepts_runs)
+        return
     if args.trust:
         from explainers import bench_trust
 

@@ -63,13 +63,13 @@ class Run(NamedTuple):
 
 
 @contextmanager
-def _timed(owner: object, name: str, seconds: list[float], record: Callable | None = None) -> Iterator[None]:
+def timed_calls(owner: object, name: str, seconds: list[float], record: Callable | None = None) -> Iterator[None]:
     """Time every call of ``owner.name`` into ``seconds[0]`` while the block runs (``record(*args, **kwargs)`` sees
     each call first); the original is put back after."""
     original = getattr(owner, name)
 
     @functools.wraps(original)
-    def timed(*args, **kwargs):
+    def timed_call(*args, **kwargs):
         if record is not None:
             record(*args, **kwargs)
         start = time.perf_counter()
@@ -78,7 +78,7 @@ def _timed(owner: object, name: str, seconds: list[float], record: Callable | No
         finally:
             seconds[0] += time.perf_counter() - start
 
-    setattr(owner, name, timed)
+    setattr(owner, name, timed_call)
     try:
         yield
     finally:
@@ -167,8 +167,8 @@ def bench(repeats: int, images: int | None = None) -> None:
         parts = request_passes(model, request, count)
         sent: Counter = Counter()
         passes, imputation = [0.0], [0.0]
-        with _timed(Runtime, "gradients", passes, _pass_recorder(sent)), \
-                _timed(faithfulness, "noisy_linear_fill", imputation):
+        with timed_calls(Runtime, "gradients", passes, _pass_recorder(sent)), \
+                timed_calls(faithfulness, "noisy_linear_fill", imputation):
             mark, start = cpu_mark(), time.perf_counter()
             result = evaluate_trust(model, listing, request, per_class=per_class, masks=masks)
             took = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """``python -m explainers``: the dashboard's views in bulk, written to a folder, with the same engine.
 
-Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``, ``report``, ``trust``, ``visualize``,
-``methods``, ``metrics``; ``--help`` on each. ``--plugin FILE.py`` on every command imports the file first, so the
+Subcommands: ``layers``, ``gradcam``, ``compare``, ``evaluate``, ``report``, ``trust``, ``strategies``,
+``concepts``, ``discover``, ``visualize``, ``methods``, ``metrics``; ``--help`` on each. ``--plugin FILE.py`` on every command imports the file first, so the
 methods and metrics it registers appear in every command. A bad input prints one line on stderr and exits with
 status 2; a bad image among many is skipped and reported.
 """
@@ -590,7 +590,175 @@ def _add_ray_options(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (default %(default)s)")
 
 
+def run_strategies(args: argparse.Namespace) -> None:
+    from explainers.concepts.strategies import BY, STRATEGIES, strategies_of_results, write_json
+    from explainers.datasets.evaluation import read_image
+    from explainers.datasets.storage import open_results
+    from explainers.errors import counted
+    from explainers.reports.strategies import CELL, write_pictures
+
+    # Bad values are one sentence before any folder is read or made.
+    settings = {param.name: _setting(args, param, STRATEGIES.label) for param in STRATEGIES.params}
+    by = _setting(args, BY, STRATEGIES.label)
+    evaluation = open_results(args.results)  # no model: the results carry their maps and class names
+    object_masks = None
+    if args.masks is not None:
+        from explainers.trust.masks import masks_from_folder
+
+        object_masks = masks_from_folder(args.masks)
+    found = strategies_of_results(evaluation, by=by, classes=args.classes, object_masks=object_masks,
+                                  read=read_image, source=f"the results in '{echo(args.results)}'", **settings)
+    out = _out_dir(args.out)
+    height, width = evaluation.input_size or evaluation.cams.shape[1:3]
+    size = (CELL, max(1, round(CELL * width / height)))
+    pictures = write_pictures(found, out, lambda result: [evaluation.location(int(row)) for row in result.rows],
+                              read_image, size)
+    write_json(found, out, pictures)
+    for name, result in found.classes.items():
+        sample = (f"{result.clustered:,} of {result.sampled_from:,} maps clustered (a seeded sample; the rest joined "
+                  f"the nearest cluster)" if result.sampled else f"{result.sampled_from:,} maps")
+        shares = ", ".join(f"{cluster.share:.0%}" + (" (possible shortcut)" if cluster.shortcut else "")
+                           for cluster in result.clusters)
+        noun = "strategy" if result.k == 1 else "strategies"
+        print(f"{name}: {result.k} {noun} ({result.chosen_by}) from {sample}, in {result.seconds:.1f} s: {shares}")
+        for number, cluster in enumerate(result.clusters, 1):
+            if cluster.reason:
+                print(f"  {name} strategy {number}: {cluster.reason}")
+    for why in found.skipped.values():  # every class, so none goes missing from the output unsaid
+        print(f"not clustered: {why}", file=sys.stderr)
+    for note in found.notes[:NOTES_SHOWN]:
+        _warn(note)
+    if len(found.notes) > NOTES_SHOWN:
+        print(f"... and {len(found.notes) - NOTES_SHOWN:,} more images without a usable mask", file=sys.stderr)
+    print(f"wrote strategies.json and {counted(len(pictures), 'picture')} to {out}", file=sys.stderr)
+
+
+def run_concepts(args: argparse.Namespace) -> None:
+    from explainers.concepts.tcav import (
+        CONCEPTS_FILE,
+        ConceptFolder,
+        parse_concept,
+        prepare_tcav,
+        run_tcav,
+        tcav_seconds,
+        write_concepts_json,
+    )
+    from explainers.estimates import describe
+    from explainers.reports.concepts import concepts_png
+
+    # Bad values are one sentence before any model loads or folder is read or made.
+    settings = _tcav_settings(args)
+    batch_size = _dataset_options(args)["batch_size"]
+    concepts = [ConceptFolder(name=name, folder=folder, shown=folder) for name, folder in map(parse_concept, args.concept)]
+    random = None if args.random is None else ConceptFolder(name="random", folder=args.random, shown=args.random)
+    model = _load(args)
+    prepared = prepare_tcav(model, args.data, concepts, random, _names(args.classes), args.layer, settings,
+                            _dataset_options(args)["mapping"])
+    for why in prepared.skipped_files:
+        _warn(why)
+    if prepared.unknown_folders:
+        _warn(f"class folders the model has no class for: {', '.join(prepared.unknown_folders)}")
+    _note_each("skipped", prepared.skipped_images)
+    plan = prepared.plan
+    estimate = tcav_seconds(model, plan, batch_size)
+    print(f"layer {plan.layer}: {len(plan.concepts)} concepts ({', '.join(f'{c.name} {len(c)}' for c in plan.concepts)}"
+          f" images) x {len(plan.classes)} classes = {plan.tests} tests; {len(plan.random):,} random images "
+          f"({plan.random_source}); {settings.runs} runs; {plan.pseudo_concepts:,} pseudo-concepts per concept "
+          f"(smallest p {plan.smallest_p:.2g}, corrected threshold {settings.alpha:g} / {plan.tests}); "
+          f"{plan.fits:,} CAVs to fit", file=sys.stderr)
+    print(f"estimate: {describe(estimate)}", file=sys.stderr)
+    out = _out_dir(args.out)
+    with _progress_bar() as bar:
+        task = bar.add_task("Testing concepts", total=None)
+        result = run_tcav(model, plan, batch_size,
+                          lambda done, total: bar.update(task, completed=done, total=total))
+    write_concepts_json(result, out)
+    (out / "concepts.png").write_bytes(concepts_png(result))
+    print(f"{'class':20s} {'concept':20s} {'score':>6s} {'null':>11s} {'p':>8s} {'p (Holm)':>8s}  verdict")
+    for item in result.scores:
+        verdict = "significant" if item.significant else ("no CAV" if not item.separable else "not significant")
+        print(f"{item.class_name[:20]:20s} {item.concept[:20]:20s} {item.score:6.2f} "
+              f"{item.null_score_low:5.2f}-{item.null_score_high:4.2f} {item.p_value:8.4f} {item.p_adjusted:8.4f}  "
+              f"{verdict}")
+    for cav in result.concepts:
+        if not cav.separable:
+            _warn(f"the CAV of '{cav.name}' tells it from the random images in only {cav.cav_accuracy:.0%} "
+                  "of held-out images: it is no direction of its own, and none of its scores is significant")
+    print(f"tested in {result.seconds:.1f} s (estimated {describe(estimate)}); wrote {CONCEPTS_FILE} and "
+          f"concepts.png to {out}", file=sys.stderr)
+
+
+def _tcav_settings(args: argparse.Namespace):
+    """The concept test's settings as given (``--runs``, ``--seed``, ...), checked, with defaults for the rest."""
+    from explainers.concepts.tcav import TCAV, tcav_settings
+
+    return tcav_settings(**_given(args, TCAV.params, _setting_dest))
+
+
+def run_discover(args: argparse.Namespace) -> None:
+    from explainers.concepts.factorisation import (
+        DISCOVERED_FILE,
+        FACTORISATION,
+        check_discovery,
+        discover_concepts,
+        discovery_seconds,
+        factorisation_settings,
+    )
+    from explainers.concepts.tcav import dataset_images, tcav_settings
+    from explainers.errors import counted
+    from explainers.estimates import describe
+    from explainers.reports.factorisation import CELL, write_json, write_pictures
+
+    # Bad values are one sentence before any model loads or folder is read or made.
+    settings = factorisation_settings(**_given(args, FACTORISATION.params, _setting_dest))
+    options = _dataset_options(args)
+    model = _load(args)
+    # Each class's images read as the concept test reads them: up to --images of them, drawn with the seed.
+    found = dataset_images(model, args.data, _names(args.classes),
+                           tcav_settings(class_images=settings.images, seed=settings.seed), False, options["mapping"])
+    if found.unknown_folders:
+        _warn(f"class folders the model has no class for: {', '.join(found.unknown_folders)}")
+    _note_each("skipped", found.skipped)
+    if not found.classes:
+        raise InputError(f"The dataset '{echo(args.data)}' has no readable image of the classes asked for.")
+    layer = args.layer
+    for item in found.classes:  # every class checked before the first pass
+        layer = check_discovery(model, args.layer, item.name, len(item.images), settings)
+    estimate = sum(discovery_seconds(model, len(item.images), layer, settings.components, options["batch_size"])
+                   for item in found.classes)
+    classes = f"{len(found.classes)} class" + ("" if len(found.classes) == 1 else "es")
+    print(f"layer {layer}: {settings.components} concepts per class for {classes} ("
+          f"{', '.join(f'{item.name} {len(item.images)}' for item in found.classes)} images); estimate: "
+          f"{describe(estimate)}", file=sys.stderr)
+    out = _out_dir(args.out)
+    discoveries = []
+    with _progress_bar() as bar:
+        for item in found.classes:
+            task = bar.add_task(f"Class {item.name}", total=None)
+
+            def progress(done: int, total: int, task=task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            discoveries.append(discover_concepts(model, item.images, item.index, layer,
+                                                 batch_size=options["batch_size"], on_progress=progress,
+                                                 **vars(settings)))
+    height, width = model.input_size
+    pictures = write_pictures(discoveries, out, (CELL, max(1, round(CELL * width / height))))
+    write_json(discoveries, out, pictures)
+    for discovery in discoveries:
+        shares = ", ".join(f"{concept.importance:+.3g} ({concept.share:+.0%})" for concept in discovery.concepts)
+        print(f"{discovery.class_name}: {len(discovery.concepts)} concepts at {discovery.layer} from "
+              f"{counted(len(discovery.images), 'image')} in {discovery.seconds:.1f} s (reconstruction error "
+              f"{discovery.reconstruction_error:.2f}); importance to the class logit: {shares}")
+        for note in discovery.notes:
+            print(f"  {discovery.class_name}: {note}", file=sys.stderr)
+    print(f"wrote {DISCOVERED_FILE} and {counted(len(pictures), 'picture')} to {out}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
+    from explainers.concepts.strategies import BY as STRATEGY_BY
+    from explainers.concepts.strategies import STRATEGIES as STRATEGY_PARAMS
+    from explainers.concepts.tcav import TCAV as TCAV_PARAMS
     from explainers.learned import PARAMS
     from explainers.methods.registry import REGISTRY
     from explainers.models.loading import DEFAULT_MODEL
@@ -693,6 +861,66 @@ def _parser() -> argparse.ArgumentParser:
     _add_method_options(trust)
     _add_metric_options(trust)
     trust.set_defaults(run=run_trust)
+
+    strategies = commands.add_parser(
+        "strategies", parents=[plugins],
+        help="each class's Grad-CAMs from a results folder clustered into strategies (SpRAy); strategies.json and a "
+             "picture per class, with possible shortcuts flagged",
+        description="Cluster each class's stored Grad-CAMs into the distinct strategies the model uses (spectral "
+                    "clustering as in SpRAy, the number chosen by the eigengap), and say where each strategy's mass "
+                    "lies: on the border, in a corner, in the centre and, with --masks, on the object. A strategy "
+                    "resting mostly in a corner, on the border or off the object is flagged as a possible shortcut.")
+    strategies.add_argument("--results", type=Path, required=True,
+                            help="a results folder: results.json and rows/*.parquet, as evaluate --out writes")
+    strategies.add_argument("--classes", dest="classes", nargs="+", metavar="NAME",
+                            help="classes to cluster, by name (default: every class with enough maps)")
+    strategies.add_argument("--masks", help="folder of object masks mirroring the images' paths under the evaluated "
+                                            "folder (<masks>/<class>/<image>.png, any image suffix; white = object)")
+    _add_param_options(strategies, "", "Strategies", (*STRATEGY_PARAMS.params, STRATEGY_BY), _setting_dest)
+    strategies.add_argument("--out", type=Path, required=True, help="output folder")
+    strategies.set_defaults(run=run_strategies)
+
+    concepts = commands.add_parser(
+        "concepts", parents=[model],
+        help="TCAV: do the model's classes rely on concepts given as image folders? concepts.json and concepts.png",
+        description="Learn a concept activation vector (CAV) per concept folder against random images at a layer, "
+                    "score each class by the share of its images whose logit rises along it, and test each score "
+                    "against pseudo-concepts (random sets in the concept's role), corrected by Holm over concepts x "
+                    "classes. Prints the plan and the estimated time first.")
+    concepts.add_argument("--data", required=True,
+                          help="folder of class subfolders whose images are scored: <data>/<class>/<image>")
+    concepts.add_argument("--concept", action="append", required=True, metavar="NAME=DIR",
+                          help="a concept: its name and a folder of images showing it (repeatable)")
+    concepts.add_argument("--random", metavar="DIR",
+                          help="folder of random images (default: drawn from --data's images not being scored)")
+    concepts.add_argument("--layer", help="the layer (default: the model's own CAM layer; `layers` lists them)")
+    concepts.add_argument("--classes", nargs="+", metavar="CLASS",
+                          help="classes to score, names or indices, space- or comma-separated (default: every class "
+                               "with images in --data)")
+    _add_param_options(concepts, "", "Concept test", TCAV_PARAMS.params, _setting_dest)  # --runs, --seed, ...
+    _add_dataset_options(concepts)
+    concepts.add_argument("--out", type=Path, required=True, help="output folder")
+    concepts.set_defaults(run=run_concepts)
+
+    from explainers.concepts.factorisation import FACTORISATION as DISCOVERY_PARAMS
+
+    discover = commands.add_parser(
+        "discover", parents=[model],
+        help="concepts without examples: each class's concepts found by factorising a layer's activations (NMF); "
+             "discovered.json and a picture per class",
+        description="Factorise a layer's activations over each class's images into non-negative concepts (NMF, as "
+                    "Deep Feature Factorization and CRAFT do): each concept's heatmaps on the images where it is "
+                    "strongest, its best-matching crops, and its first-order importance to the class logit. Prints "
+                    "the estimated time first.")
+    discover.add_argument("--data", required=True,
+                          help="folder of class subfolders whose images are factorised: <data>/<class>/<image>")
+    discover.add_argument("--classes", nargs="+", required=True, metavar="CLASS",
+                          help="classes whose concepts to find, names or indices, space- or comma-separated")
+    discover.add_argument("--layer", help="the layer (default: the model's own CAM layer; `layers` lists them)")
+    _add_param_options(discover, "", "Concept discovery", DISCOVERY_PARAMS.params, _setting_dest)  # --components, ...
+    _add_dataset_options(discover)
+    discover.add_argument("--out", type=Path, required=True, help="output folder")
+    discover.set_defaults(run=run_discover)
 
     results = commands.add_parser("report", parents=[plugins],
                                   help="the evaluate reports (CSV, PNG, metrics) from a results folder, with no model "

@@ -1,4 +1,7 @@
-"""Small models with known answers, wrapped the way the engine expects."""
+"""Small models with known answers, wrapped the way the engine expects, and other pieces the tests share."""
+
+import io
+import zipfile
 
 import keras
 import numpy as np
@@ -142,3 +145,12 @@ def two_conv_model(size: int, channels: int, seed: int, name: str):
     x = keras.layers.Conv2D(channels, 3, padding="same", activation="relu", name="conv_b")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return wrap(keras.Model(inputs, keras.layers.Dense(3, name="head")(x)), name=name)
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    """A ZIP archive (deflated) holding ``entries``, name -> content, as an upload's bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

@@ -1,9 +1,7 @@
 """The dataset page in AppTest: opens on the digits demo; cells, bad folders and ZIP uploads."""
 
-import io
 import re
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from conftest import PROJECT_ROOT
 from explainers.datasets import analysis
 from explainers.inputs.samples import DIGITS_TEST_FOLDER
 from explainers.settings import DATA_ROOTS_ENV
+from helpers import zip_bytes
 
 PAGE = "views/dataset.py"
 
@@ -100,21 +99,13 @@ def test_server_folder_with_bad_files_reports_them_and_still_scores(folder_app, 
     assert folder_app.sidebar.dataframe[0].value is not None  # the rest of the app still works
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _photos_zip_app(files: dict[str, bytes]) -> AppTest:
     """The dataset page, on the sidebar's default model, after uploading ``files`` as photos.zip."""
     at = AppTest.from_file(str(PROJECT_ROOT / "dashboard.py"), default_timeout=300)
     at.run()
     at.switch_page(PAGE).run()
     at.radio(key="ds_source").set_value("A ZIP upload").run()
-    at.file_uploader(key="ds_zip").set_value([("photos.zip", _zip(files), "application/zip")]).run()
+    at.file_uploader(key="ds_zip").set_value([("photos.zip", zip_bytes(files), "application/zip")]).run()
     assert not at.exception, at.exception
     return at
 
@@ -123,11 +114,11 @@ def test_zip_upload_is_evaluated_and_an_escaping_zip_is_refused(folder_app):
     files = {f"digits/{p.parent.name}/{p.name}": p.read_bytes() for d in ("0", "6")
              for p in sorted((DIGITS_TEST_FOLDER / d).glob("*.png"))[:10]}
     folder_app.radio(key="ds_source").set_value("A ZIP upload").run()
-    folder_app.file_uploader(key="ds_zip").set_value([("digits.zip", _zip(files), "application/zip")]).run()
+    folder_app.file_uploader(key="ds_zip").set_value([("digits.zip", zip_bytes(files), "application/zip")]).run()
     assert not folder_app.exception, folder_app.exception
     assert _metric(folder_app, "Images") == "20"
     assert not [b for b in folder_app.button if b.key == "ds_rescan"]  # an upload cannot change: nothing to rescan
-    folder_app.file_uploader(key="ds_zip").set_value([("evil.zip", _zip({"../../x.png": b"1"}), "application/zip")]).run()
+    folder_app.file_uploader(key="ds_zip").set_value([("evil.zip", zip_bytes({"../../x.png": b"1"}), "application/zip")]).run()
     assert not folder_app.exception and "points outside the archive" in folder_app.error[0].value
 
 

@@ -1,20 +1,11 @@
 """Uploads land in content-keyed folders; ZIPs unpack only inside their folder and within size limits."""
 
-import io
-import zipfile
 
 import pytest
 
 from explainers.errors import InputError
 from explainers.inputs import uploads
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+from helpers import zip_bytes
 
 
 def test_same_files_reuse_one_folder_and_names_lose_any_path():
@@ -25,7 +16,7 @@ def test_same_files_reuse_one_folder_and_names_lose_any_path():
 
 
 def test_zip_unpacks_its_folders_and_skips_macos_clutter():
-    folder = uploads.unpack_zip(_zip({"data/cat/a.png": b"1", "__MACOSX/data/._a.png": b"2", "data/.DS_Store": b"3"}),
+    folder = uploads.unpack_zip(zip_bytes({"data/cat/a.png": b"1", "__MACOSX/data/._a.png": b"2", "data/.DS_Store": b"3"}),
                                 "data.zip")
     assert (folder / "data" / "cat" / "a.png").read_bytes() == b"1"
     assert not (folder / "__MACOSX").exists() and not (folder / "data" / ".DS_Store").exists()
@@ -34,14 +25,14 @@ def test_zip_unpacks_its_folders_and_skips_macos_clutter():
 @pytest.mark.parametrize("member", ["../escape.txt", "/etc/escape.txt", "a/../../escape.txt", "C:/escape.txt"])
 def test_zip_member_leaving_the_folder_is_refused(member, tmp_path):
     with pytest.raises(InputError, match="points outside the archive"):
-        uploads.unpack_zip(_zip({member: b"x"}), "evil.zip")
+        uploads.unpack_zip(zip_bytes({member: b"x"}), "evil.zip")
     assert not (uploads.cache_dir() / "escape.txt").exists()
 
 
 def test_zip_bomb_is_stopped_by_the_inflated_size(monkeypatch):
     monkeypatch.setattr(uploads, "MAX_UNPACKED_BYTES", 1 << 20)
     with pytest.raises(InputError, match="unpacks to more than"):
-        uploads.unpack_zip(_zip({"zeros.bin": bytes(2 << 20)}), "bomb.zip")
+        uploads.unpack_zip(zip_bytes({"zeros.bin": bytes(2 << 20)}), "bomb.zip")
 
 
 def test_not_a_zip_gets_one_sentence():

@@ -43,19 +43,21 @@ def test_file(row: int, label: int) -> Path:
     return DEMO / "test" / str(label) / f"mnist5k_{row:04d}.png"
 
 
-def build_model():
+def build_model(widths: tuple[int, int, int] = (32, 64, 128), name: str = "digits_cnn"):
+    """Three convolutions of ``widths`` channels (the first two pooled), global average pooling and a softmax over
+    the 10 digits, with the 0-255 rescaling inside: the digits demo's CNN, and at half the width the shortcut demo's."""
     import keras
 
     inputs = keras.Input((28, 28, 1), name="digit")
     x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
-    for filters, name in ((32, "conv1"), (64, "conv2")):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
-        x = keras.layers.MaxPooling2D(name=f"{name}_pool")(x)
-    x = keras.layers.Conv2D(128, 3, padding="same", activation="relu", name="conv3")(x)
+    for filters, layer in zip(widths[:2], ("conv1", "conv2")):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=layer)(x)
+        x = keras.layers.MaxPooling2D(name=f"{layer}_pool")(x)
+    x = keras.layers.Conv2D(widths[2], 3, padding="same", activation="relu", name="conv3")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(0.3, name="dropout")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="digit_class")(x)
-    return keras.Model(inputs, outputs, name="digits_cnn")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def main() -> None:

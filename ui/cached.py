@@ -14,6 +14,16 @@ import pandas as pd
 import streamlit as st
 
 import explainers as ex
+from explainers.concepts.strategies import Strategies, strategies_of_results
+from explainers.concepts.tcav import (
+    ConceptFolder,
+    ImageSet,
+    PreparedTcav,
+    TcavSettings,
+    dataset_images,
+    prepare_tcav,
+    tcav_settings,
+)
 from explainers.reports import render
 from explainers.trust.evaluate import TrustResult
 from explainers.trust.summary import TrustSummary
@@ -208,6 +218,47 @@ def class_attention(token: str, classes: Sequence[int], roots: tuple[Path, ...] 
     ``roots`` when given (a results folder names its own paths)."""
     return ex.datasets.analysis.class_attention(
         _evaluation, [int(c) for c in classes], lambda location: ex.datasets.evaluation.read_image(location, roots))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def strategies(token: str, by: str, settings: tuple[tuple[str, Any], ...],
+               _evaluation: ex.datasets.Evaluation) -> Strategies:
+    """Each class's strategies in an evaluation's stored Grad-CAMs (``strategies_of_results``), once per evaluation
+    content ``token`` (``evaluation_digest``), grouping and clustering settings, for the whole server."""
+    return strategies_of_results(_evaluation, by=by, **dict(settings))
+
+
+def folders_stamp(folders: Sequence[Path]) -> tuple:
+    """Names, sizes and modification times of the files in ``folders`` (not below): a changed concept or random
+    folder is read afresh."""
+    stamp: list[tuple] = []
+    for folder in folders:
+        try:
+            stamp += [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file()]
+        except OSError:
+            stamp.append((str(folder), "unreadable"))
+    return tuple(stamp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2, hash_funcs=BY_CONTENT)
+def tcav_plan(model: ex.LoadedModel, data: str, concepts: tuple[ConceptFolder, ...], random: ConceptFolder | None,
+              classes: tuple[str, ...], layer: str, settings: TcavSettings, mapping: str,
+              roots: tuple[Path, ...] | None, concept_roots: tuple[Path, ...] | None, stamp: tuple) -> PreparedTcav:
+    """A TCAV request's images read and checked (``prepare_tcav``), once per model, folders' content (``stamp``),
+    classes, layer and settings: reading hundreds of images on every rerun would make the tab slow to touch."""
+    return prepare_tcav(model, data, concepts, random, classes, layer, settings, mapping, roots, concept_roots)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2, hash_funcs=BY_CONTENT)
+def class_images(model: ex.LoadedModel, data: str, class_name: str, count: int, seed: int, mapping: str,
+                 roots: tuple[Path, ...] | None) -> ImageSet:
+    """Up to ``count`` images of one class of ``data``, drawn with ``seed`` and read as the concept test reads them,
+    once per model, class and draw. InputError in one sentence when the class has no readable image."""
+    found = dataset_images(model, data, [class_name], tcav_settings(class_images=count, seed=seed), False, mapping,
+                           roots)
+    if not found.classes:
+        raise ex.InputError(f"No image of the class '{ex.errors.echo(class_name)}' could be read.")
+    return found.classes[0].images
 
 
 def _results_stamp(folder: Path) -> tuple:

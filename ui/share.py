@@ -21,6 +21,9 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from explainers import REGISTRY, InputError, sample_images
+from explainers.concepts.factorisation import FACTORISATION
+from explainers.concepts.strategies import BY, STRATEGIES
+from explainers.concepts.tcav import TCAV
 from explainers.errors import echo
 from explainers.methods.registry import Param
 from explainers.options import CURVE_STEPS, DATASET, PER_CLASS, SEED
@@ -41,6 +44,7 @@ UPLOADS = {
     "images": ("uploaded images", "only the bundled images the link names are shown"),
     "dataset": ("an uploaded ZIP of images", "upload it on the dataset page to see its results"),
     "trust": ("an uploaded ZIP of images or boxes CSV", "upload it on the trust page to see its results"),
+    "concepts": ("an uploaded ZIP of concept folders", "upload it on the dataset page's Concepts tab"),
 }
 _NAMED_MISSING = 3  # image names a link lacks that its note names; the rest are counted
 
@@ -78,13 +82,15 @@ PAGES: dict[str, Param] = {
         "grid_features_layer", "grid_features_image", "cmp_class_mode", "ds_source", "ds_path",
         "ds_cam_layer", "ds_cell_true", "ds_cell_predicted", "ds_results_path", "learned_layer", "learned_target",
         "trust_source", "trust_path", "trust_results_path", "trust_masks", "trust_masks_path", "trust_boxes_path",
-        "trust_target", "trust_heat_metric")},
+        "trust_target", "trust_heat_metric", "ds_tab", "ds_str_class", "ds_tcav_source", "ds_tcav_random", "ds_tcav_layer",
+        "ds_concepts_path", "ds_nmf_class", "ds_nmf_layer")},
     **{key: _names(key) for key in (
-        "grid_layers", "cmp_methods", "ds_image_classes", "ds_attention_classes", "learned_classes", "trust_methods")},
+        "grid_layers", "cmp_methods", "ds_image_classes", "ds_attention_classes", "learned_classes", "trust_methods",
+        "ds_tcav_concepts", "ds_tcav_classes")},
     **{key: _switch(key) for key in ("ds_normalized", "ds_errors_only", "learned_stretch")},
     **{key: _whole(key) for key in ("grid_class", "cmp_class")},
     "cmp_clip": Param("cmp_clip", 99.0, "the percentile maps are clipped at"),
-    **{f"{prefix}{param.name}": param for prefix in ("grid_", "cmp_", "ds_") for param in widgets.OVERLAY},
+    **{f"{prefix}{param.name}": param for prefix in ("grid_", "cmp_", "ds_", "ds_str_") for param in widgets.OVERLAY},
     "grid_top_n": widgets.TOP_CLASSES,
     "grid_features_count": view_settings.FEATURE_CHANNELS,
     "learned_channel_count": view_settings.LEARNED_CHANNELS,
@@ -95,6 +101,10 @@ PAGES: dict[str, Param] = {
     "ds_batch": DATASET.params[1],
     **{param_widgets.key(view_settings.LEARNED.name, param.name, view_settings.LEARNED_PREFIX): param
        for param in view_settings.LEARNED.params},
+    "ds_str_by": BY,
+    **{param_widgets.key(described.name, param.name, prefix): param
+       for described, prefix in ((STRATEGIES, "ds_str_"), (TCAV, "ds_tcav_"), (FACTORISATION, "ds_nmf_"))
+       for param in described.params},
 }
 # One layer picker per CAM method (compare, trust); one box per trust metric, whether it is scored.
 _PREFIXED = {"cmp_layer_": _text("layer"), "trust_layer_": _text("layer"), "trust_use_": _switch("use")}

@@ -28,3 +28,13 @@ def stopped_on_input_error(kind: Kind = "error") -> Iterator[None]:
         yield
     except InputError as error:
         stop(str(error), kind)
+
+
+@contextmanager
+def shown_on_input_error() -> Iterator[None]:
+    """Inside the block, bad input shows its sentence and ends the block only: for one tab or section, where the
+    rest of the page (other tabs, the exports) must still be drawn. Other errors propagate."""
+    try:
+        yield
+    except InputError as error:
+        st.error(str(error))

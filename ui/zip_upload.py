@@ -16,7 +16,7 @@ class UnpackedZip(NamedTuple):
     folder: str  # where it was unpacked: a server path, never shown
 
 
-def unpacked_zip(page: str, prefix: str, help: str) -> str | None:
+def unpacked_zip(page: str, prefix: str, help: str, label: str = "ZIP of the class folders") -> str | None:
     """The folder the page's ZIP (uploader ``{prefix}_zip``) unpacked to, or None before one is uploaded.
 
     A visit to another page empties Streamlit's uploader silently, so the last ZIP is kept and offered until the
@@ -29,7 +29,7 @@ def unpacked_zip(page: str, prefix: str, help: str) -> str | None:
         if st.session_state.get(key) is None:  # only the visitor removing the file changes the uploader
             st.session_state.pop(last_key, None)
 
-    upload = st.file_uploader("ZIP of the class folders", type=["zip"], key=key, help=help, on_change=forget_removed)
+    upload = st.file_uploader(label, type=["zip"], key=key, help=help, on_change=forget_removed)
     if upload is None:
         last: UnpackedZip | None = st.session_state.get(last_key)
         if last is None:

@@ -17,8 +17,8 @@ from explainers.errors import counted, echo
 from explainers.options import AUTO, DATASET
 from explainers.reports import dataset as dataset_report
 from explainers.reports import render
-from ui import budget, cached, data_source, param_widgets
-from ui.data_source import DEMO, SERVER_FOLDER
+from ui import budget, cached, concepts_tab, data_source, param_widgets, strategies_tab
+from ui.data_source import DEMO, DEMOS, SERVER_FOLDER, SHORTCUT_DEMO
 from ui.selection import current
 from ui.stops import stop, stopped_on_input_error
 from ui.widgets import overlay_controls, photo
@@ -33,13 +33,15 @@ MATRIX_CELL = (16, 80)  # px: the smallest and largest side of a confusion matri
 MATRIX_WIDTH = 720  # px: the matrix's width, as cell sizes within MATRIX_CELL allow
 ATTENTION_CLASSES = 12  # past 24 classes with images, the attention tab starts on this many with the most mistakes
 _RESULTS, _STOPPED, _SCANS = "dataset_results", "dataset_stopped", "ds_scans"
+TABS = ["Confusion matrix", "Per class", "Per image", "Attention per class", "Strategies", "Concepts"]
+TAB_KEY = "ds_tab"
 
 selection = current()
 st.title("Your dataset")
 st.caption("A folder with one subfolder per class, through the model: where it errs, and what it looks at per class.")
 
 roots = ex.data_roots.configured_roots()
-source = data_source.choose_source("ds_source", roots, RESULTS_FOLDER)
+source = data_source.choose_source("ds_source", roots, RESULTS_FOLDER, (DEMO, SHORTCUT_DEMO))
 
 
 def _some_names(names: list[str], count: int = 10) -> str:
@@ -63,8 +65,8 @@ def _results_folder() -> Evaluation:
 
 
 def _folder() -> str | None:
-    if source == DEMO:
-        return str(ex.samples.DIGITS_TEST_FOLDER)
+    if source in DEMOS:
+        return str(DEMOS[source].folder)
     if source == SERVER_FOLDER:
         path = st.text_input("Folder path", key="ds_path", placeholder=str(roots[0] / "validation"),
                              help=f"A folder inside {ex.data_roots.describe(roots)}; a relative path starts in "
@@ -175,13 +177,14 @@ def _evaluation(asked: Asked) -> Evaluation:
     st.rerun()  # drop the Stop button
 
 
-def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
-    """The folder of class subfolders the source names, run through the model (or gathered from the cache)."""
+def _evaluated_folder() -> tuple[Evaluation, Asked, str]:
+    """The folder of class subfolders the source names, run through the model (or gathered from the cache), what was
+    asked of it, and the folder."""
     with stopped_on_input_error():
         folder = _folder()
     if folder is None:
         stop("Give the folder of class subfolders above.", "info")
-    model = data_source.explaining_model(source, selection, "on 1,000 held-out MNIST digits")
+    model = data_source.explaining_model(source, selection)
     scan = data_source.listed_once(_SCANS, folder, lambda: _scan(folder))
     asked = _asked(model, scan)
     evaluation = _evaluation(asked)
@@ -191,15 +194,18 @@ def _evaluated_folder() -> tuple[Evaluation, ex.LoadedModel]:
         st.session_state.get(_RESULTS, {}).pop(asked.key, None)
         data_source.forget(_SCANS, folder)
         st.rerun()
-    return evaluation, model
+    return evaluation, asked, folder
 
 
+folder: str | None = None
+asked: Asked | None = None
 if source == RESULTS_FOLDER:
     evaluation, model = _results_folder(), None
     # Paths come from the folder's rows: read only inside the data roots, as the server-folder source does.
     image_roots = tuple(roots)
 else:
-    evaluation, model = _evaluated_folder()
+    evaluation, asked, folder = _evaluated_folder()
+    model = asked.model
     image_roots = None  # files this page listed itself
 model_name = model.display_name if model else evaluation.model_name
 show_size = evaluation.input_size or (224, 224)
@@ -262,7 +268,9 @@ evaluation_key = cached.evaluation_digest(evaluation)  # names the content, for 
 matrix = analysis.confusion(evaluation, analysis.MATRIX_ROWS)  # drawn: at most MATRIX_ROWS rows stay readable
 confusions = analysis.top_confusions(evaluation)
 predictions = analysis.predictions_table(evaluation)
-matrix_tab, class_tab, image_tab, attention_tab = st.tabs(["Confusion matrix", "Per class", "Per image", "Attention per class"])
+# The open tab is tracked (and travels in the link) so that the concept tests read their images only when open.
+matrix_tab, class_tab, image_tab, attention_tab, strategies_place, concepts_place = st.tabs(
+    TABS, key=TAB_KEY, on_change="rerun")
 
 with matrix_tab:
     normalized = st.toggle("Row-normalised (share of each true class)", key="ds_normalized")
@@ -385,6 +393,15 @@ with attention_tab:
                 column.image(strip, width="stretch", caption=("mean image" if item.mean_image is not None
                                                               else "no image") + " · when right · when wrong")
 
+with strategies_place:
+    strategies = strategies_tab.draw(evaluation, evaluation_key, image_roots)
+
+with concepts_place:
+    concepts_tab.draw(concepts_place.open is not False, model, folder, evaluation,
+                      tuple(roots) if source == SERVER_FOLDER else None,
+                      DEMOS[source].shortcut_class if source in DEMOS else None,
+                      asked.mapping.mode if asked else AUTO, asked.batch_size if asked else BATCH.default)
+
 st.subheader("Export")
 exports = st.columns(5)
 # Files are made when asked for, not on every run.
@@ -399,6 +416,7 @@ if attention:
                                lambda: render.png_bytes(dataset_report.attention_grid(attention, colormap, opacity)),
                                "class_attention.png", "image/png", on_click="ignore", key="ds_attention_png")
 exports[4].download_button(
-    "Export report (HTML)", lambda: dataset_report.report_html(evaluation, model_name, read=lambda location: read_image(location, image_roots)),
+    "Export report (HTML)", lambda: dataset_report.report_html(evaluation, model_name, read=lambda location: read_image(location, image_roots),
+                                                               strategies=strategies),
     "dataset_report.html", "text/html",
     on_click="ignore", key="ds_report", help="One file with every picture inside; opens offline.")

@@ -5,6 +5,7 @@ from explainers.models.loading import (
     DEFAULT_MODEL,
     DIGITS_MODEL,
     KERAS_PREFIX,
+    SHORTCUT_MODEL,
     LoadedModel,
     available_models,
     detect_preprocessing,
@@ -12,5 +13,5 @@ from explainers.models.loading import (
     weights_fingerprint,
 )
 
-__all__ = ["DEFAULT_MODEL", "DIGITS_MODEL", "KERAS_PREFIX", "LoadedModel", "available_models", "detect_preprocessing",
-           "files", "load_model", "weights_fingerprint", "zoo"]
+__all__ = ["DEFAULT_MODEL", "DIGITS_MODEL", "KERAS_PREFIX", "LoadedModel", "SHORTCUT_MODEL", "available_models",
+           "detect_preprocessing", "files", "load_model", "weights_fingerprint", "zoo"]

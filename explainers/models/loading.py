@@ -14,7 +14,7 @@ import numpy as np
 
 from explainers.errors import InputError
 from explainers.inputs.images import ImageLike, resize_batch
-from explainers.inputs.samples import DIGITS_MODEL_FILE
+from explainers.inputs.samples import DIGITS_MODEL_FILE, SHORTCUT_MODEL_FILE
 from explainers.models import efficientnet_lite, zoo
 from explainers.models.files import read_model
 from explainers.models.labels import check_label_count, imagenet_class_names, read_labels
@@ -26,6 +26,7 @@ from explainers.runtime.targets import TOP1, probabilities_from_logits
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DIGITS_MODEL = "digits_cnn"
+SHORTCUT_MODEL = "shortcut_cnn"
 KERAS_PREFIX = "keras:"
 
 
@@ -183,7 +184,8 @@ def _layer_signature(layer) -> str:
 
 def available_models() -> dict[str, str]:
     """``{spec: label}`` for the model picker: the embedded default first, then the zoo."""
-    models = {DEFAULT_MODEL: "EfficientNet-Lite0 (embedded)", DIGITS_MODEL: "Digits CNN (bundled demo, MNIST)"}
+    models = {DEFAULT_MODEL: "EfficientNet-Lite0 (embedded)", DIGITS_MODEL: "Digits CNN (bundled demo, MNIST)",
+              SHORTCUT_MODEL: "Shortcut CNN (bundled demo, MNIST with a planted mark)"}
     models.update({f"{KERAS_PREFIX}{name}": f"{name} (Keras zoo)" for name in zoo.ZOO})
     return models
 
@@ -314,6 +316,10 @@ def load_model(
     if spec == DIGITS_MODEL:
         digits = _load_file(DIGITS_MODEL_FILE, None, None).variant([str(d) for d in range(10)], "digits 0-9")
         return dataclasses.replace(digits, spec=DIGITS_MODEL, display_name="Digits CNN", format="Keras (.keras), bundled")
+    if spec == SHORTCUT_MODEL:
+        shortcut = _load_file(SHORTCUT_MODEL_FILE, None, None).variant([str(d) for d in range(10)], "digits 0-9")
+        return dataclasses.replace(shortcut, spec=SHORTCUT_MODEL, display_name="Shortcut CNN",
+                                   format="Keras (.keras), bundled")
     if spec.startswith(KERAS_PREFIX):
         return _load_zoo(spec[len(KERAS_PREFIX) :])
     return _with_labels(_load_file(Path(spec), preprocessing, output), labels)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from explainers.concepts.strategies import Strategies
 from explainers.datasets.analysis import (
     MATRIX_ROWS,
     ClassAttention,
@@ -25,6 +26,9 @@ from explainers.datasets.analysis import (
 from explainers.datasets.evaluation import Evaluation
 from explainers.reports.html import Section, html_report
 from explainers.reports.render import compose_grid, overlay, png_bytes
+from explainers.reports.strategies import strategy_picture, summary_table, where_table
+
+REPORT_STRATEGY_CLASSES = 10  # with no flagged class, every class's strategies are drawn up to this many classes
 
 
 def matrix_caption(matrix: Confusion) -> str:
@@ -82,9 +86,32 @@ def attention_strip(item: ClassAttention, colormap: str = "jet", opacity: float 
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
 
 
+def strategy_sections(ev: Evaluation, strategies: Strategies, read: Callable[[str], np.ndarray | None] | None,
+                      colormap: str = "jet", opacity: float = 0.5) -> list[Section]:
+    """The strategies in a report: every class's count in a table, then the picture of each class with a possible
+    shortcut (every class's when none is flagged and there are few)."""
+    table = summary_table(strategies)
+    flagged = [name for name, result in strategies.classes.items() if any(c.shortcut for c in result.clusters)]
+    drawn = flagged or (list(strategies.classes) if len(strategies.classes) <= REPORT_STRATEGY_CLASSES else [])
+    caption = (f"Grad-CAMs of each {strategies.by} class clustered into strategies; "
+               + (f"{len(flagged)} class(es) with a possible shortcut, drawn below." if flagged else
+                  "no strategy is flagged as a possible shortcut."))
+    sections = [Section("Strategies per class", text=caption, table=table)]
+    for name in drawn:
+        result = strategies.classes[name]
+        locations = [ev.location(int(row)) for row in result.rows]
+        reasons = " ".join(f"Strategy {n}: {c.reason}" for n, c in enumerate(result.clusters, 1) if c.reason)
+        sections.append(Section(f"Strategies of {name}", table=where_table(result),
+                                png=png_bytes(strategy_picture(result, locations, read, colormap=colormap,
+                                                               opacity=opacity)),
+                                caption=reasons or "One row per strategy: mean image, mean map, exemplars."))
+    return sections
+
+
 def report_html(ev: Evaluation, model_name: str, colormap: str = "jet", opacity: float = 0.5,
-                read: Callable[[str], np.ndarray | None] | None = None) -> str:
-    """The dataset view as one offline HTML file: scores, confusion matrix, confusions, attention, skipped files."""
+                read: Callable[[str], np.ndarray | None] | None = None, strategies: Strategies | None = None) -> str:
+    """The dataset view as one offline HTML file: scores, confusion matrix, confusions, attention, the strategies
+    when given, skipped files."""
     totals = summary(ev)
     matrix = confusion(ev, MATRIX_ROWS)
     overview = pd.DataFrame([{"images": totals["images"], "accuracy": totals["accuracy"], "macro F1": totals["macro_f1"],
@@ -100,6 +127,8 @@ def report_html(ev: Evaluation, model_name: str, colormap: str = "jet", opacity:
     if attention:
         sections.append(Section("Attention per class", png=png_bytes(attention_grid(attention, colormap, opacity)),
                                 caption="Mean image; mean Grad-CAM of the predicted class when right and when wrong."))
+    if strategies is not None and strategies.classes:
+        sections += strategy_sections(ev, strategies, read, colormap, opacity)
     if ev.skipped:
         sections.append(Section("Skipped files", table=pd.DataFrame(ev.skipped, columns=["file", "reason"])))
     return html_report("Dataset evaluation", f"{model_name} on {ev.root_name} · {len(ev.files):,} images", sections)
