@@ -62,6 +62,7 @@ CACHES: tuple[EngineCache, ...] = (
     EngineCache("explainers.models.loading", "_fingerprint"),  # result fingerprints, memoised
     EngineCache("explainers.models.labels", "imagenet_class_names"),  # ImageNet's names, read once
     EngineCache("explainers.models.labels", "imagenet_wordnet_ids"),  # and its WordNet ids
+    EngineCache("explainers.concepts.factorisation", "_nmf_iteration_seconds"),  # NMF's cost probed, per shape
 )
 
 # Module-level dicts that the engine fills as it runs but that hold no computed result: what was registered or
