@@ -726,7 +726,7 @@ def run_discover(args: argparse.Namespace) -> None:
         layer = check_discovery(model, args.layer, item.name, len(item.images), settings)
     estimate = sum(discovery_seconds(model, len(item.images), layer, settings.components, options["batch_size"])
                    for item in found.classes)
-    classes = f"{len(found.classes)} class" + ("" if len(found.classes) == 1 else "es")
+    classes = counted(len(found.classes), "class", "classes")
     print(f"layer {layer}: {settings.components} concepts per class for {classes} ("
           f"{', '.join(f'{item.name} {len(item.images)}' for item in found.classes)} images); estimate: "
           f"{describe(estimate)}", file=sys.stderr)

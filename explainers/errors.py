@@ -18,9 +18,10 @@ class ModelUnavailableError(InputError):
 ECHO_LIMIT = 100
 
 
-def counted(count: int, noun: str) -> str:
-    """``count`` and ``noun``, plural unless one: "1 image", "2 images", "1,000 images"."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, plural unless one: "1 image", "2 images", "1,000 images"; ``plural`` for a noun that
+    does not take an s ("classes", "strategies")."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 def echo(text: object, limit: int = ECHO_LIMIT) -> str:

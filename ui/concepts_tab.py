@@ -202,6 +202,7 @@ def tcav_section(active: bool, model: ex.LoadedModel, data: str, data_roots: tup
         return
     if not active:
         return
+    stamp = cached.folders_stamp([*folders.values(), *([random_folder] if random_folder else [])])
     prepared = None
     with shown_on_input_error(), st.spinner("Reading the concept, class and random images…"):
         settings = tcav_settings(**settings_values)
@@ -210,20 +211,18 @@ def tcav_section(active: bool, model: ex.LoadedModel, data: str, data_roots: tup
         prepared = cached.tcav_plan(model, data, tuple(ConceptFolder(name=name, folder=folders[name], shown=name)
                                                        for name in chosen),
                                     random, tuple(classes), layer, settings, mapping, data_roots,
-                                    tuple(roots) if source == SERVER else None,
-                                    cached.folders_stamp([*folders.values(), *([random_folder] if random_folder else [])]))
+                                    tuple(roots) if source == SERVER else None, stamp)
     if prepared is None:
         return
     for why in prepared.skipped_files[:5]:
         st.caption(f"Skipped: {why}")
     plan = prepared.plan
     request = (model.fingerprint, data, tuple(chosen), random_choice, tuple(classes), layer,
-               tuple(sorted(settings_values.items())), mapping,
-               cached.folders_stamp([*folders.values(), *([random_folder] if random_folder else [])]))
+               tuple(sorted(settings_values.items())), mapping, stamp)
     kept: dict = st.session_state.setdefault(_RESULT, {})
     if request not in kept:
         seconds = tcav_seconds(model, plan, batch_size)
-        what = (f"Testing {counted(len(plan.concepts), 'concept')} on {counted(len(plan.classes), 'class')} "
+        what = (f"Testing {counted(len(plan.concepts), 'concept')} on {counted(len(plan.classes), 'class', 'classes')} "
                 f"({plan.fits:,} CAVs to fit)")
         # Always on a press: the tab is drawn with the page, and a test is never what a visitor opened it for.
         if not budget.allowed(seconds, what) or not st.button(

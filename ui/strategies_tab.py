@@ -27,8 +27,7 @@ def _sentence(result: ClassStrategies, by: str) -> str:
             "nearest strategy" if result.sampled else f"its {counted(result.sampled_from, 'map')}")
     chosen = ("the number chosen by the largest eigengap of the maps' affinity graph" if result.chosen_by == "eigengap"
               else "the number as set")
-    strategies = f"{result.k} strateg{'y' if result.k == 1 else 'ies'}"
-    return (f"Images of {by} class **{result.name}**: {strategies} from {seen}, "
+    return (f"Images of {by} class **{result.name}**: {counted(result.k, 'strategy', 'strategies')} from {seen}, "
             f"{chosen}; maps averaged to {result.grid[0]}×{result.grid[1]} cells. Shares are of each strategy's mean "
             "map (corners: a quarter of each side; border: the outer eighth).")
 
@@ -46,9 +45,10 @@ def draw(evaluation: Evaluation, token: str, image_roots: tuple[Path, ...] | Non
     opacity, colormap = overlay_controls(top[1], top[2], PREFIX)
     with st.expander("Clustering settings"):
         settings = param_widgets.draw(st.container(), STRATEGIES, PREFIX)
+    chosen = tuple(sorted(settings.items()))
     found = None
     with shown_on_input_error(), st.spinner("Clustering the maps…"):
-        found = cached.strategies(token, by, tuple(sorted(settings.items())), evaluation)
+        found = cached.strategies(token, by, chosen, evaluation)
     if found is None:
         return None
     summary = summary_table(found)
@@ -71,8 +71,7 @@ def draw(evaluation: Evaluation, token: str, image_roots: tuple[Path, ...] | Non
                  column_config={column: share for column in ("share of class", "border", "centre", "in that corner",
                                                              "on the object")})
     locations = [evaluation.location(int(row)) for row in result.rows]
-    picture = cached.picture(("ds_strategies", token, by, tuple(sorted(settings.items())), name, image_roots, colormap,
-                              opacity),
+    picture = cached.picture(("ds_strategies", token, by, chosen, name, image_roots, colormap, opacity),
                              lambda: strategy_picture(result, locations, lambda at: read_image(at, image_roots),
                                                       colormap=colormap, opacity=opacity))
     st.image(picture, caption="One row per strategy, largest first: the mean of its images, its mean map over it, "
