@@ -24,7 +24,10 @@ estimate's low end, for 1, 2 and 4 classes, on quiet cores and with one core
 kept busy beside the run as a browser would; with the CPU other processes took
 meanwhile, read from /proc/stat), and the hit rate: how many of a fixed set of
 classes the model itself classifies as their own class, on the embedded model
-(20 ImageNet classes) and the digits CNN (its 10 classes).
+(20 ImageNet classes, for each parameterisation: as made, and after a Gaussian
+blur of radius 2 and a half-size round trip, which leaves what a person can
+see; side by side, with the ratio to pixel space's and the seconds a class) and
+the digits CNN (its 10 classes).
 
 ``--dataset`` measures images per second on the digits demo folder (1,000
 images) with the bundled digits CNN, each run interleaved with a bare
@@ -185,6 +188,41 @@ def bench_learned_estimate(model, counts: tuple[int, ...] = (1, 2, 4)) -> None:
                 hog.wait()
 
 
+def robust_view(picture: np.ndarray) -> np.ndarray:
+    """``picture`` as a person might see it after a careless copy: a Gaussian blur of radius 2, then down to half
+    size and back (PIL, bilinear). What survives is what a person can see, not a texture finer than 2 px."""
+    from PIL import Image, ImageFilter
+
+    image = Image.fromarray(picture).filter(ImageFilter.GaussianBlur(2))
+    width, height = image.size
+    half = image.resize((max(1, width // 2), max(1, height // 2)), Image.Resampling.BILINEAR)
+    return np.asarray(half.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def bench_robust(model, classes, together: int = 10) -> dict[str, tuple[int, int, float]]:
+    """For each parameterisation at the defaults: how many of ``classes`` the model classifies as their own class,
+    as made and after ``robust_view``, and the seconds a class took (optimised ``together`` at a time)."""
+    from explainers import learned
+    from explainers.parameterisations import PARAMETERISATIONS
+
+    found = {}
+    for name in PARAMETERISATIONS:
+        learned.class_visualization(model, [0], steps=10, parameterisation=name)  # trace its passes once
+        made, robust, start = [], [], time.perf_counter()
+        for first in range(0, len(classes), together):
+            group = classes[first : first + together]
+            pictures = learned.class_visualization(model, group, parameterisation=name)
+            as_made = model.predict(list(pictures)).argmax(axis=1)
+            blurred = model.predict([robust_view(p) for p in pictures]).argmax(axis=1)
+            for label, top, seen in zip(group, as_made, blurred):
+                made.append(model.class_names[top] == label)
+                robust.append(model.class_names[seen] == label)
+                print(f"  {name:8s} {label:20s} made -> {model.class_names[top]:20s} blurred -> "
+                      f"{model.class_names[seen]}{'' if robust[-1] else '  (miss)'}")
+        found[name] = (sum(made), sum(robust), (time.perf_counter() - start) / len(classes))
+    return found
+
+
 def bench_learned(repeats: int, together: int = 10) -> None:
     from explainers import learned
     from explainers.models.loading import DIGITS_MODEL
@@ -197,22 +235,33 @@ def bench_learned(repeats: int, together: int = 10) -> None:
         cpu = time.process_time()
         walls.append(seconds(functools.partial(learned.class_visualization, model, ["espresso"], seed=seed)))
         cpus.append(time.process_time() - cpu)
-    print(f"one class alone, {learned.Settings().steps} steps (medians of {repeats}): "
+    defaults = learned.Settings()
+    print(f"one class alone, {defaults.parameterisation}, {defaults.steps} steps (medians of {repeats}): "
           f"{statistics.median(walls):.1f} s wall, {statistics.median(cpus):.1f} CPU-s")
     bench_learned_estimate(model)
-    for loaded, chosen in ((model, HIT_RATE_CLASSES), (load_model(DIGITS_MODEL), None)):
-        classes = list(chosen or loaded.class_names)
-        hits, start = [], time.perf_counter()
-        for first in range(0, len(classes), together):
-            group = classes[first : first + together]
-            probabilities = loaded.predict(list(learned.class_visualization(loaded, group)))
-            for name, row in zip(group, probabilities):
-                top = int(row.argmax())
-                hits.append(loaded.class_names[top] == name)
-                print(f"  {name:20s} -> {loaded.class_names[top]:20s} {row[top]:.2f}{'' if hits[-1] else '  (miss)'}")
-        took = time.perf_counter() - start
-        print(f"{loaded.display_name}: {sum(hits)} of {len(hits)} classes recognised; {took / len(hits):.1f} s a class "
-              f"optimised {together} together\n")
+
+    print(f"\nrecognised as made and after a blur of radius 2 and a half-size round trip, {len(HIT_RATE_CLASSES)} "
+          f"classes on {model.display_name}, {defaults.steps} steps, {together} classes optimised together:")
+    found = bench_robust(model, list(HIT_RATE_CLASSES), together)
+    floor = found["pixel"][1]
+    print(f"\n{'parameterisation':18s} {'as made':>8s} {'blurred':>8s} {'share':>6s} {'/ pixel':>8s} {'s a class':>10s}")
+    for name, (made, robust, per_class) in found.items():
+        ratio = f"{robust / floor:8.1f}" if floor else f"{'(pixel 0)':>8s}"
+        print(f"{name:18s} {made:5d}/{len(HIT_RATE_CLASSES)} {robust:5d}/{len(HIT_RATE_CLASSES)} "
+              f"{robust / len(HIT_RATE_CLASSES):6.2f} {ratio} {per_class:10.1f}")
+
+    digits = load_model(DIGITS_MODEL)
+    hits, start = [], time.perf_counter()
+    for first in range(0, len(digits.class_names), together):
+        group = list(digits.class_names[first : first + together])
+        probabilities = digits.predict(list(learned.class_visualization(digits, group)))
+        for name, row in zip(group, probabilities):
+            top = int(row.argmax())
+            hits.append(digits.class_names[top] == name)
+            print(f"  {name:20s} -> {digits.class_names[top]:20s} {row[top]:.2f}{'' if hits[-1] else '  (miss)'}")
+    took = time.perf_counter() - start
+    print(f"{digits.display_name}: {sum(hits)} of {len(hits)} classes recognised; {took / len(hits):.1f} s a class "
+          f"optimised {together} together\n")
 
 
 def main() -> None:

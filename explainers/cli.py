@@ -89,9 +89,9 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def run_layers(args: argparse.Namespace) -> None:
     model = _load(args)
-    print(f"{'#':>4}  {'layer':48s} {'type':24s} {'resolution':>10s} {'channels':>8s}")
+    print(f"{'#':>4}  {'layer':48s} {'resolution':>10s} {'channels':>8s}  type")
     for index, info in enumerate(model.layers, 1):
-        print(f"{index:4d}  {info.path:48s} {info.class_name:24s} {info.resolution:>10s} {info.channels or 0:8d}")
+        print(f"{index:4d}  {info.path:48s} {info.resolution:>10s} {info.channels or 0:8d}  {info.kind}")
     if model.cam_unavailable:
         print(model.cam_unavailable, file=sys.stderr)
 
@@ -357,6 +357,9 @@ def run_visualize(args: argparse.Namespace) -> None:
         else:
             run = channel_run(model, args.layer, args.channels, report, **given)
             names = [f"{args.layer} channel {c}" for c in args.channels]
+    variants = len(run.pictures) // len(names)  # each target's pictures follow one another
+    if variants > 1:
+        names = [f"{name} {v + 1}" for name in names for v in range(variants)]
     pictures, frames = run.pictures, run.frames if args.animation else None
     probabilities = model.predict(list(pictures))
     for name, picture, row, unmoved in zip(names, pictures, probabilities, run.unmoved):

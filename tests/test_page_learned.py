@@ -70,6 +70,7 @@ def test_pictures_the_optimisation_did_not_move_are_captioned_as_such_not_as_pre
     import numpy as np
 
     from explainers import learned
+    from explainers.parameterisations import PARAMETERISATIONS
     from explainers.settings import DATA_ROOTS_ENV
     from helpers import open_own_model
 
@@ -105,5 +106,44 @@ def test_pictures_the_optimisation_did_not_move_are_captioned_as_such_not_as_pre
     next(b for b in at.button if b.key == "learned_run").click().run()
     assert not at.exception, at.exception
     pictures = [c for c in captions() if c.startswith("features channel") and ("sees" in c or "did not move" in c)]
-    assert pictures == ["features channel 1. The model sees: " + pictures[0].split("The model sees: ")[-1],
-                        "features channel 0. " + learned.UNMOVED_NOTE.format(target="channel")]
+    fourier = PARAMETERISATIONS["fourier"].label  # each picture names its parameterisation
+    assert pictures == [f"features channel 1, {fourier}. The model sees: " + pictures[0].split("The model sees: ")[-1],
+                        f"features channel 0, {fourier}. " + learned.UNMOVED_NOTE.format(target="channel")]
+
+
+def test_each_picture_names_its_parameterisation_and_stands_beside_pixel_space_on_request(page):
+    from explainers.parameterisations import PARAMETERISATIONS
+
+    fourier, pixel = PARAMETERISATIONS["fourier"].label, PARAMETERISATIONS["pixel"].label
+    classes = page.multiselect(key="learned_classes")
+    classes.set_value(["3", "7"])
+    page.slider(key="learned_optimisation__steps").set_value(20)
+    page.run()
+    alone = next(b for b in page.button if b.key == "learned_run").label
+    page.toggle(key="learned_beside_pixels").set_value(True).run()
+    beside = next(b for b in page.button if b.key == "learned_run").label
+    # Two runs of as many pictures: the stated cost doubles (each end of the range, rounded).
+    low = lambda label: int(re.search(r"about (\d+)", label).group(1)) if "about" in label else 0  # noqa: E731
+    assert low(beside) >= 2 * low(alone) - 1, (alone, beside)
+    next(b for b in page.button if b.key == "learned_run").click().run()
+    assert not page.exception, page.exception
+    captions = [img.caption for image in page.image for img in image.proto.imgs if img.caption]
+    made = [c for c in captions if "The model sees" in c or "did not move" in c]
+    assert [c.split(".")[0] for c in made] == [f"3, {fourier}", f"3, {pixel}", f"7, {fourier}", f"7, {pixel}"]
+    told = next(c.value for c in page.caption if "as the class they were made for" in c.value)
+    assert re.search(rf"\({re.escape(fourier)}; \d of 2 in {re.escape(pixel)}\)", told), told
+    # Pixel space chosen, there is nothing to stand beside: no toggle.
+    page.radio(key="learned_optimisation__parameterisation").set_value("pixel").run()
+    assert not [t for t in page.toggle if t.key == "learned_beside_pixels"]
+
+
+def test_variants_are_numbered_under_their_class(page):
+    page.multiselect(key="learned_classes").set_value(["3"])
+    page.slider(key="learned_optimisation__steps").set_value(20)
+    page.slider(key="learned_optimisation__variants").set_value(3)
+    page.run()
+    next(b for b in page.button if b.key == "learned_run").click().run()
+    assert not page.exception, page.exception
+    captions = [img.caption for image in page.image for img in image.proto.imgs if img.caption]
+    assert [c.split(",")[0] for c in captions if "The model sees" in c or "did not move" in c] == [
+        "3 (1 of 3)", "3 (2 of 3)", "3 (3 of 3)"]

@@ -157,9 +157,13 @@ def test_every_optimisation_setting_in_a_link_is_clamped_to_the_bounds_its_widge
 
     own = view_settings.LEARNED
     keys = {param.name: param_widgets.key(own.name, param.name, view_settings.LEARNED_PREFIX) for param in own.params}
-    at = _open({keys[p.name]: str(p.high * 10 + 1) for p in own.params}, "views/learned.py")
-    shown = {name: next(w for w in at.main if getattr(w, "key", None) == key).value for name, key in keys.items()}
-    assert shown == {p.name: p.high for p in own.params}
-    learned.Settings(**shown)  # what the page shows, the engine accepts
+    # In pixel space, where every setting applies and so has its widget; the parameterisation has choices, no bounds.
+    bounded = [p for p in own.params if not p.choices]
+    at = _open({keys["parameterisation"]: "pixel", **{keys[p.name]: str(p.high * 10 + 1) for p in bounded}},
+               "views/learned.py")
+    shown = {p.name: next(w for w in at.main if getattr(w, "key", None) == keys[p.name]).value for p in bounded}
+    assert shown == {p.name: p.high for p in bounded}
+    learned.Settings(parameterisation="pixel", **shown)  # what the page shows, the engine accepts
     with pytest.raises(ex.InputError, match="steps"):
-        learned.Settings(steps=int(learned.OPTIMISATION.params[0].high) + 1)
+        learned.Settings(steps=int({p.name: p for p in own.params}["steps"].high) + 1)
+

@@ -190,7 +190,7 @@ def tcav_section(active: bool, model: ex.LoadedModel, data: str, data_roots: tup
                                 max_selections=MAX_CONCEPTS)
     random_choice = row[1].radio("Random images", [FROM_FOLDER, FROM_DATASET] if random_folder else [FROM_DATASET],
                                  key=f"{PREFIX}random", help=RANDOM_IMAGES.help)
-    layer = row[2].selectbox("Layer", model.conv_layers, index=model.conv_layers.index(model.default_cam_layer)
+    layer = row[2].selectbox("Layer", model.conv_layers, format_func=model.layer_label, index=model.conv_layers.index(model.default_cam_layer)
                              if model.default_cam_layer in model.conv_layers else 0, key=f"{PREFIX}layer")
     _start_afresh_when(f"{PREFIX}classes", (present, shortcut_class))
     classes = st.multiselect("Classes to score", present, default=_default_classes(present, shortcut_class),
@@ -273,7 +273,7 @@ def discovery_section(active: bool, model: ex.LoadedModel, data: str, data_roots
     if st.session_state.get(f"{DISCOVER_PREFIX}class") not in present:
         st.session_state[f"{DISCOVER_PREFIX}class"] = shortcut_class if shortcut_class in present else present[0]
     class_name = row[0].selectbox("Class", present, key=f"{DISCOVER_PREFIX}class")
-    layer = row[1].selectbox("Layer", model.conv_layers, index=model.conv_layers.index(model.default_cam_layer)
+    layer = row[1].selectbox("Layer", model.conv_layers, format_func=model.layer_label, index=model.conv_layers.index(model.default_cam_layer)
                              if model.default_cam_layer in model.conv_layers else 0, key=f"{DISCOVER_PREFIX}layer")
     with st.expander("Discovery settings"):
         values = param_widgets.draw(st.container(), FACTORISATION, DISCOVER_PREFIX)

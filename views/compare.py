@@ -62,7 +62,7 @@ with st.expander("Method parameters"):
         params = param_widgets.draw(column, REGISTRY[name])
         layer = None
         if name in LAYER_METHODS:
-            layer = column.selectbox("Layer", model.conv_layers, index=model.conv_layers.index(model.default_cam_layer),
+            layer = column.selectbox("Layer", model.conv_layers, format_func=model.layer_label, index=model.conv_layers.index(model.default_cam_layer),
                                      key=f"cmp_layer_{name}")
         if not params and layer is None:
             column.caption("No parameters.")

@@ -108,6 +108,7 @@ def _asked(model: ex.LoadedModel, scan: ex.datasets.DatasetScan) -> Asked:
     cam_layer = None
     if use_cam:
         cam_layer = settings_row[1].selectbox("Grad-CAM layer", model.conv_layers, key="ds_cam_layer",
+                                              format_func=model.layer_label,
                                               index=model.conv_layers.index(model.default_cam_layer))
     batch_size = param_widgets.widget(settings_row[2], BATCH, "ds_batch")
     st.caption(f"{len(scan.folders)} class folders matched {mapping.mode}; Grad-CAM of each image's predicted class "

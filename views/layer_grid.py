@@ -41,7 +41,7 @@ if layer_mode == "By name":
     if chosen_layers and not set(chosen_layers) & set(model.conv_layers):
         # Chosen for another model (switched in the sidebar): this one's defaults, not an empty grid.
         st.session_state["grid_layers"] = list(model.default_layers)
-    layers = right.multiselect("Layers (in graph order)", model.conv_layers, default=list(model.default_layers),
+    layers = right.multiselect("Layers (in graph order)", model.conv_layers, format_func=model.layer_label, default=list(model.default_layers),
                                key="grid_layers")
     layers = [path for path in model.conv_layers if path in layers]  # shallow to deep, whatever the click order
 else:
@@ -100,7 +100,7 @@ def cell_picture(image: int, map_: np.ndarray, marked: bool) -> bytes:
 
 
 digests = [cached.digest(image) for image in selection.images]
-column_labels = ["image"] + [f"{layer} · {infos[layer].resolution}" for layer in layers]
+column_labels = ["image"] + [infos[layer].heading for layer in layers]
 weights = [1.0] + [1.0] * len(layers)
 for b, (title, classes) in enumerate(bands):
     st.subheader(title)

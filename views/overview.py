@@ -56,11 +56,13 @@ else:
         "Layer",
         model.conv_layers,
         index=model.conv_layers.index(model.default_cam_layer),
+        format_func=model.layer_label,
         key="overview_layer",
-        help="Every layer with a spatial output, in graph order; layers inside a nested base network included.",
+        help="Every layer with a spatial output, in graph order; layers inside a nested base network included; and "
+             "a Vision Transformer's blocks, their patch tokens laid on the patch grid.",
     )
     info = infos[layer]
-    st.caption(f"{info.class_name} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
+    st.caption(f"{info.kind} · {info.resolution} · {info.channels} channels · Grad-CAM for each image's top class")
     if selection.names and budget.approved(
             "overview", (model.fingerprint, layer, tuple(digests)),
             estimates.estimate_seconds(model, selection.images, "gradcam", layer=layer),
@@ -83,7 +85,7 @@ else:
         st.dataframe(
             pd.DataFrame(
                 [
-                    {"layer": info.path, "type": info.class_name, "resolution": info.resolution, "channels": info.channels}
+                    {"layer": info.path, "type": info.kind, "resolution": info.resolution, "channels": info.channels}
                     for info in model.layers
                 ]
             ),

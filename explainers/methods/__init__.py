@@ -7,7 +7,7 @@ module, and every page, link, report and CLI option follows from it.
 
 # The families, in the order the pages list their methods.
 # isort: off
-from explainers.methods import gradients, propagation, cams, perturbation  # noqa: F401
+from explainers.methods import gradients, propagation, cams, perturbation, attention  # noqa: F401
 # isort: on
 from explainers.methods.cams import combine_cam, gradient_cams, register_gradient_cam  # noqa: E402
 from explainers.methods.gradients import BASELINE_PARAMS, baseline_input  # noqa: E402

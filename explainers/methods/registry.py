@@ -152,13 +152,13 @@ class Param:
 
 
 # Two colour-blind-aware qualitative schemes, one after the other: Paul Tol's "muted" (nine colours), then
-# Okabe & Ito's (eight), then the two of Tol's "vibrant" not close to either (magenta, grey): 19 colours, one
+# Okabe & Ito's (eight), then four of Tol's "vibrant" (magenta, grey, blue, red): 21 colours, one
 # per registered method. Methods take them in registration order. Some colours of the second scheme are close
 # to one of the first (sky blue and cyan, yellow and sand); the order below gives each such pair different
 # point shapes, so every method shown together differs in colour and in shape.
 PALETTE = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499",
            "#E69F00", "#56B4E9", "#CC79A7", "#009E73", "#0072B2", "#F0E442", "#D55E00", "#000000",
-           "#EE3377", "#BBBBBB")
+           "#EE3377", "#BBBBBB", "#0077BB", "#CC3311")
 # Point shapes, by their Vega-Lite names (reports map them to Matplotlib markers), taken in registration order
 # like the colours: with 19 colours and 8 shapes, no two of the first 152 methods share both.
 SHAPES = ("circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-left", "triangle-right")

@@ -82,6 +82,10 @@ class LoadedModel:
         """Compiled passes over this model, built on first use, and their measured cost (``pass_seconds()``)."""
         return Runtime(self.model, self.output_kind, self.network_fingerprint)
 
+    def layer_label(self, path: str) -> str:
+        """What a layer picker shows for ``path``: a transformer block's tokens as "block N (tokens → 8×8) · path"."""
+        return next((info.label for info in self.layers if info.path == path), path)
+
     @property
     def default_cam_layer(self) -> str | None:
         """The last spatial layer that is not pooling: where Grad-CAM looks by default."""

@@ -1,7 +1,9 @@
 """Keras's private graph API, reached from here only: the one module that reads a private Keras attribute.
 
 The probe replays a model's graph operation by operation (``runtime.probe``), and a model file's outputs are named by
-the layers producing them (``models.files``). Keras 3 has no public way to do either, so each private access sits
+the layers producing them (``models.files``). A layer whose ``call`` is Python code (keras-hub's ViT encoder, say) has
+no graph to replay, so the probe finds the layers it holds and observes their calls during a pass. Keras 3 has no
+public way to do any of this, so each private access sits
 behind one named function below. ``tests/test_keras_internals.py`` checks every function against what the public
 API says on small models (Functional, Sequential, a model nested as a layer), so a Keras upgrade that changes these
 internals fails there, in one place, by name; ``tests/test_architecture.py`` keeps every other module off them.
@@ -9,7 +11,8 @@ internals fails there, in one place, by name; ``tests/test_architecture.py`` kee
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -46,3 +49,20 @@ def run_through_graph(graph_model: keras.Model, inputs: Any,
 def first_input(operation: keras.Operation) -> keras.KerasTensor:
     """The (first) tensor ``operation`` was first called on, in the graph it was first called in."""
     return operation._inbound_nodes[0].input_tensors[0]
+
+
+def held_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers ``layer`` holds directly (as attributes, or in lists of them), in the order it assigned them."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+@contextlib.contextmanager
+def call_replaced(layer: keras.layers.Layer, replacement: Callable[..., Any]) -> Iterator[None]:
+    """While inside, ``layer(...)`` runs ``replacement(*args, **kwargs)`` instead of the layer's own ``call`` (which
+    ``replacement`` may still call as ``type(layer).call(layer, ...)``); Keras's ``__call__`` around it is unchanged.
+    """
+    object.__setattr__(layer, "call", replacement)  # an instance attribute, past Keras's attribute tracking
+    try:
+        yield
+    finally:
+        object.__delattr__(layer, "call")

@@ -35,8 +35,9 @@ MAX_COMPILED_PROBES = 24  # per model: a probe and its traced passes hold graphs
 class PassResult:
     """One pass's results for a batch, as NumPy arrays; a forward pass leaves the gradients empty."""
 
-    activations: list[np.ndarray]  # per layer (N, h, w, K)
-    layer_gradients: list[np.ndarray]  # per layer (N, h, w, K), d score / d activation
+    # per layer (N, h, w, K): a block's tokens laid on their patch grid; an attention layer's scores (N, heads, T, T)
+    activations: list[np.ndarray]
+    layer_gradients: list[np.ndarray]  # per layer, like the activations: d score / d activation
     input_gradients: np.ndarray | None  # (N, H, W, C) d score / d input (with a rule: the modified gradient)
     logits: np.ndarray  # (N, classes)
     classes: np.ndarray  # (N,) the explained class of each image (TOP1 resolved)
@@ -130,9 +131,7 @@ class _CompiledProbe:
         return self._passes[key](x, targets)
 
     def _outputs(self, x):
-        outputs = self.probe.model(x, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return list(outputs[:-1]), outputs[-1]
+        return self.probe.run(x)
 
     def _run(self, x, targets, backward: bool, wrt_input: bool):
         # The Rescale rule's batch is [inputs; baselines] with one target per input: every
@@ -147,7 +146,7 @@ class _CompiledProbe:
         if not backward:
             activations, every_logit = self._outputs(x)
             logits = every_logit[:n] if paired else every_logit
-            return inputs_half(activations), [], x[:0], every_logit, choose_classes(logits, targets)
+            return self._laid_out(inputs_half(activations)), [], x[:0], every_logit, choose_classes(logits, targets)
         with tf.GradientTape() as tape:
             tape.watch(x)
             activations, every_logit = self._outputs(x)
@@ -160,7 +159,13 @@ class _CompiledProbe:
         sources = activations + ([x] if wrt_input else [])
         grads = inputs_half(tape.gradient(scores, sources))
         input_grads = grads[-1] if wrt_input else x[:0]
-        return inputs_half(activations), grads[: len(activations)], input_grads, every_logit, classes
+        return (self._laid_out(inputs_half(activations)), self._laid_out(grads[: len(activations)]), input_grads,
+                every_logit, classes)
+
+    def _laid_out(self, tensors: list) -> list:
+        """Token tensors (and their gradients) on their patch grids (``Probe.grids``); other tensors as they are."""
+        grids = self.probe.grids or (None,) * len(tensors)
+        return [t if grid is None else grid.lay_out(t) for t, grid in zip(tensors, grids, strict=True)]
 
 
 class Runtime:

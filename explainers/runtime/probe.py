@@ -27,13 +27,24 @@ predictions in other sessions are unaffected.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
 
-from explainers.models.layers import PATH_SEPARATOR
-from explainers.runtime.keras_internals import first_input, producing_operation, run_through_graph
+from explainers.models.transformers import (
+    ATTENTION_SCORES,
+    PATH_SEPARATOR,
+    AttentionSite,
+    TokenGrid,
+    addressed_part,
+    attention_sites,
+    input_size,
+)
+from explainers.runtime.keras_internals import call_replaced, first_input, producing_operation, run_through_graph
 
 # How the model's final layer turns scores into its output; decides how a class is scored.
 SOFTMAX, SIGMOID, LINEAR = "softmax", "sigmoid", "linear"
@@ -258,14 +269,83 @@ def _without_activation(op):
     return twin
 
 
+@dataclass(frozen=True)
+class Observed:
+    """A path a pass reads by observing an attention layer's call: its scores, or its query tokens."""
+
+    site: AttentionSite
+    part: str  # ATTENTION_SCORES or QUERY_TOKENS
+
+
 @dataclass
 class Probe:
-    """A flat model: ``model(x) -> [activation per layer path..., scores]``, scores pre-activation."""
+    """A flat model: ``model(x) -> [activation per graph path..., scores]``, scores pre-activation; ``run(x)`` adds
+    what the pass observes (``observed``) and gives every path's tensor in ``layer_paths`` order.
+
+    A path may name a transformer block's tokens, ``(N, T, D)``: ``grids`` says, per path, how the pass lays them (and
+    their gradients) out as ``(N, rows, cols, D)``. The tensors themselves are returned, since a gradient is taken
+    with respect to a tensor on the way to the scores, and a reshaped copy is not on it.
+    """
 
     model: keras.Model
     layer_paths: tuple[str, ...]
     output_kind: str
     rule: str | None = None  # RESCALE: the model's batch is [inputs; baselines]
+    grids: tuple[TokenGrid | None, ...] = ()
+    observed: dict[str, Observed] = field(default_factory=dict)  # by path; every other path is a graph output
+
+    def run(self, x) -> tuple[list, object]:
+        """``([tensor per layer path], scores)`` for a batch; call it where the gradients are taped."""
+        with _observing({o.site.layer for o in self.observed.values()}) as seen:
+            outputs = self.model(x, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        from_graph = iter(outputs[:-1])
+        tensors = []
+        for path in self.layer_paths:
+            observed = self.observed.get(path)
+            if observed is None:
+                tensors.append(next(from_graph))
+                continue
+            query, scores = seen[id(observed.site.layer)]
+            tensors.append(scores if observed.part == ATTENTION_SCORES else query)
+        return tensors, outputs[-1]
+
+
+@contextlib.contextmanager
+def _observing(layers: set) -> Iterator[dict[int, tuple]]:
+    """While inside, each attention layer of ``layers`` called by this thread also computes its scores, and its first
+    call's ``(query, scores)`` is kept by ``id(layer)``; other threads' calls run as usual."""
+    seen: dict[int, tuple] = {}
+    owner = threading.get_ident()
+
+    def observer(layer):
+        def call(*args, **kwargs):
+            if threading.get_ident() != owner:
+                return type(layer).call(layer, *args, **kwargs)
+            wanted = kwargs.get("return_attention_scores", False)
+            output, scores = type(layer).call(layer, *args, **dict(kwargs, return_attention_scores=True))
+            seen.setdefault(id(layer), (args[0] if args else kwargs["query"], scores))
+            return (output, scores) if wanted else output
+
+        return call
+
+    with contextlib.ExitStack() as stack:
+        for layer in layers:
+            stack.enter_context(call_replaced(layer, observer(layer)))
+        yield seen
+
+
+def _grid_of(path: str, shape: tuple, size: tuple[int, int] | None) -> TokenGrid | None:
+    """The patch grid of a token tensor of ``shape``; None for a spatial one or attention scores. KeyError (the
+    probe's one error for a layer it cannot expose) naming the path when a 3-D output lies on no patch grid."""
+    part = addressed_part(path)
+    if (part is not None and part[1] == ATTENTION_SCORES) or len(shape) != 3:
+        return None
+    grid = TokenGrid.of(shape[1], size) if size and shape[1] else None
+    if grid is None:
+        raise KeyError(f"the tokens of layer '{path}' ({shape[1]} of them) lie on no patch grid of the input picture, "
+                       f"so no map can be drawn from them")
+    return grid
 
 
 def build_probe(model: keras.Model, layer_paths: tuple[str, ...] = (), rule: str | None = None,
@@ -291,6 +371,9 @@ def build_probe(model: keras.Model, layer_paths: tuple[str, ...] = (), rule: str
     # One instance each, called at every site: auto-named layers could clash with the model's own names.
     rule_gradient = _RuleGradient(rule, epsilon, name=f"probe_{rule}") if rule not in (None, GUIDED) else None
     splits: dict[int, _SplitActivation] = {}  # per fused layer, so a shared layer is split once
+    sites = {site.path: site for site in attention_sites(model)} if any(map(addressed_part, layer_paths)) else {}
+    observed = {p: Observed(sites[part[0]], part[1]) for p in layer_paths
+                if (part := addressed_part(p)) is not None and part[0] in sites}
 
     def with_rule(op, args, kwargs):
         site = _rule_site(op, rule)
@@ -310,13 +393,14 @@ def build_probe(model: keras.Model, layer_paths: tuple[str, ...] = (), rule: str
                 return lambda x, *args, **kwargs: replay(op, x, f"{prefix}{op.name}{PATH_SEPARATOR}")
 
             def record(*args, **kwargs):
+                path = f"{prefix}{op.name}"
                 if op is final and kind != LINEAR:
                     out = head(*args, **kwargs)  # the logits: no activation left for a rule to change
                 else:
                     out = with_rule(op, args, kwargs)
                 if gate is not None and _is_relu(op):
                     out = gate(out)
-                captured[f"{prefix}{op.name}"] = out
+                captured[path] = out
                 return out
 
             return record
@@ -325,11 +409,25 @@ def build_probe(model: keras.Model, layer_paths: tuple[str, ...] = (), rule: str
 
     inputs = keras.Input(model.inputs[0].shape[1:], name="probe_input")
     outputs = keras.tree.flatten(replay(model, inputs, ""))
-    missing = [p for p in layer_paths if p not in captured]
+    missing = [p for p in layer_paths if p not in captured and p not in observed]
     if missing:
         raise KeyError(f"the model has no layer '{missing[0]}'")
-    flat = keras.Model(inputs, [captured[p] for p in layer_paths] + [outputs[0]], name=f"{model.name}_probe")
-    return Probe(flat, tuple(layer_paths), kind, rule)
+    graph_paths = [p for p in layer_paths if p not in observed]
+    flat = keras.Model(inputs, [captured[p] for p in graph_paths] + [outputs[0]], name=f"{model.name}_probe")
+    probe = Probe(flat, tuple(layer_paths), kind, rule, observed=observed)
+    if observed:  # their shapes are known only from a call: one symbolic run of the flat model
+        shapes = [tuple(t.shape) for t in keras.tree.flatten(_symbolic_run(probe))]
+    else:
+        shapes = [tuple(captured[p].shape) for p in layer_paths]
+    size = input_size(model)
+    probe.grids = tuple(_grid_of(p, shape, size) for p, shape in zip(layer_paths, shapes, strict=True))
+    return probe
+
+
+def _symbolic_run(probe: Probe) -> list:
+    """The tensors ``probe.run`` gives, traced once on a one-picture batch in a throwaway graph."""
+    spec = tf.TensorSpec((1, *probe.model.inputs[0].shape[1:]), tf.float32)
+    return tf.function(lambda x: probe.run(x)[0], autograph=False).get_concrete_function(spec).structured_outputs
 
 
 def cam_head(model: keras.Model) -> tuple[str, keras.layers.Dense] | None:
