@@ -1,7 +1,7 @@
 """Methods read from a Vision Transformer's attention: attention rollout and gradient-weighted attention.
 
 Both read every ``keras.layers.MultiHeadAttention`` of the model's graph, whose scores ``(N, heads, T, T)`` the probe
-exposes (``models.layers.attention_path``), and end with the row of the token the head reads: the class token's row
+exposes (``models.transformers.attention_path``), and end with the row of the token the head reads: the class token's row
 when the tokens carry extra ones before the patches (``TokenGrid``), otherwise the mean of the patch tokens' rows (a
 model pooling its tokens reads them all alike). That row's patch entries, laid on the patch grid, are the map.
 """

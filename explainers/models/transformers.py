@@ -64,8 +64,12 @@ class AttentionSite:
 
     path: str  # "block1_attention", or "vit_backbone/vit_encoder/transformer_block_1/mha" inside a Python call
     layer: keras.layers.MultiHeadAttention
-    in_graph: bool  # a node of a functional graph; False: inside a layer's Python call, observed during a pass
-    container: keras.layers.Layer | None = None  # for an observed one, the graph's layer whose call holds it
+    container: keras.layers.Layer | None = None  # the graph's layer whose Python call holds it; None: a graph node
+
+    @property
+    def in_graph(self) -> bool:
+        """A node of a functional graph; otherwise inside a layer's Python call, observed during a pass."""
+        return self.container is None
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,9 @@ def attention_sites(model: keras.Model, prefix: str = "") -> list[AttentionSite]
         if isinstance(layer, keras.Model):
             found.extend(attention_sites(layer, f"{path}{PATH_SEPARATOR}"))
         elif isinstance(layer, keras.layers.MultiHeadAttention):
-            found.append(AttentionSite(path, layer, in_graph=True))
+            found.append(AttentionSite(path, layer))
         else:
-            found.extend(AttentionSite(inner_path, inner, in_graph=False, container=layer)
+            found.extend(AttentionSite(inner_path, inner, container=layer)
                          for inner_path, inner in _held_attention(layer, f"{path}{PATH_SEPARATOR}"))
     return found
 
